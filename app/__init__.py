@@ -1,0 +1,1 @@
+"""qx-dsr: data-subject requests under Korea's Personal Information Protection Act."""

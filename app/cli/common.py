@@ -1,0 +1,45 @@
+"""Helpers shared by CLI commands: settings, the database, error exits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import typer
+
+from app.config import ConfigError, Settings, check_production, ensure_keys, get_settings
+from app.db import Database, database_url
+from app.observability import configure_logging
+
+T = TypeVar("T")
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, keys filled (dev) or checked (prod); exits with the reason."""
+    try:
+        settings = ensure_keys(get_settings())
+        check_production(settings)
+    except ConfigError as exc:
+        typer.secho(f"configuration error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+    configure_logging(settings.log_level)
+    return settings
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[Database]:
+    url = await asyncio.to_thread(database_url, settings)
+    db = Database.connect(url, pool_size=settings.db_pool_size)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    async def wrapper() -> T:
+        return await coro_fn()
+
+    return asyncio.run(wrapper())

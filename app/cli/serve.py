@@ -1,0 +1,68 @@
+"""`dsr serve` and `dsr worker`."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import typer
+import uvicorn
+
+from app.cli.common import load_settings, open_database
+from app.clock import SystemClock
+from app.db import database_url
+from app.main import create_app, http_client
+from app.migrate import upgrade
+from app.services.crypto import Crypto
+from app.worker import Worker, WorkerContext, build_registry
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
+    port: int = typer.Option(8000, help="Port to listen on"),
+    no_worker: bool = typer.Option(False, "--no-worker", help="Serve the API only"),
+) -> None:
+    """Migrate the database, then serve the API (with the worker loop unless --no-worker)."""
+    settings = load_settings()
+    if no_worker:
+        settings = settings.model_copy(update={"run_worker": False})
+    url = database_url(settings)
+    upgrade(url)
+    app = create_app(settings)
+    typer.echo(f"qx-dsr on http://{host}:{port} (API docs at /docs)")
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+
+
+def worker(
+    once: bool = typer.Option(False, "--once", help="Send what is due, then exit"),
+) -> None:
+    """Run the worker loop alone (scale out with several on one database)."""
+    settings = load_settings()
+
+    async def main() -> None:
+        async with open_database(settings) as db, http_client() as http:
+            ctx = WorkerContext(
+                settings=settings,
+                db=db,
+                crypto=Crypto.from_settings(settings),
+                clock=SystemClock(),
+                http=http,
+            )
+            loop_worker = Worker(ctx, build_registry())
+            if once:
+                await loop_worker.run_periodic()
+                count = await loop_worker.drain()
+                typer.echo(f"handled {count} messages")
+                return
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await loop_worker.run_forever(stop)
+
+    asyncio.run(main())
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command()(serve)
+    cli.command()(worker)

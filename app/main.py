@@ -1,0 +1,106 @@
+"""create_app(): routers, error handlers, middleware, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from app.clock import Clock, SystemClock
+from app.config import Settings, check_production, ensure_keys, get_settings
+from app.db import Database, database_url
+from app.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, RequestIdMiddleware
+from app.migrate import head_revision
+from app.observability import Metrics
+from app.problems import install_problem_handlers
+from app.routers import health
+from app.security import TokenService
+from app.services.crypto import Crypto
+from app.worker import Worker, WorkerContext, build_registry
+
+logger = logging.getLogger("dsr.app")
+
+API_DESCRIPTION = """
+Data-subject requests under Korea's Personal Information Protection Act (PIPA):
+access, correction, deletion and suspension of processing, answered within 10 days.
+
+Errors are RFC 9457 `application/problem+json` with a stable `code`.
+"""
+
+
+def http_client() -> httpx.AsyncClient:
+    """The one outbound HTTP client: gateways, processors' webhooks, internal sources."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(15.0, connect=5.0),
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+        headers={"User-Agent": "qx-dsr"},
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    url = await asyncio.to_thread(database_url, settings)
+    app.state.db = Database.connect(url, pool_size=settings.db_pool_size)
+    app.state.http = http_client()
+    stop = asyncio.Event()
+    worker_task: asyncio.Task[None] | None = None
+    if app.state.start_worker:
+        ctx = WorkerContext(
+            settings=settings,
+            db=app.state.db,
+            crypto=app.state.crypto,
+            clock=app.state.clock,
+            http=app.state.http,
+        )
+        worker_task = asyncio.create_task(Worker(ctx, build_registry()).run_forever(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        if worker_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker_task
+        await app.state.http.aclose()
+        await app.state.db.dispose()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    start_worker: bool | None = None,
+) -> FastAPI:
+    """Build the application. Nothing connects until the lifespan starts."""
+    settings = ensure_keys(settings or get_settings())
+    check_production(settings)
+    app = FastAPI(
+        title="qx-dsr",
+        version="1.0.0",
+        summary="Data-subject requests (PIPA) for a parcel carrier",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    metrics = Metrics()
+    app.state.settings = settings
+    app.state.clock = clock or SystemClock()
+    app.state.crypto = Crypto.from_settings(settings)
+    app.state.tokens = TokenService(settings)
+    app.state.metrics = metrics
+    app.state.schema_head = head_revision()
+    app.state.start_worker = settings.run_worker if start_worker is None else start_worker
+
+    install_problem_handlers(app)
+    app.include_router(health.router)
+
+    # Outermost first: the request id must exist before anything logs.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLogMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,7 @@
+"""Tables. Import every model module here so Alembic and the tests see the full metadata."""
+
+from app.models.base import metadata
+from app.models.outbox import OutboxMessage
+from app.models.subject import SubjectIdentifier
+
+__all__ = ["OutboxMessage", "SubjectIdentifier", "metadata"]

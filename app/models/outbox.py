@@ -1,0 +1,46 @@
+"""The transactional outbox: everything that leaves the service is a row here first."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from app.models.base import timestamp, uuid_pk
+
+
+class OutboxMessage(SQLModel, table=True):
+    """One message to send (SMS/e-mail notice, processor webhook) or one job for the worker.
+
+    Written in the same transaction as the change that causes it; claimed by workers with
+    ``FOR UPDATE SKIP LOCKED``; its id is stable across retries (the receiver's idempotency key).
+    """
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (
+        sa.Index("ix_outbox_message_due", "status", "next_attempt_at"),
+        sa.CheckConstraint(
+            "status IN ('pending', 'delivered', 'dead', 'cancelled')", name="status"
+        ),
+    )
+
+    id: uuid.UUID = uuid_pk()
+    kind: str = Field(max_length=32, index=True)  # notification | webhook | job
+    topic: str = Field(max_length=64)  # template, event type or job name
+    target: str | None = Field(default=None, max_length=64, index=True)  # channel or processor code
+    # Encrypted JSON: payloads hold destinations and personal data.
+    payload: bytes = Field(sa_type=sa.LargeBinary)
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    max_attempts: int | None = None
+    next_attempt_at: datetime = timestamp()
+    created_at: datetime = timestamp()
+    updated_at: datetime = timestamp()
+    delivered_at: datetime | None = timestamp(nullable=True)
+    last_error: str | None = Field(default=None, max_length=1024)
+    # The request this message belongs to, if any (no FK: the outbox outlives requests).
+    request_ref: uuid.UUID | None = Field(default=None, sa_type=sa.Uuid, index=True)
+    # Set for notices that must go at most once (e.g. "received" for a request).
+    dedupe_key: str | None = Field(default=None, max_length=200, unique=True)

@@ -1,0 +1,120 @@
+"""Structured JSON logs and Prometheus metrics.
+
+Logs carry only what is named in SAFE_FIELDS: never request bodies, query strings, identifiers
+or codes. Call sites pass facts through ``extra={...}``; anything else is dropped.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+
+# The only extra fields a log line may carry: add one only if it can never hold personal data.
+SAFE_FIELDS = frozenset(
+    {
+        "event",
+        "method",
+        "route",
+        "status",
+        "duration_ms",
+        "client",
+        "kind",
+        "topic",
+        "message_id",
+        "attempt",
+        "outcome",
+        "processor",
+        "request_ref",
+        "count",
+        "error_type",
+        "role",
+        "channel",
+        "delay_s",
+        "job",
+        "request_id",
+    }
+)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        request_id = record.__dict__.get("request_id") or request_id_var.get()
+        if request_id:
+            line["request_id"] = request_id
+        for key in SAFE_FIELDS:
+            if key in record.__dict__:
+                line[key] = record.__dict__[key]
+        if record.exc_info and record.exc_info[0] is not None:
+            # The type only: exception messages from drivers can echo bound values.
+            line["exc_type"] = record.exc_info[0].__name__
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Route every logger (ours, uvicorn's) through one JSON handler on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # uvicorn's access log prints full paths and query strings; ours logs route templates.
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    # httpx logs full outbound URLs at INFO; keep only its warnings.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+class Metrics:
+    """The app's metrics in a registry of its own (one per app, so tests don't share state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "dsr_http_requests_total",
+            "HTTP requests by route template, method and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "dsr_http_request_duration_seconds",
+            "HTTP request latency by route template",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.outbox_pending = Gauge(
+            "dsr_outbox_pending",
+            "Outbox messages waiting to be sent, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.outbox_oldest_pending_age = Gauge(
+            "dsr_outbox_oldest_pending_age_seconds",
+            "Age of the oldest pending outbox message, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.outbox_dead = Gauge(
+            "dsr_outbox_dead",
+            "Outbox messages that exhausted their retries, by kind",
+            ["kind"],
+            registry=self.registry,
+        )

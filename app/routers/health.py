@@ -1,0 +1,40 @@
+"""Operations: liveness, readiness, metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.deps import ClockDep
+from app.schemas.common import HealthStatus
+from app.services import health
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=HealthStatus, summary="The process is up")
+async def healthz() -> HealthStatus:
+    return HealthStatus(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=HealthStatus,
+    summary="The database is reachable and its schema is at head",
+    responses={503: {"description": "Not ready", "content": {"application/problem+json": {}}}},
+)
+async def readyz(request: Request) -> HealthStatus:
+    await health.check_ready(request.app.state.db, expected_head=request.app.state.schema_head)
+    return HealthStatus(status="ready")
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+async def metrics(request: Request, clock: ClockDep) -> Response:
+    app_metrics = request.app.state.metrics
+    await health.refresh_gauges(request.app.state.db, app_metrics, now=clock.now())
+    return Response(generate_latest(app_metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,32 @@
+"""Bodies shared by every router."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class HealthStatus(BaseModel):
+    status: str
+
+
+class ProblemDetail(BaseModel):
+    """RFC 9457 problem details; ``code`` is stable and safe to branch on."""
+
+    type: str = Field(examples=["urn:qx-dsr:problem:not-found"])
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    code: str
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="Field errors: JSON pointer into the body and a message"
+    )
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ProblemDetail, "content": {"application/problem+json": {}}}
+    for status in (400, 401, 403, 404, 409, 422, 429)
+}

@@ -1,0 +1,1 @@
+"""The domain: rules live here and never import FastAPI."""

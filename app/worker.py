@@ -1,0 +1,221 @@
+"""The worker loop: sends what the outbox holds and runs periodic jobs.
+
+Stateless: any number of workers may run against one database. Handlers are registered per
+message ``kind`` (or ``kind:topic`` for a more specific one) by ``build_handlers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from app.clock import Clock
+from app.config import Settings
+from app.db import Database
+from app.models import OutboxMessage
+from app.services import outbox
+from app.services.crypto import Crypto
+
+logger = logging.getLogger("dsr.worker")
+
+# Default retry schedule for messages whose handler does not choose its own delay.
+DEFAULT_BACKOFF = (5, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 * 3600)
+
+
+@dataclass(frozen=True)
+class Sent:
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Retry:
+    error: str
+    delay: timedelta | None = None  # None: the default backoff for this attempt
+
+
+@dataclass(frozen=True)
+class Dead:
+    error: str
+
+
+Outcome = Sent | Retry | Dead
+
+
+@dataclass
+class WorkerContext:
+    """What handlers may use; built once per worker process (or per test)."""
+
+    settings: Settings
+    db: Database
+    crypto: Crypto
+    clock: Clock
+    http: httpx.AsyncClient
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[OutboxMessage, Any, WorkerContext], Awaitable[Outcome]]
+DeadHook = Callable[[OutboxMessage, str, WorkerContext], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    name: str
+    every: timedelta
+    run: Callable[[WorkerContext], Awaitable[int]]
+
+
+@dataclass
+class Registry:
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    on_dead: dict[str, DeadHook] = field(default_factory=dict)
+    periodic: list[PeriodicJob] = field(default_factory=list)
+
+    def handler_for(self, message: OutboxMessage) -> Handler | None:
+        return self.handlers.get(f"{message.kind}:{message.topic}") or self.handlers.get(
+            message.kind
+        )
+
+
+def build_registry() -> Registry:
+    """Every handler and periodic job the worker runs. Add new kinds here."""
+    return Registry()
+
+
+def backoff_delay(attempt: int, schedule: tuple[int, ...] = DEFAULT_BACKOFF) -> timedelta:
+    """Exponential-ish backoff with ±20 % jitter, so retries from many workers spread out."""
+    base = schedule[min(attempt - 1, len(schedule) - 1)]
+    return timedelta(seconds=base * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not security
+
+
+class Worker:
+    def __init__(self, ctx: WorkerContext, registry: Registry) -> None:
+        self.ctx = ctx
+        self.registry = registry
+        self._last_periodic: dict[str, datetime] = {}
+
+    async def run_once(self, *, kinds: list[str] | None = None) -> int:
+        """Claim one batch of due messages and send them; returns how many were handled."""
+        settings = self.ctx.settings
+        async with self.ctx.db.transaction() as session:
+            messages = await outbox.claim_due(
+                session,
+                now=self.ctx.clock.now(),
+                limit=settings.worker_batch_size,
+                lease=timedelta(seconds=settings.worker_lease_seconds),
+                kinds=kinds,
+            )
+        if not messages:
+            return 0
+        await asyncio.gather(*(self._handle(message) for message in messages))
+        return len(messages)
+
+    async def drain(self, *, max_rounds: int = 100, kinds: list[str] | None = None) -> int:
+        """Send until nothing is due (tests and `dsr worker --once`)."""
+        total = 0
+        for _ in range(max_rounds):
+            handled = await self.run_once(kinds=kinds)
+            if handled == 0:
+                break
+            total += handled
+        return total
+
+    async def _handle(self, message: OutboxMessage) -> None:
+        handler = self.registry.handler_for(message)
+        try:
+            if handler is None:
+                outcome: Outcome = Dead(f"no handler for {message.kind}:{message.topic}")
+            else:
+                payload = outbox.read_payload(self.ctx.crypto, message)
+                outcome = await handler(message, payload, self.ctx)
+        except Exception as exc:  # a handler bug must not stop the loop or lose the message
+            logger.exception(
+                "handler failed",
+                extra={
+                    "event": "worker.handler_error",
+                    "kind": message.kind,
+                    "topic": message.topic,
+                },
+            )
+            outcome = Retry(f"handler error: {type(exc).__name__}")
+        await self._record(message, outcome)
+
+    async def _record(self, message: OutboxMessage, outcome: Outcome) -> None:
+        now = self.ctx.clock.now()
+        if (
+            isinstance(outcome, Retry)
+            and message.max_attempts is not None
+            and message.attempts >= message.max_attempts
+        ):
+            outcome = Dead(outcome.error)
+        async with self.ctx.db.transaction() as session:
+            if isinstance(outcome, Sent):
+                await outbox.mark_delivered(session, message_id=message.id, now=now)
+            elif isinstance(outcome, Retry):
+                delay = outcome.delay or backoff_delay(message.attempts)
+                await outbox.mark_retry(
+                    session, message_id=message.id, now=now, at=now + delay, error=outcome.error
+                )
+            else:
+                await outbox.mark_dead(session, message_id=message.id, now=now, error=outcome.error)
+        extra = {
+            "event": "worker.outcome",
+            "kind": message.kind,
+            "topic": message.topic,
+            "message_id": str(message.id),
+            "attempt": message.attempts,
+            "outcome": type(outcome).__name__.lower(),
+        }
+        if isinstance(outcome, Dead):
+            logger.error("message dead after retries", extra=extra)
+            hook = self.registry.on_dead.get(message.kind)
+            if hook is not None:
+                await hook(message, outcome.error, self.ctx)
+        else:
+            logger.info("message handled", extra=extra)
+
+    async def run_periodic(self) -> None:
+        """Run each periodic job that is due; an advisory lock keeps it to one worker at a time."""
+        now = self.ctx.clock.now()
+        for job in self.registry.periodic:
+            last = self._last_periodic.get(job.name)
+            if last is not None and now - last < job.every:
+                continue
+            lock_id = zlib.crc32(job.name.encode())
+            async with self.ctx.db.transaction() as session:
+                got = (
+                    await session.execute(sa.select(sa.func.pg_try_advisory_xact_lock(lock_id)))
+                ).scalar()
+                if not got:
+                    continue
+                self._last_periodic[job.name] = now
+                count = await job.run(self.ctx)
+            logger.info(
+                "periodic job done",
+                extra={"event": "worker.periodic", "job": job.name, "count": count},
+            )
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        logger.info("worker started", extra={"event": "worker.started"})
+        while not stop.is_set():
+            try:
+                await self.run_periodic()
+                handled = await self.run_once()
+            except Exception:  # database restart, network: keep going, nothing is lost
+                logger.exception("worker round failed", extra={"event": "worker.round_error"})
+                handled = 0
+            if handled == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        stop.wait(), timeout=self.ctx.settings.worker_poll_seconds
+                    )
+        logger.info("worker stopped", extra={"event": "worker.stopped"})

@@ -1,0 +1,1 @@
+"""Real helpers for tests: loopback HTTP servers, database set-up."""

@@ -1,0 +1,139 @@
+"""A real HTTP server on 127.0.0.1 that records what it receives and answers as scripted.
+
+Used for the SMS/e-mail gateway, processors' webhook receivers and internal data sources.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes | str | dict[str, Any] | list[Any] = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+Responder = Callable[[Received], Reply]
+
+
+class RecordingServer:
+    """Start with ``with RecordingServer() as server:``; ``server.url`` is its base URL."""
+
+    def __init__(self, responder: Responder | None = None) -> None:
+        self.received: list[Received] = []
+        self.script: deque[Reply] = deque()
+        self.responder = responder
+        self.default = Reply(200, {"ok": True})
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                item = Received(
+                    self.command,
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                )
+                with owner._lock:
+                    owner.received.append(item)
+                    reply = owner.script.popleft() if owner.script else None
+                if reply is None:
+                    reply = owner.responder(item) if owner.responder else owner.default
+                if reply.delay:
+                    time.sleep(reply.delay)
+                payload = reply.body
+                if isinstance(payload, dict | list):
+                    payload = json.dumps(payload).encode()
+                    content_type = "application/json"
+                else:
+                    payload = payload.encode() if isinstance(payload, str) else payload
+                    content_type = "text/plain"
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(payload)))
+                    for key, value in reply.headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_POST = do_GET = do_PUT = do_PATCH = do_DELETE = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def reply_next(self, *replies: Reply) -> None:
+        with self._lock:
+            self.script.extend(replies)
+
+    def requests(self, path: str | None = None) -> list[Received]:
+        with self._lock:
+            return [item for item in self.received if path is None or item.path == path]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.received.clear()
+            self.script.clear()
+
+    def start(self) -> RecordingServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> RecordingServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 with nothing listening (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
