@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     db_pool_size: int = 10
 
+    # SMS / e-mail gateway (HTTP). In dev with no URL, messages are printed to the console.
+    sms_gateway_url: str | None = None
+    email_gateway_url: str | None = None
+    gateway_token: str | None = None
+    notice_max_attempts: int = 12
+    default_locale: Literal["ko", "en"] = "ko"
+
     # Worker
     run_worker: bool = Field(default=True, description="run the worker loop inside `dsr serve`")
     worker_poll_seconds: float = 1.0
@@ -110,6 +117,9 @@ def check_production(settings: Settings) -> None:
         return
     if not settings.database_url:
         raise ConfigError("DSR_DATABASE_URL must be set when DSR_ENV=prod")
+    for name in ("sms_gateway_url", "email_gateway_url"):
+        if not getattr(settings, name):
+            raise ConfigError(f"DSR_{name.upper()} must be set when DSR_ENV=prod")
 
 
 @lru_cache

@@ -11,20 +11,21 @@ import contextlib
 import logging
 import random
 import zlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-import httpx
 import sqlalchemy as sa
 
-from app.clock import Clock
-from app.config import Settings
-from app.db import Database
 from app.models import OutboxMessage
-from app.services import outbox
-from app.services.crypto import Crypto
+from app.services import notifications, outbox
+from app.services.tasks import (
+    Dead,
+    Outcome,
+    PeriodicJob,
+    Registry,
+    Retry,
+    Sent,
+    WorkerContext,
+)
 
 logger = logging.getLogger("dsr.worker")
 
@@ -32,63 +33,25 @@ logger = logging.getLogger("dsr.worker")
 DEFAULT_BACKOFF = (5, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 * 3600)
 
 
-@dataclass(frozen=True)
-class Sent:
-    detail: str | None = None
-
-
-@dataclass(frozen=True)
-class Retry:
-    error: str
-    delay: timedelta | None = None  # None: the default backoff for this attempt
-
-
-@dataclass(frozen=True)
-class Dead:
-    error: str
-
-
-Outcome = Sent | Retry | Dead
-
-
-@dataclass
-class WorkerContext:
-    """What handlers may use; built once per worker process (or per test)."""
-
-    settings: Settings
-    db: Database
-    crypto: Crypto
-    clock: Clock
-    http: httpx.AsyncClient
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-Handler = Callable[[OutboxMessage, Any, WorkerContext], Awaitable[Outcome]]
-DeadHook = Callable[[OutboxMessage, str, WorkerContext], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class PeriodicJob:
-    name: str
-    every: timedelta
-    run: Callable[[WorkerContext], Awaitable[int]]
-
-
-@dataclass
-class Registry:
-    handlers: dict[str, Handler] = field(default_factory=dict)
-    on_dead: dict[str, DeadHook] = field(default_factory=dict)
-    periodic: list[PeriodicJob] = field(default_factory=list)
-
-    def handler_for(self, message: OutboxMessage) -> Handler | None:
-        return self.handlers.get(f"{message.kind}:{message.topic}") or self.handlers.get(
-            message.kind
-        )
-
-
 def build_registry() -> Registry:
     """Every handler and periodic job the worker runs. Add new kinds here."""
-    return Registry()
+    return Registry(
+        handlers={"notification": notifications.handle_notification},
+    )
+
+
+__all__ = [
+    "Dead",
+    "Outcome",
+    "PeriodicJob",
+    "Registry",
+    "Retry",
+    "Sent",
+    "Worker",
+    "WorkerContext",
+    "backoff_delay",
+    "build_registry",
+]
 
 
 def backoff_delay(attempt: int, schedule: tuple[int, ...] = DEFAULT_BACKOFF) -> timedelta:

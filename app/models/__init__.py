@@ -1,7 +1,8 @@
 """Tables. Import every model module here so Alembic and the tests see the full metadata."""
 
+from app.models.audit import AuditEntry
 from app.models.base import metadata
 from app.models.outbox import OutboxMessage
 from app.models.subject import SubjectIdentifier
 
-__all__ = ["OutboxMessage", "SubjectIdentifier", "metadata"]
+__all__ = ["AuditEntry", "OutboxMessage", "SubjectIdentifier", "metadata"]

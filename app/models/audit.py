@@ -1,0 +1,35 @@
+"""The audit trail: every state change, decision, notice and staff read, hash-chained."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from app.models.base import timestamp
+
+
+class AuditEntry(SQLModel, table=True):
+    """One audited event. ``hash`` covers the entry and ``prev_hash``, so an edit breaks the chain.
+
+    ``details`` must never hold personal data: ids, codes, counts and reasons only.
+    """
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, primary_key=True))
+    at: datetime = timestamp(index=True)
+    actor: str = Field(max_length=128, index=True)
+    role: str = Field(max_length=32)
+    action: str = Field(max_length=64, index=True)
+    target_type: str | None = Field(default=None, max_length=32)
+    target_id: str | None = Field(default=None, max_length=64, index=True)
+    client_ip: str | None = Field(default=None, max_length=64)
+    details: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(JSONB, nullable=False)
+    )
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
