@@ -323,3 +323,38 @@ def test_openapi_check_detects_drift(tmp_path: Path) -> None:
     )
     clean = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     assert clean.returncode == 0, clean.stderr
+
+
+def test_dsr_serve_on_the_embedded_database_and_sigterm_stops_it(tmp_path: Path) -> None:
+    """README command 1: serve on an embedded PostgreSQL; stopping it stops the database."""
+    import signal
+    import time
+
+    port = closed_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DSR_")} | {
+        "DSR_DATA_DIR": str(tmp_path / "data")
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        ready = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        assert ready is not None and ready.status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert (tmp_path / "data" / "keys.json").exists()
+    assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists()

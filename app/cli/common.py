@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TypeVar
 
 import typer
 
 from app.config import ConfigError, Settings, check_production, ensure_keys, get_settings
-from app.db import Database, database_url
+from app.db import Database, database_url, stop_embedded
 from app.observability import configure_logging
 
 T = TypeVar("T")
@@ -36,6 +37,26 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
         yield db
     finally:
         await db.dispose()
+
+
+@contextmanager
+def embedded_database_stopped_on_exit(settings: Settings) -> Iterator[None]:
+    """Stop the embedded PostgreSQL when this command ends, including on SIGTERM.
+
+    uvicorn re-raises the signal it caught after shutting down; turning SIGTERM into SystemExit
+    lets this block (and atexit) run instead of the process dying with the server still up.
+    """
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if not settings.database_url:
+            stop_embedded(settings.data_dir)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def run(coro_fn: Callable[[], Awaitable[T]]) -> T:

@@ -8,7 +8,7 @@ import signal
 import typer
 import uvicorn
 
-from app.cli.common import load_settings, open_database
+from app.cli.common import embedded_database_stopped_on_exit, load_settings, open_database
 from app.clock import SystemClock
 from app.db import database_url
 from app.main import create_app, http_client
@@ -26,11 +26,11 @@ def serve(
     settings = load_settings()
     if no_worker:
         settings = settings.model_copy(update={"run_worker": False})
-    url = database_url(settings)
-    upgrade(url)
-    app = create_app(settings)
-    typer.echo(f"qx-dsr on http://{host}:{port} (API docs at /docs)")
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    with embedded_database_stopped_on_exit(settings):
+        upgrade(database_url(settings))
+        app = create_app(settings)
+        typer.echo(f"qx-dsr on http://{host}:{port} (API docs at /docs)")
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
 def worker(
@@ -60,7 +60,8 @@ def worker(
                 loop.add_signal_handler(sig, stop.set)
             await loop_worker.run_forever(stop)
 
-    asyncio.run(main())
+    with embedded_database_stopped_on_exit(settings):
+        asyncio.run(main())
 
 
 def register(cli: typer.Typer) -> None:
