@@ -20,7 +20,9 @@ from app.observability import Metrics
 from app.problems import install_problem_handlers
 from app.routers import health
 from app.security import TokenService
+from app.services.access_fulfilment import DATAMAP
 from app.services.crypto import Crypto
+from app.services.datamap import load_configured_datamap
 from app.worker import Worker, WorkerContext, build_registry
 
 logger = logging.getLogger("dsr.app")
@@ -58,6 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             crypto=app.state.crypto,
             clock=app.state.clock,
             http=app.state.http,
+            extras={DATAMAP: app.state.datamap},
         )
         worker_task = asyncio.create_task(Worker(ctx, build_registry()).run_forever(stop))
     try:
@@ -92,6 +95,7 @@ def create_app(
     app.state.clock = clock or SystemClock()
     app.state.crypto = Crypto.from_settings(settings)
     app.state.tokens = TokenService(settings)
+    app.state.datamap = load_configured_datamap(settings)  # an invalid map stops start-up
     app.state.metrics = metrics
     app.state.schema_head = head_revision()
     app.state.start_worker = settings.run_worker if start_worker is None else start_worker

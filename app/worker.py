@@ -88,7 +88,13 @@ class Registry:
 
 def build_registry() -> Registry:
     """Every handler and periodic job the worker runs. Add new kinds here."""
-    return Registry()
+    # Handler modules import this module's outcome types, so they are imported here.
+    from app.services import access_fulfilment
+
+    registry = Registry()
+    registry.handlers[f"job:{access_fulfilment.JOB_TOPIC}"] = access_fulfilment.handle_fulfil_access
+    registry.periodic.append(access_fulfilment.purge_job())
+    return registry
 
 
 def backoff_delay(attempt: int, schedule: tuple[int, ...] = DEFAULT_BACKOFF) -> timedelta:

@@ -2,6 +2,7 @@
 
 from app.models.base import metadata
 from app.models.outbox import OutboxMessage
+from app.models.reports import AccessReportRecord
 from app.models.subject import SubjectIdentifier
 
-__all__ = ["OutboxMessage", "SubjectIdentifier", "metadata"]
+__all__ = ["AccessReportRecord", "OutboxMessage", "SubjectIdentifier", "metadata"]
