@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import phonenumbers
 import yaml
@@ -491,7 +491,7 @@ class HttpSource(_Strict):
         return value
 
 
-Source = PostgresSource | HttpSource
+Source = Annotated[PostgresSource | HttpSource, Field(discriminator="connector")]
 
 
 class ProcessorInfo(_Strict):
@@ -560,15 +560,13 @@ def format_path(loc: Iterable[Any]) -> str:
     return out
 
 
-_PYDANTIC_NOISE = {"postgres", "http", "function-after[_column()]", "function-after[_schema()]"}
-
-
 def _pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
     errors = []
     for error in exc.errors(include_input=False, include_url=False):
-        loc = [part for part in error["loc"] if part not in _PYDANTIC_NOISE]
-        # Tagged unions report the tag; keep the path readable.
-        loc = [part for part in loc if not (isinstance(part, str) and "[" in part)]
+        loc = list(error["loc"])
+        # The tagged union of sources puts the tag in the location: sources.x.http.base_url.
+        if len(loc) > 2 and loc[0] == "sources" and loc[2] in ("postgres", "http"):
+            del loc[2]
         errors.append((format_path(loc), str(error["msg"])))
     return errors
 
