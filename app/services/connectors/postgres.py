@@ -90,6 +90,11 @@ class _Sql:
         table = spec.table or ""
         self.table = f"{quote_ident(spec.schema_name or schema)}.{quote_ident(table)}"
         self.key = quote_ident(spec.record_key)
+        self._field_names = [field.column for field in self.role.fields]
+        self._field_count = len(self._field_names)
+        self._processor_items = [
+            tuple(processor.items) if processor.items else None for processor in spec.processors
+        ]
 
     def match(self, subject: SubjectIdentifiers, first_param: int) -> tuple[str, list[Any]] | None:
         """``(a = ANY($n) OR lower(b) = ANY($m))`` for the identifiers the subject has."""
@@ -113,77 +118,63 @@ class _Sql:
             return None
         return "(" + " OR ".join(parts) + ")", args
 
-    def select(self, subject: SubjectIdentifiers) -> tuple[_Query, list[str]] | None:
-        """The role's fields and the record's metadata; returns the select-list labels."""
+    def select(self, subject: SubjectIdentifiers) -> _Query | None:
+        """The role's fields, then the record's metadata, in the fixed layout ``record`` reads:
+        key, fields..., (code, at, reference) per processor, clock, consent, consent_at,
+        restricted. Columns the map does not name are selected as NULL."""
         where = self.match(subject, 1)
         if where is None:
             return None
-        labels: list[str] = ["_key"]
-        exprs: list[str] = [self.key]
-        for field in self.role.fields:
-            labels.append(f"f:{field.column}")
-            exprs.append(quote_ident(field.column))
-        for index, processor in enumerate(self.spec.processors):
-            for kind, column in (
-                ("code", processor.column),
-                ("at", processor.at_column),
-                ("ref", processor.reference_column),
-            ):
-                if column:
-                    labels.append(f"p{index}:{kind}")
-                    exprs.append(quote_ident(column))
-        meta = {
-            "_clock": self.spec.retention.clock_column,
-            "_consent": self.spec.consent.column if self.spec.consent else None,
-            "_consent_at": self.spec.consent.at_column if self.spec.consent else None,
-            "_restricted": self.spec.restriction_column,
-        }
-        for label, column in meta.items():
-            if column:
-                labels.append(label)
-                exprs.append(quote_ident(column))
-        condition, args = where
-        sql = f"SELECT {', '.join(exprs)} FROM {self.table} WHERE {condition}"
-        return _Query(sql, args), labels
 
-    def record(self, row: asyncpg.Record, labels: list[str]) -> SubjectRecord:
-        fields: dict[str, Any] = {}
-        processors: dict[int, dict[str, Any]] = defaultdict(dict)
-        meta: dict[str, Any] = {}
-        for label, value in zip(labels, row, strict=True):
-            if label.startswith("f:"):
-                fields[label[2:]] = value
-            elif label.startswith("p"):
-                position, kind = label[1:].split(":")
-                processors[int(position)][kind] = value
-            else:
-                meta[label] = value
+        def column(name: str | None) -> str:
+            return quote_ident(name) if name else "NULL"
+
+        exprs = [self.key, *(quote_ident(field.column) for field in self.role.fields)]
+        for processor in self.spec.processors:
+            exprs += [
+                column(processor.column),
+                column(processor.at_column),
+                column(processor.reference_column),
+            ]
+        consent = self.spec.consent
+        exprs += [
+            column(self.spec.retention.clock_column),
+            column(consent.column if consent else None),
+            column(consent.at_column if consent else None),
+            column(self.spec.restriction_column),
+        ]
+        condition, args = where
+        return _Query(f"SELECT {', '.join(exprs)} FROM {self.table} WHERE {condition}", args)
+
+    def record(self, row: asyncpg.Record) -> SubjectRecord:
+        """One row in the layout of ``select`` as the subject's record (hot path: no lookups)."""
+        values = tuple(row)
+        count = self._field_count
+        fields = dict(zip(self._field_names, values[1 : 1 + count], strict=True))
         handovers = []
-        for index, values in processors.items():
-            code = values.get("code")
-            if code is None:
-                continue
-            spec = self.spec.processors[index]
-            reference = values.get("ref")
-            handovers.append(
-                Handover(
-                    processor=str(code),
-                    at=values.get("at"),
-                    reference=None if reference is None else str(reference),
-                    items=tuple(spec.items) if spec.items else None,
+        position = 1 + count
+        for items in self._processor_items:
+            code, at, reference = values[position : position + 3]
+            position += 3
+            if code is not None:
+                handovers.append(
+                    Handover(
+                        processor=str(code),
+                        at=at,
+                        reference=None if reference is None else str(reference),
+                        items=items,
+                    )
                 )
-            )
-        consent = meta.get("_consent")
-        restricted = meta.get("_restricted")
+        clock, consent, consent_at, restricted = values[position : position + 4]
         return SubjectRecord(
             collection=self.spec.name,
             role=self.role_name,
-            key=_key(meta["_key"]),
+            key=_key(values[0]),
             fields=fields,
             handovers=handovers,
-            retention_start=meta.get("_clock"),
+            retention_start=clock,
             consent=None if consent is None else bool(consent),
-            consent_at=meta.get("_consent_at"),
+            consent_at=consent_at,
             restricted=None if restricted is None else bool(restricted),
         )
 
@@ -261,15 +252,14 @@ class PostgresConnector(Connector):
         conn = await self._connection()
         for role in collection.roles:
             statements = self._statements(collection, role)
-            built = statements.select(subject)
-            if built is None:
+            query = statements.select(subject)
+            if query is None:
                 continue
-            query, labels = built
             try:
                 async with conn.transaction(readonly=True, isolation="repeatable_read"):
                     cursor = conn.cursor(query.sql, *query.args, prefetch=self._prefetch)
                     async for row in cursor:
-                        yield statements.record(row, labels)
+                        yield statements.record(row)
             except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
                 raise self._failure(exc) from None
 
