@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     worker_batch_size: int = 50
     worker_lease_seconds: int = 60
 
+    # Data map and access reports
+    datamap_path: Path | None = Field(
+        default=None,
+        description="data map YAML; unset: data_dir/datamap.yaml (`dsr demo` writes it)",
+    )
+    access_report_ttl_days: int = Field(
+        default=30, ge=1, description="days an access report can be downloaded before it is purged"
+    )
+
     def key_bytes(self, name: str) -> bytes:
         """The named key as bytes; raises ConfigError naming the setting when missing."""
         value = getattr(self, name)

@@ -21,7 +21,8 @@ from app.problems import install_problem_handlers
 from app.routers import health
 from app.security import TokenService
 from app.services.crypto import Crypto
-from app.worker import Worker, WorkerContext, build_registry
+from app.services.datamap import load_configured_datamap
+from app.worker import Worker, build_context, build_registry
 
 logger = logging.getLogger("dsr.app")
 
@@ -52,12 +53,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     stop = asyncio.Event()
     worker_task: asyncio.Task[None] | None = None
     if app.state.start_worker:
-        ctx = WorkerContext(
+        ctx = build_context(
             settings=settings,
             db=app.state.db,
             crypto=app.state.crypto,
             clock=app.state.clock,
             http=app.state.http,
+            datamap=app.state.datamap,
         )
         worker_task = asyncio.create_task(Worker(ctx, build_registry()).run_forever(stop))
     try:
@@ -92,6 +94,7 @@ def create_app(
     app.state.clock = clock or SystemClock()
     app.state.crypto = Crypto.from_settings(settings)
     app.state.tokens = TokenService(settings)
+    app.state.datamap = load_configured_datamap(settings)  # an invalid map stops start-up
     app.state.metrics = metrics
     app.state.schema_head = head_revision()
     app.state.start_worker = settings.run_worker if start_worker is None else start_worker

@@ -13,10 +13,16 @@ import random
 import zlib
 from datetime import datetime, timedelta
 
+import httpx
 import sqlalchemy as sa
 
+from app.clock import Clock
+from app.config import Settings
+from app.db import Database
 from app.models import OutboxMessage
-from app.services import notifications, outbox
+from app.services import access_fulfilment, notifications, outbox
+from app.services.crypto import Crypto
+from app.services.datamap import DataMap
 from app.services.tasks import (
     Dead,
     Outcome,
@@ -36,7 +42,31 @@ DEFAULT_BACKOFF = (5, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 2
 def build_registry() -> Registry:
     """Every handler and periodic job the worker runs. Add new kinds here."""
     return Registry(
-        handlers={"notification": notifications.handle_notification},
+        handlers={
+            "notification": notifications.handle_notification,
+            f"job:{access_fulfilment.JOB_TOPIC}": access_fulfilment.handle_fulfil_access,
+        },
+        periodic=[access_fulfilment.purge_job()],
+    )
+
+
+def build_context(
+    *,
+    settings: Settings,
+    db: Database,
+    crypto: Crypto,
+    clock: Clock,
+    http: httpx.AsyncClient,
+    datamap: DataMap,
+) -> WorkerContext:
+    """The context every handler gets: the same in `dsr serve`, `dsr worker` and the tests."""
+    return WorkerContext(
+        settings=settings,
+        db=db,
+        crypto=crypto,
+        clock=clock,
+        http=http,
+        extras={access_fulfilment.DATAMAP: datamap},
     )
 
 
@@ -50,6 +80,7 @@ __all__ = [
     "Worker",
     "WorkerContext",
     "backoff_delay",
+    "build_context",
     "build_registry",
 ]
 

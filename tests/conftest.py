@@ -20,7 +20,7 @@ from app.db import Database
 from app.main import create_app
 from app.models import metadata
 from app.security import TokenService
-from app.worker import Worker, WorkerContext, build_registry
+from app.worker import Worker, build_context, build_registry
 from tests.support.database import fresh_database, server_url
 from tests.support.servers import RecordingServer
 
@@ -95,12 +95,13 @@ def db(app: FastAPI) -> Database:
 
 @pytest.fixture
 def worker(app: FastAPI) -> Worker:
-    ctx = WorkerContext(
+    ctx = build_context(
         settings=app.state.settings,
         db=app.state.db,
         crypto=app.state.crypto,
         clock=app.state.clock,
         http=app.state.http,
+        datamap=app.state.datamap,
     )
     return Worker(ctx, build_registry())
 

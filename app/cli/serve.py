@@ -9,26 +9,41 @@ import typer
 import uvicorn
 
 from app.cli.common import embedded_database_stopped_on_exit, load_settings, open_database
+from app.cli.demo import ensure_demo
 from app.clock import SystemClock
+from app.config import ConfigError
 from app.db import database_url
+from app.demo.load import DEMO_SUBJECT
 from app.main import create_app, http_client
 from app.migrate import upgrade
 from app.services.crypto import Crypto
-from app.worker import Worker, WorkerContext, build_registry
+from app.services.datamap import load_configured_datamap
+from app.worker import Worker, build_context, build_registry
 
 
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
     port: int = typer.Option(8000, help="Port to listen on"),
     no_worker: bool = typer.Option(False, "--no-worker", help="Serve the API only"),
+    with_demo: bool = typer.Option(
+        False, "--demo", help="Load the demo dataset and its data map first, if absent"
+    ),
 ) -> None:
     """Migrate the database, then serve the API (with the worker loop unless --no-worker)."""
     settings = load_settings()
     if no_worker:
         settings = settings.model_copy(update={"run_worker": False})
     with embedded_database_stopped_on_exit(settings):
-        upgrade(database_url(settings))
-        app = create_app(settings)
+        url = database_url(settings)
+        upgrade(url)
+        if with_demo:
+            ensure_demo(settings, url)
+            typer.echo(f"demo subject: phone {DEMO_SUBJECT.phone}, e-mail {DEMO_SUBJECT.email}")
+        try:
+            app = create_app(settings)
+        except ConfigError as exc:
+            typer.secho(f"configuration error: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(2) from None
         typer.echo(f"qx-dsr on http://{host}:{port} (API docs at /docs)")
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
@@ -38,15 +53,21 @@ def worker(
 ) -> None:
     """Run the worker loop alone (scale out with several on one database)."""
     settings = load_settings()
+    try:
+        datamap = load_configured_datamap(settings)
+    except ConfigError as exc:
+        typer.secho(f"configuration error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
 
     async def main() -> None:
         async with open_database(settings) as db, http_client() as http:
-            ctx = WorkerContext(
+            ctx = build_context(
                 settings=settings,
                 db=db,
                 crypto=Crypto.from_settings(settings),
                 clock=SystemClock(),
                 http=http,
+                datamap=datamap,
             )
             loop_worker = Worker(ctx, build_registry())
             if once:

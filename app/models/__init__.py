@@ -3,6 +3,7 @@
 from app.models.audit import AuditEntry
 from app.models.base import metadata
 from app.models.outbox import OutboxMessage
+from app.models.reports import AccessReportRecord
 from app.models.subject import SubjectIdentifier
 
-__all__ = ["AuditEntry", "OutboxMessage", "SubjectIdentifier", "metadata"]
+__all__ = ["AccessReportRecord", "AuditEntry", "OutboxMessage", "SubjectIdentifier", "metadata"]

@@ -1,0 +1,110 @@
+"""`dsr demo`: load the demo dataset (policy section 1 shaped) and write its data map."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from app.cli.common import load_settings
+from app.config import Settings
+from app.db import database_url
+from app.demo.load import DEMO_SUBJECT, DemoLoaded, load_demo, write_demo_datamap
+from app.services.connectors.postgres import connect
+from app.services.datamap import datamap_path
+
+
+async def _load(
+    url: str, *, subjects: int, records: int, reset: bool, seed: int, show_progress: bool
+) -> DemoLoaded:
+    conn = await connect(url)
+    try:
+        if not show_progress:
+            return await load_demo(
+                conn,
+                subjects=subjects,
+                records_per_subject=records,
+                now=datetime.now(UTC),
+                reset=reset,
+                seed=seed,
+            )
+        columns = (
+            TextColumn("[bold]demo[/bold] subjects"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, transient=False) as progress:
+            task = progress.add_task("subjects", total=subjects)
+            return await load_demo(
+                conn,
+                subjects=subjects,
+                records_per_subject=records,
+                now=datetime.now(UTC),
+                reset=reset,
+                seed=seed,
+                progress=lambda done, total: progress.update(task, completed=done),
+            )
+    finally:
+        await conn.close()
+
+
+def ensure_demo(
+    settings: Settings,
+    url: str,
+    *,
+    subjects: int = 200,
+    records: int = 5,
+    reset: bool = False,
+    seed: int = 2026,
+    show_progress: bool = True,
+) -> DemoLoaded:
+    """Load the demo schema unless present (or reset) and write its data map."""
+    loaded = asyncio.run(
+        _load(
+            url,
+            subjects=subjects,
+            records=records,
+            reset=reset,
+            seed=seed,
+            show_progress=show_progress,
+        )
+    )
+    path = datamap_path(settings)
+    if not write_demo_datamap(path):
+        typer.secho(
+            f"kept {path}: it is not a demo data map (set DSR_DATAMAP_PATH elsewhere to use the "
+            "demo map)",
+            err=True,
+            fg="yellow",
+        )
+    return loaded
+
+
+def demo(
+    subjects: int = typer.Option(200, min=0, help="Generated data subjects besides the demo one"),
+    records_per_subject: int = typer.Option(5, min=1, help="Deliveries per generated subject"),
+    reset: bool = typer.Option(False, "--reset", help="Drop the demo schema and load it again"),
+    seed: int = typer.Option(2026, help="Random seed (the same seed gives the same people)"),
+) -> None:
+    """Create the `demo` schema (deliveries, reservations, counseling, app, marketing, logs)."""
+    settings = load_settings()
+    url = database_url(settings)
+    loaded = ensure_demo(
+        settings, url, subjects=subjects, records=records_per_subject, reset=reset, seed=seed
+    )
+    if loaded.created:
+        typer.echo(f"demo schema loaded: {loaded.rows} rows")
+    else:
+        typer.echo("demo schema already present (use --reset to load it again)")
+    typer.echo(f"data map: {datamap_path(settings)}")
+    typer.echo(
+        f"demo subject: phone {DEMO_SUBJECT.phone}, e-mail {DEMO_SUBJECT.email} "
+        "(verify either to request an access report)"
+    )
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command()(demo)
