@@ -3,6 +3,16 @@
 from app.models.audit import AuditEntry
 from app.models.base import metadata
 from app.models.outbox import OutboxMessage
+from app.models.requests import DsrObjection, DsrRequest, DsrRequestEvent, IdempotencyRecord
 from app.models.subject import SubjectIdentifier
 
-__all__ = ["AuditEntry", "OutboxMessage", "SubjectIdentifier", "metadata"]
+__all__ = [
+    "AuditEntry",
+    "DsrObjection",
+    "DsrRequest",
+    "DsrRequestEvent",
+    "IdempotencyRecord",
+    "OutboxMessage",
+    "SubjectIdentifier",
+    "metadata",
+]
