@@ -7,7 +7,7 @@ Public holidays (Art. 161) are not skipped: the deadline is never later than the
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -24,8 +24,8 @@ def local_date(at: datetime, tz: str) -> date:
 
 
 def end_of_local_day(day: date, tz: str) -> datetime:
-    """23:59:59 of ``day`` in ``tz``, as an aware datetime."""
-    return datetime.combine(day, END_OF_DAY, tzinfo=zone(tz))
+    """23:59:59 of ``day`` in ``tz``, as an aware datetime in UTC."""
+    return datetime.combine(day, END_OF_DAY, tzinfo=zone(tz)).astimezone(UTC)
 
 
 def due_after(received_at: datetime, *, days: int, tz: str) -> datetime:

@@ -177,7 +177,7 @@ async def transition(
     if request.status not in allowed:
         raise IllegalTransition(
             f"A request that is {request.status} cannot be {action.replace('_', ' ')}d.",
-            status=request.status,
+            current_status=request.status,
             action=action,
         )
     previous = request.status
@@ -602,13 +602,13 @@ async def propose_refusal(
     if request.status != "in_review":
         raise IllegalTransition(
             f"A refusal can only be proposed in review; the request is {request.status}.",
-            status=request.status,
+            current_status=request.status,
             action="propose_refusal",
         )
     if request.proposal:
         raise IllegalTransition(
             "A proposal is already waiting for a privacy officer.",
-            status=request.status,
+            current_status=request.status,
             action="propose_refusal",
         )
     if (ground is None) == (not refused_items):
@@ -712,7 +712,7 @@ async def approve_request(
     if request.status != "in_review":
         raise IllegalTransition(
             f"A request that is {request.status} cannot be approved.",
-            status=request.status,
+            current_status=request.status,
             action="approve",
         )
     check_four_eyes(request, actor)
@@ -753,7 +753,7 @@ async def refuse_request(
     if request.status != "in_review":
         raise IllegalTransition(
             f"A request that is {request.status} cannot be refused.",
-            status=request.status,
+            current_status=request.status,
             action="refuse",
         )
     check_four_eyes(request, actor)
@@ -804,7 +804,7 @@ async def extend_request(
     if request.status not in OPEN_STATUSES:
         raise IllegalTransition(
             f"A request that is {request.status} has no deadline to extend.",
-            status=request.status,
+            current_status=request.status,
             action="extend",
         )
     tz = settings.display_timezone
@@ -976,7 +976,7 @@ async def retry_fulfilment(
     if request.status != "in_progress" or request.fulfilment_state != "failed":
         raise IllegalTransition(
             "Only a failed fulfilment can be retried.",
-            status=request.status,
+            current_status=request.status,
             action="retry_fulfilment",
         )
     await queue_fulfilment(session, crypto=crypto, request=request, now=now, actor=actor)

@@ -138,7 +138,7 @@ async def decide_objection(
     if objection.status != "open":
         raise IllegalTransition(
             f"The objection was already {objection.status}.",
-            status=objection.status,
+            current_status=objection.status,
             action="decide_objection",
         )
     if request.decided_by == actor.id:
