@@ -286,4 +286,4 @@ async def test_refusal_grounds_are_public_and_name_their_legal_source(
     } == set(grounds)
     assert grounds["pipa_36_1_proviso"]["applies_to"] == ["deletion"]
     assert grounds["pipa_35_4_2"]["legal_source_ko"] == "개인정보 보호법 제35조제4항제2호"
-    assert "PIPA Art. 37(2) item 4" == grounds["pipa_37_2_4"]["legal_source_en"]
+    assert grounds["pipa_37_2_4"]["legal_source_en"] == "PIPA Art. 37(2) item 4"
