@@ -53,14 +53,14 @@ async def make_subject(app: FastAPI, value: str = "+821012345678", kind: str = "
         blind_index=row.blind_index,
         identifier_kinds=[kind],
         now=clock.now(),
-        ttl=timedelta(hours=1),
+        ttl=timedelta(days=400),
     )
     return Subject({"Authorization": f"Bearer {token}"}, row.blind_index, value)
 
 
 def staff(app: FastAPI, *roles: str, sub: str = "agent-1") -> dict[str, str]:
     token = app.state.tokens.issue_staff_token(
-        sub=sub, roles=list(roles), now=app.state.clock.now(), ttl=timedelta(hours=1)
+        sub=sub, roles=list(roles), now=app.state.clock.now(), ttl=timedelta(days=400)
     )
     return {"Authorization": f"Bearer {token}"}
 
