@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.models import DsrRequest
+from app.observability import JsonFormatter
 from app.services import request_notices
 from app.worker import Worker
 from tests.support.lifecycle import AGENT, OFFICER, drive, make_subject, new_request, staff
@@ -69,8 +71,13 @@ async def test_english_email_for_an_english_request(
 
 
 async def test_every_notice_of_a_request_goes_once(
-    app: FastAPI, client: httpx.AsyncClient, worker: Worker, gateway: RecordingServer
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    worker: Worker,
+    gateway: RecordingServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     subject = await make_subject(app, PHONE)
     request_id = await new_request(client, subject, "deletion")
     base = f"/v1/staff/requests/{request_id}"
@@ -145,6 +152,11 @@ async def test_every_notice_of_a_request_goes_once(
     assert again is None
     await worker.drain()
     assert len(sent(gateway)) == 5
+    # Nothing personal in the logs: not the number, not the explanations or the reason.
+    for secret in ("12345678", "5년간 보관", "보관 기간이 지났다"):
+        assert secret not in caplog.text
+    formatted = "\n".join(JsonFormatter().format(record) for record in caplog.records)
+    assert "12345678" not in formatted
 
 
 async def test_completion_notices_full_and_partial(

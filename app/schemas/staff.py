@@ -102,7 +102,9 @@ class StaffRequestCreate(BaseModel):
 class RefusedItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    item: str = Field(min_length=1, max_length=40, description="item, category or purpose code")
+    item: str = Field(
+        pattern=r"^[a-z_]{1,40}$", description="an item, category or purpose code of the request"
+    )
     ground: GroundCode
 
 

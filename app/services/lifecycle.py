@@ -250,11 +250,11 @@ def check_refused_items(request: DsrRequest, refused: list[dict[str, str]]) -> N
     """Each part must be one the request covers, with a ground for its type; not all of them."""
     parts = refusable_parts(request.type, request.scope)
     seen: set[str] = set()
-    for entry in refused:
+    for position, entry in enumerate(refused):
         if entry["item"] not in parts:
-            raise InvalidInput(f"{entry['item']} is not part of this request.")
+            raise InvalidInput(f"Refused item {position} is not part of this request.")
         if entry["item"] in seen:
-            raise InvalidInput(f"{entry['item']} is named twice.")
+            raise InvalidInput(f"Refused item {position} names an item already refused.")
         seen.add(entry["item"])
         check_ground(entry["ground"], request.type)
     finite = request.type in ("correction", "suspension", "consent_withdrawal")
