@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["dev", "test", "prod"]
@@ -18,6 +18,7 @@ Environment = Literal["dev", "test", "prod"]
 # Key material the service cannot run without. In dev/test a missing key is generated once and
 # kept in the data dir; in prod a missing key stops start-up.
 KEY_FIELDS = ("token_signing_key", "field_encryption_key", "blind_index_key")
+REQUEST_TYPES = ("access", "correction", "deletion", "suspension", "consent_withdrawal")
 
 
 class ConfigError(RuntimeError):
@@ -51,6 +52,25 @@ class Settings(BaseSettings):
     notice_max_attempts: int = 12
     default_locale: Literal["ko", "en"] = "ko"
 
+    # Request lifecycle (PIPA Decree Arts. 41(4), 43(3), 44(2): answer within 10 days)
+    due_days: dict[str, int] = Field(
+        default_factory=lambda: dict.fromkeys(REQUEST_TYPES, 10),
+        description="days to answer, per request type (1-10; the law's ceiling is 10)",
+    )
+    display_timezone: str = "Asia/Seoul"
+    auto_approve_access: bool = Field(
+        default=True, description="approve access requests verified by one-time code at intake"
+    )
+    extension_max_days: int = Field(default=60, ge=1, le=365)
+    objection_window_days: int = Field(default=30, ge=1, le=365)
+    objection_due_days: int = Field(default=10, ge=1, le=30)
+    idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
+    contact_text_ko: str = "상황관리팀 (02-2620-1100)"
+    contact_text_en: str = "Situation Management Team (+82-2-2620-1100)"
+    audit_retention_days: int = Field(
+        default=730, ge=730, description="audit entries are kept at least this long (2 years+)"
+    )
+
     # Worker
     run_worker: bool = Field(default=True, description="run the worker loop inside `dsr serve`")
     worker_poll_seconds: float = 1.0
@@ -65,6 +85,17 @@ class Settings(BaseSettings):
     access_report_ttl_days: int = Field(
         default=30, ge=1, description="days an access report can be downloaded before it is purged"
     )
+
+    @field_validator("due_days")
+    @classmethod
+    def _check_due_days(cls, value: dict[str, int]) -> dict[str, int]:
+        merged = dict.fromkeys(REQUEST_TYPES, 10) | value
+        unknown = set(merged) - set(REQUEST_TYPES)
+        if unknown:
+            raise ValueError(f"unknown request types: {sorted(unknown)}")
+        if any(not 1 <= days <= 10 for days in merged.values()):
+            raise ValueError("each type's days must be between 1 and 10")
+        return merged
 
     def key_bytes(self, name: str) -> bytes:
         """The named key as bytes; raises ConfigError naming the setting when missing."""

@@ -111,4 +111,6 @@ StaffPrincipal = Annotated[
     Principal, Depends(require_roles(Role.SUPPORT_AGENT, Role.PRIVACY_OFFICER, Role.ADMIN))
 ]
 OfficerPrincipal = Annotated[Principal, Depends(require_roles(Role.PRIVACY_OFFICER, Role.ADMIN))]
+# Legal decisions (refusals, postponements, objections): the privacy officer alone, not admin.
+DeciderPrincipal = Annotated[Principal, Depends(require_roles(Role.PRIVACY_OFFICER))]
 ServicePrincipal = Annotated[Principal, Depends(require_roles(Role.SERVICE))]

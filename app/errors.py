@@ -51,6 +51,32 @@ class Conflict(DomainError):
     title = "Conflicts with the current state"
 
 
+class IllegalTransition(Conflict):
+    code = "illegal-transition"
+    title = "Not allowed in the request's current state"
+
+
+class DuplicateRequest(Conflict):
+    code = "duplicate-request"
+    title = "An open request of this type already exists"
+
+
+class IdempotencyKeyReused(DomainError):
+    status = 422
+    code = "idempotency-key-reused"
+    title = "The Idempotency-Key was used with a different body"
+
+
+class FourEyesRequired(Forbidden):
+    code = "four-eyes"
+    title = "Another privacy officer must decide this"
+
+
+class ObjectionNotAllowed(Conflict):
+    code = "objection-not-allowed"
+    title = "An objection cannot be made now"
+
+
 class Gone(DomainError):
     status = 410
     code = "gone"

@@ -20,7 +20,7 @@ from app.clock import Clock
 from app.config import Settings
 from app.db import Database
 from app.models import OutboxMessage
-from app.services import access_fulfilment, notifications, outbox
+from app.services import access_fulfilment, notifications, outbox, request_jobs
 from app.services.crypto import Crypto
 from app.services.datamap import DataMap
 from app.services.tasks import (
@@ -46,7 +46,8 @@ def build_registry() -> Registry:
             "notification": notifications.handle_notification,
             f"job:{access_fulfilment.JOB_TOPIC}": access_fulfilment.handle_fulfil_access,
         },
-        periodic=[access_fulfilment.purge_job()],
+        on_dead={"job": request_jobs.on_job_dead},
+        periodic=[access_fulfilment.purge_job(), request_jobs.PURGE_IDEMPOTENCY],
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import database, demo, openapi, serve
+from app.cli import audit, database, demo, openapi, serve
 
 cli = typer.Typer(
     name="dsr",
@@ -17,6 +17,7 @@ serve.register(cli)
 database.register(cli)
 openapi.register(cli)
 demo.register(cli)
+audit.register(cli)
 
 
 def main() -> None:

@@ -4,6 +4,17 @@ from app.models.audit import AuditEntry
 from app.models.base import metadata
 from app.models.outbox import OutboxMessage
 from app.models.reports import AccessReportRecord
+from app.models.requests import DsrObjection, DsrRequest, DsrRequestEvent, IdempotencyRecord
 from app.models.subject import SubjectIdentifier
 
-__all__ = ["AccessReportRecord", "AuditEntry", "OutboxMessage", "SubjectIdentifier", "metadata"]
+__all__ = [
+    "AccessReportRecord",
+    "AuditEntry",
+    "DsrObjection",
+    "DsrRequest",
+    "DsrRequestEvent",
+    "IdempotencyRecord",
+    "OutboxMessage",
+    "SubjectIdentifier",
+    "metadata",
+]

@@ -1,0 +1,173 @@
+"""Data subjects (the app): submit and follow their own requests, withdraw, object."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Response
+
+from app.deps import ClientIpDep, ClockDep, CryptoDep, CurrentSubject, SessionDep, SettingsDep
+from app.schemas.common import PROBLEM_RESPONSES
+from app.schemas.requests import (
+    ObjectionCreate,
+    ObjectionOut,
+    RefusalGroundList,
+    RequestCreate,
+    RequestDetail,
+    RequestList,
+    RequestSummary,
+)
+from app.services import lifecycle, objections, request_queries, request_views
+from app.services.actors import Actor
+from app.services.vocabulary import GROUNDS
+
+router = APIRouter(prefix="/v1", tags=["requests"], responses=PROBLEM_RESPONSES)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[\x21-\x7e]{1,255}$",
+        description="retry safely: the same key and body get the first answer again",
+    ),
+]
+
+
+@router.post(
+    "/requests",
+    status_code=201,
+    response_model=RequestSummary,
+    summary="Submit a request (access, correction, deletion, suspension, consent withdrawal)",
+)
+async def submit_request(
+    body: RequestCreate,
+    principal: CurrentSubject,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    submitted = await lifecycle.submit_subject_request(
+        session,
+        crypto=crypto,
+        settings=settings,
+        now=clock.now(),
+        subject_index=principal.subject,
+        body=body,
+        actor=Actor.subject(principal.subject, client_ip),
+        idempotency_key=idempotency_key,
+    )
+    if submitted.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return submitted.answer
+
+
+@router.get("/requests", response_model=RequestList, summary="My requests, newest first")
+async def list_my_requests(
+    principal: CurrentSubject, session: SessionDep, clock: ClockDep, settings: SettingsDep
+) -> dict[str, Any]:
+    items = await request_queries.list_subject_requests(
+        session, settings=settings, now=clock.now(), subject_index=principal.subject
+    )
+    return {"items": items}
+
+
+@router.get("/requests/{request_id}", response_model=RequestDetail, summary="One of my requests")
+async def get_my_request(
+    request_id: uuid.UUID,
+    principal: CurrentSubject,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    return await request_queries.get_subject_request(
+        session,
+        crypto=crypto,
+        settings=settings,
+        now=clock.now(),
+        request_id=request_id,
+        subject_index=principal.subject,
+    )
+
+
+@router.post(
+    "/requests/{request_id}/withdraw",
+    response_model=RequestSummary,
+    summary="Withdraw my request (before it is decided)",
+)
+async def withdraw_my_request(
+    request_id: uuid.UUID,
+    principal: CurrentSubject,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+) -> dict[str, Any]:
+    request = await lifecycle.withdraw_request(
+        session,
+        crypto=crypto,
+        now=clock.now(),
+        request_id=request_id,
+        actor=Actor.subject(principal.subject, client_ip),
+        subject_index=principal.subject,
+    )
+    return request_views.summary(request, now=clock.now(), tz=settings.display_timezone)
+
+
+@router.post(
+    "/requests/{request_id}/objection",
+    status_code=201,
+    response_model=ObjectionOut,
+    summary="Object to a refusal (PIPA Art. 38(5)) within the objection period",
+)
+async def object_to_decision(
+    request_id: uuid.UUID,
+    body: ObjectionCreate,
+    principal: CurrentSubject,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+) -> dict[str, Any]:
+    objection = await objections.submit_objection(
+        session,
+        crypto=crypto,
+        settings=settings,
+        now=clock.now(),
+        request_id=request_id,
+        subject_index=principal.subject,
+        reason=body.reason,
+        actor=Actor.subject(principal.subject, client_ip),
+    )
+    return request_views.objection(
+        objection, reason=body.reason, explanation=None, tz=settings.display_timezone
+    )
+
+
+@router.get(
+    "/refusal-grounds",
+    response_model=RefusalGroundList,
+    tags=["reference"],
+    summary="The legal grounds a request can be refused on (public)",
+)
+async def refusal_grounds() -> dict[str, Any]:
+    return {
+        "items": [
+            {
+                "code": ground.code,
+                "applies_to": list(ground.applies_to),
+                "label_ko": ground.ko,
+                "label_en": ground.en,
+                "legal_source_ko": ground.source_ko,
+                "legal_source_en": ground.source_en,
+            }
+            for ground in GROUNDS.values()
+        ]
+    }

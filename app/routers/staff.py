@@ -1,0 +1,430 @@
+"""The support center: queue, details, intake, decisions, objections, and the audit trail."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from app.deps import (
+    ClientIpDep,
+    ClockDep,
+    CryptoDep,
+    DeciderPrincipal,
+    OfficerPrincipal,
+    SessionDep,
+    SettingsDep,
+    StaffPrincipal,
+)
+from app.routers.requests import IdempotencyKey
+from app.schemas.common import PROBLEM_RESPONSES
+from app.schemas.requests import RequestStatus, RequestSummary, RequestType
+from app.schemas.staff import (
+    ApproveIn,
+    AuditPage,
+    ExtendIn,
+    ObjectionDecisionIn,
+    ProposeRefusalIn,
+    QueuePage,
+    QueueRow,
+    RefuseIn,
+    StaffObjectionList,
+    StaffObjectionOut,
+    StaffRequestCreate,
+    StaffRequestDetail,
+)
+from app.security import Principal
+from app.services import lifecycle, objections, request_queries
+from app.services.actors import Actor
+from app.services.deadlines import assume_zone
+
+router = APIRouter(prefix="/v1/staff", tags=["staff"], responses=PROBLEM_RESPONSES)
+audit_router = APIRouter(prefix="/v1", tags=["audit"], responses=PROBLEM_RESPONSES)
+
+
+def actor_of(principal: Principal, client_ip: str) -> Actor:
+    return Actor.staff(principal.subject, principal.roles, client_ip)
+
+
+@router.get("/requests", response_model=QueuePage, summary="The request queue, earliest due first")
+async def list_requests(
+    principal: StaffPrincipal,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+    status: Annotated[list[RequestStatus] | None, Query()] = None,
+    type: Annotated[list[RequestType] | None, Query()] = None,
+    overdue: bool | None = None,
+    due_before: datetime | None = None,
+    received_from: datetime | None = None,
+    received_to: datetime | None = None,
+    fulfilment: Literal["queued", "failed", "done"] | None = None,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    tz = settings.display_timezone
+    filters = request_queries.RequestFilters(
+        statuses=list(status) if status else None,
+        types=list(type) if type else None,
+        overdue=overdue,
+        due_before=assume_zone(due_before, tz),
+        received_from=assume_zone(received_from, tz),
+        received_to=assume_zone(received_to, tz),
+        fulfilment=fulfilment,
+    )
+    return await request_queries.list_staff_requests(
+        session,
+        settings=settings,
+        now=clock.now(),
+        filters=filters,
+        cursor=cursor,
+        limit=limit,
+        actor=actor_of(principal, client_ip),
+    )
+
+
+@router.post(
+    "/requests",
+    status_code=201,
+    response_model=RequestSummary,
+    summary="Intake by phone or at the counter (agent-verified, or a representative with proof)",
+)
+async def intake_request(
+    body: StaffRequestCreate,
+    principal: StaffPrincipal,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    submitted = await lifecycle.submit_staff_request(
+        session,
+        crypto=crypto,
+        settings=settings,
+        now=clock.now(),
+        body=body.request,
+        identifiers=body.identifiers.model_dump(exclude_none=True),
+        notify_via=body.notify.model_dump(exclude_none=True) if body.notify else None,
+        intake_channel=body.intake_channel,
+        verification=body.verification.model_dump(exclude_none=True),
+        actor=actor_of(principal, client_ip),
+        idempotency_key=idempotency_key,
+    )
+    if submitted.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return submitted.answer
+
+
+@router.get(
+    "/requests/{request_id}",
+    response_model=StaffRequestDetail,
+    summary="A request with its body, decision, objections and full history (audited)",
+)
+async def get_request(
+    request_id: uuid.UUID,
+    principal: StaffPrincipal,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+) -> dict[str, Any]:
+    return await request_queries.view_staff_request(
+        session,
+        crypto=crypto,
+        settings=settings,
+        now=clock.now(),
+        request_id=request_id,
+        actor=actor_of(principal, client_ip),
+    )
+
+
+def _row(request: Any, clock: ClockDep, settings: SettingsDep) -> dict[str, Any]:
+    return request_queries.queue_row(request, now=clock.now(), tz=settings.display_timezone)
+
+
+@router.post("/requests/{request_id}/review", response_model=QueueRow, summary="Start the review")
+async def start_review(
+    request_id: uuid.UUID,
+    principal: StaffPrincipal,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+) -> dict[str, Any]:
+    request = await lifecycle.start_review(
+        session,
+        crypto=crypto,
+        now=clock.now(),
+        request_id=request_id,
+        actor=actor_of(principal, client_ip),
+    )
+    return _row(request, clock, settings)
+
+
+@router.post(
+    "/requests/{request_id}/propose-refusal",
+    response_model=QueueRow,
+    summary="Propose a refusal (whole or partial) for a privacy officer to decide",
+)
+async def propose_refusal(
+    request_id: uuid.UUID,
+    body: ProposeRefusalIn,
+    principal: StaffPrincipal,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+) -> dict[str, Any]:
+    request = await lifecycle.propose_refusal(
+        session,
+        crypto=crypto,
+        now=clock.now(),
+        request_id=request_id,
+        actor=actor_of(principal, client_ip),
+        ground=body.ground,
+        refused_items=[item.model_dump() for item in body.refused_items or []] or None,
+        explanation=body.explanation,
+    )
+    return _row(request, clock, settings)
+
+
+@router.post(
+    "/requests/{request_id}/approve",
+    response_model=QueueRow,
+    summary="Approve (all, or in part with refused_items: privacy officer) and start fulfilment",
+)
+async def approve_request(
+    request_id: uuid.UUID,
+    body: ApproveIn,
+    principal: StaffPrincipal,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+) -> dict[str, Any]:
+    request = await lifecycle.approve_request(
+        session,
+        crypto=crypto,
+        settings=settings,
+        now=clock.now(),
+        request_id=request_id,
+        actor=actor_of(principal, client_ip),
+        refused_items=[item.model_dump() for item in body.refused_items or []] or None,
+        explanation=body.explanation,
+    )
+    return _row(request, clock, settings)
+
+
+@router.post(
+    "/requests/{request_id}/refuse",
+    response_model=QueueRow,
+    summary="Refuse on a legal ground (privacy officer; not their own proposal)",
+)
+async def refuse_request(
+    request_id: uuid.UUID,
+    body: RefuseIn,
+    principal: DeciderPrincipal,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+) -> dict[str, Any]:
+    request = await lifecycle.refuse_request(
+        session,
+        crypto=crypto,
+        settings=settings,
+        now=clock.now(),
+        request_id=request_id,
+        actor=actor_of(principal, client_ip),
+        ground=body.ground,
+        explanation=body.explanation,
+    )
+    return _row(request, clock, settings)
+
+
+@router.post(
+    "/requests/{request_id}/extend",
+    response_model=QueueRow,
+    summary="Postpone the due date with a reason (privacy officer); the subject is told",
+)
+async def extend_request(
+    request_id: uuid.UUID,
+    body: ExtendIn,
+    principal: DeciderPrincipal,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+) -> dict[str, Any]:
+    request = await lifecycle.extend_request(
+        session,
+        crypto=crypto,
+        settings=settings,
+        now=clock.now(),
+        request_id=request_id,
+        actor=actor_of(principal, client_ip),
+        reason=body.reason,
+        new_due_at=body.new_due_at,
+    )
+    return _row(request, clock, settings)
+
+
+@router.post(
+    "/requests/{request_id}/withdraw",
+    response_model=QueueRow,
+    summary="Withdraw on the subject's behalf (they asked by phone or at the counter)",
+)
+async def withdraw_request(
+    request_id: uuid.UUID,
+    principal: StaffPrincipal,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+) -> dict[str, Any]:
+    request = await lifecycle.withdraw_request(
+        session,
+        crypto=crypto,
+        now=clock.now(),
+        request_id=request_id,
+        actor=actor_of(principal, client_ip),
+    )
+    return _row(request, clock, settings)
+
+
+@router.post(
+    "/requests/{request_id}/retry-fulfilment",
+    response_model=QueueRow,
+    summary="Queue a failed fulfilment again (privacy officer or admin)",
+)
+async def retry_fulfilment(
+    request_id: uuid.UUID,
+    principal: OfficerPrincipal,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+) -> dict[str, Any]:
+    request = await lifecycle.retry_fulfilment(
+        session,
+        crypto=crypto,
+        now=clock.now(),
+        request_id=request_id,
+        actor=actor_of(principal, client_ip),
+    )
+    return _row(request, clock, settings)
+
+
+def _objection_row(row: Any, now: datetime) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "request_id": row.request_id,
+        "status": row.status,
+        "submitted_at": row.submitted_at,
+        "due_at": row.due_at,
+        "overdue": row.status == "open" and now > row.due_at,
+        "decided_at": row.decided_at,
+    }
+
+
+@router.get(
+    "/objections", response_model=StaffObjectionList, summary="Objections, earliest due first"
+)
+async def list_objections(
+    principal: StaffPrincipal,
+    session: SessionDep,
+    clock: ClockDep,
+    client_ip: ClientIpDep,
+    status: Literal["open", "upheld", "dismissed"] | None = None,
+    overdue: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    rows = await objections.list_objections(
+        session,
+        now=clock.now(),
+        status=status,
+        overdue=overdue,
+        limit=limit,
+        actor=actor_of(principal, client_ip),
+    )
+    return {"items": [_objection_row(row, clock.now()) for row in rows]}
+
+
+@router.post(
+    "/objections/{objection_id}/decide",
+    response_model=StaffObjectionOut,
+    summary="Uphold (reopens the request) or dismiss an objection (privacy officer)",
+)
+async def decide_objection(
+    objection_id: uuid.UUID,
+    body: ObjectionDecisionIn,
+    principal: DeciderPrincipal,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+) -> dict[str, Any]:
+    row = await objections.decide_objection(
+        session,
+        crypto=crypto,
+        settings=settings,
+        now=clock.now(),
+        objection_id=objection_id,
+        outcome=body.outcome,
+        explanation=body.explanation,
+        actor=actor_of(principal, client_ip),
+    )
+    return _objection_row(row, clock.now())
+
+
+@audit_router.get(
+    "/audit",
+    response_model=AuditPage,
+    summary="The audit trail, newest first (privacy officer or admin)",
+)
+async def read_audit(
+    principal: OfficerPrincipal,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+    actor: Annotated[str | None, Query(max_length=128)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    target_type: Annotated[str | None, Query(max_length=32)] = None,
+    target_id: Annotated[str | None, Query(max_length=64)] = None,
+    at_from: datetime | None = None,
+    at_to: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    tz = settings.display_timezone
+    return await request_queries.list_audit(
+        session,
+        now=clock.now(),
+        filters=request_queries.AuditFilters(
+            actor=actor,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            at_from=assume_zone(at_from, tz),
+            at_to=assume_zone(at_to, tz),
+        ),
+        cursor=cursor,
+        limit=limit,
+        actor=actor_of(principal, client_ip),
+    )

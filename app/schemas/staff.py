@@ -1,0 +1,263 @@
+"""Bodies of the support-center API: intake, decisions, the queue, details, objections, audit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.schemas.requests import (
+    DecisionOut,
+    ObjectionOut,
+    RefusalOut,
+    RequestCreate,
+    RequestStatus,
+    RequestSummary,
+)
+
+GroundCode = Literal[
+    "pipa_35_4_1",
+    "pipa_35_4_2",
+    "pipa_36_1_proviso",
+    "pipa_37_2_1",
+    "pipa_37_2_2",
+    "pipa_37_2_4",
+    "identity_not_verified",
+    "policy_6_1",
+    "policy_6_2",
+    "policy_6_3",
+]
+Explanation = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class IdentifiersIn(BaseModel):
+    """The subject's identifiers the request acts on (checked by the agent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=254)
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> IdentifiersIn:
+        if not (self.phone or self.email):
+            raise ValueError("give the subject's phone or email")
+        return self
+
+
+class NotifyIn(BaseModel):
+    """Where notices go: the subject's own phone/e-mail (default) or a representative's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["sms", "email"]
+    destination: str | None = Field(
+        default=None, max_length=254, description="omit to use the subject's identifier"
+    )
+
+
+class AgentVerification(BaseModel):
+    """The agent verified the subject themselves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["agent"]
+    check: Literal["callback_to_number_on_record", "id_document_in_person", "knowledge_questions"]
+
+
+class RepresentativeVerification(BaseModel):
+    """A representative acts for the subject (PIPA Art. 38, Decree Art. 45) with checked proof."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["representative"]
+    relation: Literal["legal_representative_of_child_under_14", "delegate"]
+    document_kind: Literal[
+        "family_relation_certificate",
+        "power_of_attorney",
+        "court_appointment",
+        "other",
+    ]
+    representative_id_check: Literal["id_document_in_person", "id_document_copy"]
+    document_ref: str | None = Field(
+        default=None,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9._:/-]+$",
+        description="where the proof is filed (document store reference), never the document",
+    )
+
+
+class StaffRequestCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request: RequestCreate
+    identifiers: IdentifiersIn
+    intake_channel: Literal["phone", "counter"]
+    verification: AgentVerification | RepresentativeVerification = Field(discriminator="method")
+    notify: NotifyIn | None = None
+
+
+class RefusedItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item: str = Field(
+        pattern=r"^[a-z_]{1,40}$", description="an item, category or purpose code of the request"
+    )
+    ground: GroundCode
+
+
+class ApproveIn(BaseModel):
+    """Approve all (empty body) or part: ``refused_items`` with an explanation (officer only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    refused_items: list[RefusedItemIn] | None = Field(default=None, min_length=1, max_length=30)
+    explanation: Explanation | None = None
+
+
+class RefuseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ground: GroundCode
+    explanation: Explanation
+
+
+class ProposeRefusalIn(BaseModel):
+    """Refuse the whole request (``ground``) or parts of it (``refused_items``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ground: GroundCode | None = None
+    refused_items: list[RefusedItemIn] | None = Field(default=None, min_length=1, max_length=30)
+    explanation: Explanation
+
+
+class ExtendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Explanation
+    new_due_at: datetime = Field(
+        description="the new due day; the deadline becomes the end of that day in Asia/Seoul"
+    )
+
+    @model_validator(mode="after")
+    def _aware(self) -> ExtendIn:
+        if self.new_due_at.tzinfo is None:
+            raise ValueError("new_due_at needs a time zone offset")
+        return self
+
+
+class ObjectionDecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["upheld", "dismissed"]
+    explanation: Explanation
+
+
+class QueueRow(RequestSummary):
+    reference: str
+    intake_channel: Literal["app", "phone", "counter"]
+    verification_method: Literal["otp", "agent", "representative"]
+    scope: dict[str, list[str]]
+    extensions: int
+    proposal_pending: bool
+    decision_result: Literal["approved", "partially_approved", "refused"] | None
+    fulfilment_state: Literal["queued", "failed", "done"] | None
+
+
+class QueueCounts(BaseModel):
+    by_status: dict[RequestStatus, int]
+    overdue: int
+    fulfilment_failed: int
+    open_objections: int
+
+
+class QueuePage(BaseModel):
+    items: list[QueueRow]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
+    counts: QueueCounts
+
+
+class IdentifierOut(BaseModel):
+    kind: Literal["phone", "email"]
+    masked: str
+
+
+class ProposalOut(BaseModel):
+    by: str
+    role: str
+    at: datetime
+    ground: str | None
+    refused_items: list[dict[str, str]]
+    explanation: str | None
+
+
+class FulfilmentOut(BaseModel):
+    state: Literal["queued", "failed", "done"] | None
+    attempts: int
+    error: str | None
+
+
+class HistoryEvent(BaseModel):
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    from_status: RequestStatus | None
+    to_status: RequestStatus | None
+    details: dict[str, Any]
+    note: str | None
+
+
+class StaffRequestDetail(QueueRow):
+    locale: Literal["ko", "en"]
+    original_due_at: datetime
+    verification: dict[str, Any]
+    notice_channel: Literal["sms", "email"]
+    identifiers: list[IdentifierOut]
+    body: dict[str, Any]
+    decision: DecisionOut | None
+    proposal: ProposalOut | None
+    fulfilment: FulfilmentOut
+    fulfilment_refusals: list[RefusalOut]
+    result: dict[str, Any] | None
+    completed_at: datetime | None
+    withdrawn_at: datetime | None
+    objection_until: datetime | None
+    objections: list[ObjectionOut]
+    history: list[HistoryEvent]
+
+
+class StaffObjectionOut(BaseModel):
+    id: uuid.UUID
+    request_id: uuid.UUID
+    status: Literal["open", "upheld", "dismissed"]
+    submitted_at: datetime
+    due_at: datetime
+    overdue: bool
+    decided_at: datetime | None
+
+
+class StaffObjectionList(BaseModel):
+    items: list[StaffObjectionOut]
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    target_type: str | None
+    target_id: str | None
+    client_ip: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryOut]
+    next_cursor: str | None
