@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from app.models import OutboxMessage
-from app.services import notifications, outbox
+from app.services import notifications, outbox, verifications
 from app.services.tasks import (
     Dead,
     Outcome,
@@ -37,6 +37,11 @@ def build_registry() -> Registry:
     """Every handler and periodic job the worker runs. Add new kinds here."""
     return Registry(
         handlers={"notification": notifications.handle_notification},
+        periodic=[
+            PeriodicJob(
+                "verifications.purge", timedelta(hours=1), verifications.purge_verifications
+            ),
+        ],
     )
 
 

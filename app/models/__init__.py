@@ -4,5 +4,6 @@ from app.models.audit import AuditEntry
 from app.models.base import metadata
 from app.models.outbox import OutboxMessage
 from app.models.subject import SubjectIdentifier
+from app.models.verification import Verification
 
-__all__ = ["AuditEntry", "OutboxMessage", "SubjectIdentifier", "metadata"]
+__all__ = ["AuditEntry", "OutboxMessage", "SubjectIdentifier", "Verification", "metadata"]
