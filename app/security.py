@@ -112,7 +112,7 @@ class VerificationKey:
             raise Unauthenticated("The token's algorithm does not match its key.")
         try:
             return jwk.construct(self.material, alg)
-        except JOSEError:
+        except (JOSEError, ValueError, TypeError, KeyError):
             raise Unauthenticated("The token's algorithm does not match its key.") from None
 
 
@@ -213,7 +213,7 @@ def parse_jwks(document: Any) -> dict[str, VerificationKey]:
         public = {name: entry[name] for name in _PUBLIC_MEMBERS if name in entry}
         try:
             jwk.construct(public, alg or ("RS256" if kty == "RSA" else "ES256"))
-        except JOSEError:
+        except (JOSEError, ValueError, TypeError, KeyError):  # a malformed key: skip it alone
             continue
         keys[kid] = VerificationKey(
             kid=kid, kty=kty, material=public, alg=alg, crv=entry.get("crv")

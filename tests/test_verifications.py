@@ -1,4 +1,4 @@
-"""One-time-code verification end to end: a real gateway on 127.0.0.1, the worker, the frozen clock."""
+"""One-time codes end to end: a real gateway on 127.0.0.1, the worker, a frozen clock."""
 
 from __future__ import annotations
 
