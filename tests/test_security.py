@@ -374,8 +374,8 @@ FORGERIES: dict[str, Callable[[Forger], str]] = {
     "tampered signature": lambda f: f.tampered("signature"),
     "signature removed": lambda f: f.tampered("removed"),
     "crit header": lambda f: f.rsa.sign(f.good, crit=["exp"]),
-    "subject token, sub not a blind index": lambda f: f.own(
-        {**f.own_subject, "sub": "+821012345678"}, kid=OWN_KID
+    "subject token without identifier kinds": lambda f: f.own(
+        {k: v for k, v in f.own_subject.items() if k != "idk"}, kid=OWN_KID
     ),
     "not a JWT": lambda f: "hello",
     "five parts (JWE)": lambda f: "a.b.c.d.e",
@@ -415,7 +415,7 @@ REASONS = {
     "tampered signature": "token is not valid",
     "signature removed": "token is not valid",
     "crit header": "extensions",
-    "subject token, sub not a blind index": "token is not valid",
+    "subject token without identifier kinds": "token is not valid",
     "not a JWT": "malformed",
     "five parts (JWE)": "malformed",
     "garbage header": "malformed",
