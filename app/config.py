@@ -71,6 +71,47 @@ class Settings(BaseSettings):
         default=730, ge=730, description="audit entries are kept at least this long (2 years+)"
     )
 
+    # Identity verification by one-time code (docs/verification.md). Limits are per sliding window.
+    verification_code_ttl_seconds: int = 300
+    verification_max_wrong_attempts: int = 5
+    verification_resend_cooldown_seconds: int = 60
+    verification_window_seconds: int = 3600
+    verification_max_per_destination: int = 5
+    verification_max_per_client_ip: int = 20
+    verification_sms_regions: list[str] = Field(
+        default=["KR"], description="countries whose mobile numbers may receive codes by SMS"
+    )
+    verification_notice_max_attempts: int = 4
+    verification_retention_hours: int = 24
+    subject_token_ttl_seconds: int = 1800
+
+    # Bearer tokens from other issuers (app/security.py). Leeway applies to exp/nbf/iat.
+    token_leeway_seconds: int = 30
+    token_max_bytes: int = 8192
+    jwks_cache_seconds: int = 3600
+    jwks_min_refresh_seconds: int = 60
+    # Staff and service tokens from the company identity provider: a JWKS URL or a static key.
+    staff_idp_issuer: str | None = None
+    staff_idp_audience: str | None = None
+    staff_idp_jwks_url: str | None = None
+    staff_idp_public_key: str | None = Field(default=None, description="PEM public key")
+    staff_idp_key_id: str | None = None
+    staff_idp_algorithms: list[str] = Field(default=["RS256", "ES256"])
+    staff_idp_roles_claim: str = "roles"
+    staff_idp_role_map: dict[str, str] = Field(
+        default_factory=dict, description="IdP role name -> our role; unset: names as ours"
+    )
+    # Optional: the mobile app's own session token with a verified phone counts as an OTP.
+    mobile_tokens_enabled: bool = False
+    mobile_token_issuer: str | None = None
+    mobile_token_audience: str | None = None
+    mobile_jwks_url: str | None = None
+    mobile_public_key: str | None = Field(default=None, description="PEM public key")
+    mobile_key_id: str | None = None
+    mobile_algorithms: list[str] = Field(default=["RS256", "ES256"])
+    mobile_phone_claim: str = "phone_number"
+    mobile_phone_verified_claim: str = "phone_number_verified"
+
     # Worker
     run_worker: bool = Field(default=True, description="run the worker loop inside `dsr serve`")
     worker_poll_seconds: float = 1.0
@@ -160,6 +201,42 @@ def check_production(settings: Settings) -> None:
     for name in ("sms_gateway_url", "email_gateway_url"):
         if not getattr(settings, name):
             raise ConfigError(f"DSR_{name.upper()} must be set when DSR_ENV=prod")
+    check_token_issuers(settings)
+
+
+# Algorithms another issuer may use: asymmetric only, so a public key can never act as a secret.
+EXTERNAL_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"})
+
+
+def check_token_issuers(settings: Settings) -> None:
+    """Refuse an identity-provider set-up that could not verify a token safely."""
+    prod = settings.env == "prod"
+    checks = [("staff_idp", "staff_idp_issuer", "staff_idp_audience")]
+    if settings.mobile_tokens_enabled:
+        checks.append(("mobile", "mobile_token_issuer", "mobile_token_audience"))
+    for prefix, issuer_field, audience_field in checks:
+        jwks_url = getattr(settings, f"{prefix}_jwks_url")
+        public_key = getattr(settings, f"{prefix}_public_key")
+        issuer = getattr(settings, issuer_field)
+        if prefix == "staff_idp" and not prod and not (issuer or jwks_url or public_key):
+            continue  # dev/test without an identity provider: staff use `dsr token`
+        if not issuer or not getattr(settings, audience_field):
+            raise ConfigError(
+                f"DSR_{issuer_field.upper()} and DSR_{audience_field.upper()} must be set"
+            )
+        if bool(jwks_url) == bool(public_key):
+            raise ConfigError(
+                f"exactly one of DSR_{prefix.upper()}_JWKS_URL and "
+                f"DSR_{prefix.upper()}_PUBLIC_KEY must be set"
+            )
+        if prod and jwks_url and not str(jwks_url).startswith("https://"):
+            raise ConfigError(f"DSR_{prefix.upper()}_JWKS_URL must be https when DSR_ENV=prod")
+        algorithms = set(getattr(settings, f"{prefix}_algorithms"))
+        if not algorithms or not algorithms <= EXTERNAL_ALGORITHMS:
+            raise ConfigError(
+                f"DSR_{prefix.upper()}_ALGORITHMS may only name "
+                + ", ".join(sorted(EXTERNAL_ALGORITHMS))
+            )
 
 
 @lru_cache

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
+from app.errors import DomainError
 
 logger = logging.getLogger("dsr.db")
 
@@ -86,6 +87,10 @@ class Database:
             try:
                 yield session
                 await session.commit()
+            except DomainError as exc:
+                # An error that records state (a wrong one-time code) keeps its changes.
+                await (session.commit() if exc.keep_changes else session.rollback())
+                raise
             except BaseException:
                 await session.rollback()
                 raise

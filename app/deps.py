@@ -13,8 +13,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.clock import Clock
 from app.config import Settings
 from app.db import Database
-from app.errors import Forbidden, Unauthenticated
+from app.errors import DomainError, Forbidden, Unauthenticated
 from app.security import Principal, Role, TokenService
+from app.services import subjects
 from app.services.crypto import Crypto
 
 
@@ -49,6 +50,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         try:
             yield session
             await session.commit()
+        except DomainError as exc:
+            # An error that records state (a wrong one-time code) keeps its changes.
+            await (session.commit() if exc.keep_changes else session.rollback())
+            raise
         except BaseException:
             await session.rollback()
             raise
@@ -70,18 +75,29 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 async def get_principal(
-    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     tokens: TokensDep,
     clock: ClockDep,
+    http: HttpDep,
+    session: SessionDep,
+    crypto: CryptoDep,
 ) -> Principal:
+    """The verified caller (any issuer, any kind); 401 without a valid bearer token."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("A bearer token is required.")
-    return await _verify(request, tokens, credentials.credentials, clock)
-
-
-async def _verify(request: Request, tokens: TokenService, token: str, clock: Clock) -> Principal:
-    return tokens.verify(token, now=clock.now())
+    now = clock.now()
+    authentication = await tokens.authenticate(credentials.credentials, now=now, http=http)
+    if authentication.identifier is not None:
+        # Another issuer (the mobile app) vouched for a phone number: keep it (encrypted), as a
+        # confirmed one-time code does, so notices can reach this person.
+        await subjects.remember_identifier(
+            session,
+            crypto=crypto,
+            kind=authentication.identifier.kind,
+            value=authentication.identifier.value,
+            now=now,
+        )
+    return authentication.principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -13,6 +13,8 @@ class DomainError(Exception):
     status: ClassVar[int] = 400
     code: ClassVar[str] = "bad-request"
     title: ClassVar[str] = "Bad request"
+    # True for errors that record state (a wrong code counts): the unit of work commits anyway.
+    keep_changes: ClassVar[bool] = False
 
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
         super().__init__(detail or self.title)
@@ -27,10 +29,26 @@ class InvalidInput(DomainError):
     title = "The request is not valid"
 
 
+class ValidationFailed(InvalidInput):
+    """One body field is not valid; names it by JSON pointer, never echoes its value."""
+
+    code = "validation-failed"
+
+    def __init__(self, pointer: str, message: str) -> None:
+        super().__init__(
+            "One or more fields are invalid; see errors.",
+            errors=[{"pointer": pointer, "location": "body", "message": message}],
+        )
+
+
 class Unauthenticated(DomainError):
     status = 401
     code = "unauthenticated"
     title = "Authentication required"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
 
 
 class Forbidden(DomainError):
@@ -92,6 +110,33 @@ class RateLimited(DomainError):
         super().__init__(detail, **extra)
         self.retry_after = max(1, int(retry_after))
         self.headers["Retry-After"] = str(self.retry_after)
+
+
+class VerificationUnknown(NotFound):
+    code = "verification-unknown"
+    title = "No such verification"
+
+
+class VerificationExpired(Gone):
+    code = "verification-expired"
+    title = "The code has expired; ask for a new one"
+
+
+class VerificationDead(Gone):
+    code = "verification-dead"
+    title = "Too many wrong codes; ask for a new one"
+
+
+class VerificationUsed(Gone):
+    code = "verification-used"
+    title = "The code was already used; ask for a new one"
+
+
+class VerificationCodeWrong(DomainError):
+    status = 400
+    code = "verification-code-wrong"
+    title = "The code is not right"
+    keep_changes = True  # the wrong try must count even though the request fails
 
 
 class ServiceUnavailable(DomainError):

@@ -18,7 +18,7 @@ from app.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, Request
 from app.migrate import head_revision
 from app.observability import Metrics
 from app.problems import install_problem_handlers
-from app.routers import health, requests, staff
+from app.routers import health, requests, staff, verifications
 from app.security import TokenService
 from app.services.crypto import Crypto
 from app.services.datamap import load_configured_datamap
@@ -101,6 +101,7 @@ def create_app(
 
     install_problem_handlers(app)
     app.include_router(health.router)
+    app.include_router(verifications.router)
     app.include_router(requests.router)
     app.include_router(staff.router)
     app.include_router(staff.audit_router)

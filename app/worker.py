@@ -20,7 +20,7 @@ from app.clock import Clock
 from app.config import Settings
 from app.db import Database
 from app.models import OutboxMessage
-from app.services import access_fulfilment, notifications, outbox, request_jobs
+from app.services import access_fulfilment, notifications, outbox, request_jobs, verifications
 from app.services.crypto import Crypto
 from app.services.datamap import DataMap
 from app.services.tasks import (
@@ -47,7 +47,13 @@ def build_registry() -> Registry:
             f"job:{access_fulfilment.JOB_TOPIC}": access_fulfilment.handle_fulfil_access,
         },
         on_dead={"job": request_jobs.on_job_dead},
-        periodic=[access_fulfilment.purge_job(), request_jobs.PURGE_IDEMPOTENCY],
+        periodic=[
+            access_fulfilment.purge_job(),
+            request_jobs.PURGE_IDEMPOTENCY,
+            PeriodicJob(
+                "verifications.purge", timedelta(hours=1), verifications.purge_verifications
+            ),
+        ],
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import audit, database, demo, openapi, serve
+from app.cli import audit, database, demo, openapi, serve, token
 
 cli = typer.Typer(
     name="dsr",
@@ -18,6 +18,7 @@ database.register(cli)
 openapi.register(cli)
 demo.register(cli)
 audit.register(cli)
+token.register(cli)
 
 
 def main() -> None:

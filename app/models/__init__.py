@@ -6,6 +6,7 @@ from app.models.outbox import OutboxMessage
 from app.models.reports import AccessReportRecord
 from app.models.requests import DsrObjection, DsrRequest, DsrRequestEvent, IdempotencyRecord
 from app.models.subject import SubjectIdentifier
+from app.models.verification import Verification
 
 __all__ = [
     "AccessReportRecord",
@@ -16,5 +17,6 @@ __all__ = [
     "IdempotencyRecord",
     "OutboxMessage",
     "SubjectIdentifier",
+    "Verification",
     "metadata",
 ]

@@ -1,0 +1,119 @@
+"""Identity verification (public): one-time codes by SMS or e-mail, exchanged for a token."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response
+
+from app.deps import (
+    ClientIpDep,
+    ClockDep,
+    CryptoDep,
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+    TokensDep,
+)
+from app.schemas.common import PROBLEM_RESPONSES
+from app.schemas.verifications import (
+    PrincipalPublic,
+    TokenPublic,
+    VerificationConfirm,
+    VerificationCreate,
+    VerificationPublic,
+)
+from app.services import verifications
+
+router = APIRouter(prefix="/v1", tags=["verification"])
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, object]]:
+    return {status: PROBLEM_RESPONSES[status] for status in statuses}
+
+
+@router.post(
+    "/verifications",
+    status_code=202,
+    response_model=VerificationPublic,
+    summary="Send a one-time code to a phone number or e-mail address",
+    description="The answer is the same whether or not the destination appears in any record. "
+    "At most one code a minute and a few an hour per destination and per client: then 429 with "
+    "`Retry-After`.",
+    responses=_problems(422, 429),
+)
+async def start_verification(
+    body: VerificationCreate,
+    session: SessionDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client_ip: ClientIpDep,
+) -> VerificationPublic:
+    started = await verifications.start_verification(
+        session,
+        crypto=crypto,
+        settings=settings,
+        now=clock.now(),
+        channel=body.channel,
+        destination=body.destination,
+        client_ip=client_ip,
+        locale=body.locale or settings.default_locale,
+    )
+    return VerificationPublic(
+        verification_id=started.id,
+        expires_at=started.expires_at,
+        masked_destination=started.masked_destination,
+    )
+
+
+@router.post(
+    "/verifications/{verification_id}/confirm",
+    response_model=TokenPublic,
+    summary="Exchange the code for a subject token",
+    description="Problem codes: `verification-code-wrong` (with `remaining_attempts`), "
+    "`verification-expired`, `verification-dead` (too many wrong codes), `verification-used`, "
+    "`verification-unknown`.",
+    responses={
+        **_problems(400, 404, 422),
+        410: {**PROBLEM_RESPONSES[404], "description": "Expired, dead or already used"},
+    },
+)
+async def confirm_verification(
+    verification_id: uuid.UUID,
+    body: VerificationConfirm,
+    response: Response,
+    session: SessionDep,
+    crypto: CryptoDep,
+    tokens: TokensDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> TokenPublic:
+    confirmed = await verifications.confirm_verification(
+        session,
+        crypto=crypto,
+        tokens=tokens,
+        settings=settings,
+        now=clock.now(),
+        verification_id=verification_id,
+        code=body.code,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return TokenPublic(access_token=confirmed.access_token, expires_in=confirmed.expires_in)
+
+
+@router.get(
+    "/me",
+    response_model=PrincipalPublic,
+    tags=["identity"],
+    summary="Who the bearer token says you are",
+    responses=_problems(401),
+)
+async def me(principal: PrincipalDep) -> PrincipalPublic:
+    return PrincipalPublic(
+        kind=principal.kind,
+        roles=sorted(principal.roles),
+        identifier_kinds=list(principal.identifier_kinds),
+        amr=list(principal.amr),
+        expires_at=principal.expires_at,
+    )
