@@ -2,7 +2,18 @@
 
 from app.models.audit import AuditEntry
 from app.models.base import metadata
+from app.models.fulfilment import ProcessingRestriction, ProcessingSuspension
 from app.models.outbox import OutboxMessage
+from app.models.retention import RetainedRecord, RetentionKey
 from app.models.subject import SubjectIdentifier
 
-__all__ = ["AuditEntry", "OutboxMessage", "SubjectIdentifier", "metadata"]
+__all__ = [
+    "AuditEntry",
+    "OutboxMessage",
+    "ProcessingRestriction",
+    "ProcessingSuspension",
+    "RetainedRecord",
+    "RetentionKey",
+    "SubjectIdentifier",
+    "metadata",
+]
