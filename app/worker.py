@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from app.models import OutboxMessage
-from app.services import notifications, outbox
+from app.services import notifications, outbox, retention
 from app.services.tasks import (
     Dead,
     Outcome,
@@ -37,6 +37,7 @@ def build_registry() -> Registry:
     """Every handler and periodic job the worker runs. Add new kinds here."""
     return Registry(
         handlers={"notification": notifications.handle_notification},
+        periodic=[retention.PURGE_JOB],
     )
 
 

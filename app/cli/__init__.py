@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import database, openapi, serve
+from app.cli import database, openapi, purge, serve
 
 cli = typer.Typer(
     name="dsr",
@@ -16,6 +16,7 @@ cli = typer.Typer(
 serve.register(cli)
 database.register(cli)
 openapi.register(cli)
+purge.register(cli)
 
 
 def main() -> None:
