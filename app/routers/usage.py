@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.deps import CryptoDep, ServicePrincipal, SessionDep
+from app.deps import CryptoDep, ReadSessionDep, ServicePrincipal
 from app.schemas.common import PROBLEM_RESPONSES
 from app.schemas.usage import UsageCheckCreate, UsageCheckPublic, UsageReasonPublic
 from app.services import restrictions
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v1", tags=["internal systems"])
 async def check_usage(
     body: UsageCheckCreate,
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     crypto: CryptoDep,
     _principal: ServicePrincipal,
 ) -> UsageCheckPublic:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -232,26 +232,31 @@ async def active_suspensions(
     return list(rows.scalars().all())
 
 
-_R = ProcessingRestriction.__table__.c  # type: ignore[attr-defined]
-_S = ProcessingSuspension.__table__.c  # type: ignore[attr-defined]
+def _usage_query(*, with_items: bool) -> sa.TextClause:
+    """Built once: the active restrictions and suspensions of these keys, one round trip.
+
+    Each half is served by its partial index (``lifted_at IS NULL``).
+    """
+    item_filter = "AND item = ANY(:items)" if with_items else ""
+    statement = sa.text(
+        f"""
+        SELECT 'correction_pending' AS code, request_id, item, NULL AS purpose
+          FROM processing_restriction
+         WHERE subject_key = ANY(:keys) AND lifted_at IS NULL {item_filter}
+        UNION ALL
+        SELECT 'processing_suspended', request_id, NULL, purpose
+          FROM processing_suspension
+         WHERE subject_key = ANY(:keys) AND lifted_at IS NULL AND purpose = :purpose
+        """
+    )
+    params = [sa.bindparam("keys", type_=ARRAY(sa.String)), sa.bindparam("purpose")]
+    if with_items:
+        params.append(sa.bindparam("items", type_=ARRAY(sa.String)))
+    return statement.bindparams(*params)
 
 
-def _usage_query(keys: list[str], purpose: str, items: list[str] | None) -> sa.CompoundSelect:
-    restricted = sa.select(
-        sa.literal("correction_pending").label("code"),
-        _R.request_id,
-        _R.item,
-        sa.null().label("purpose"),
-    ).where(_R.subject_key.in_(keys), _R.lifted_at.is_(None))
-    if items is not None:
-        restricted = restricted.where(_R.item.in_(items))
-    suspended = sa.select(
-        sa.literal("processing_suspended").label("code"),
-        _S.request_id,
-        sa.null().label("item"),
-        _S.purpose,
-    ).where(_S.subject_key.in_(keys), _S.lifted_at.is_(None), _S.purpose == purpose)
-    return sa.union_all(restricted, suspended)
+_USAGE_ANY_ITEM = _usage_query(with_items=False)
+_USAGE_ITEMS = _usage_query(with_items=True)
 
 
 async def check_usage(
@@ -269,7 +274,13 @@ async def check_usage(
     if chosen is not None:
         _check_items(chosen, "/items")
     keys = subject_keys_for(crypto, identifiers)
-    rows = (await session.execute(_usage_query(keys, purpose, chosen))).all()
+    if chosen is None:
+        result = await session.execute(_USAGE_ANY_ITEM, {"keys": keys, "purpose": purpose})
+    else:
+        result = await session.execute(
+            _USAGE_ITEMS, {"keys": keys, "purpose": purpose, "items": chosen}
+        )
+    rows = result.all()
     reasons = list(
         dict.fromkeys(
             UsageReason(code=code, request_id=request_id, item=item, purpose=row_purpose)
