@@ -34,7 +34,6 @@ from app.services.vocabulary import ITEMS
 KEK_VERSION = 1
 PURGE_ACTION = "retention.purged"
 PURGE_JOB_NAME = "retention.purge"
-_INSERT_CHUNK = 1000  # rows per INSERT (15 parameters each)
 _REASON = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
@@ -241,31 +240,24 @@ async def retain_records(
                 "payload": seal(data_key, plaintext, aad=_payload_aad(record_id)),
             }
         )
-    inserted: set[uuid.UUID] = set()
-    # Chunked: one statement may bind at most 32,767 parameters.
-    for start in range(0, len(rows), _INSERT_CHUNK):
-        chunk = rows[start : start + _INSERT_CHUNK]
-        stored = (
+    # Core executemany: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues")
+    # with one cached statement, within the 32,767-parameter limit.
+    records_table, keys_table = _tables()
+    inserted = set(
+        (
             await session.execute(
-                insert(RetainedRecord)
-                .values(chunk)
-                .on_conflict_do_nothing()
-                .returning(col(RetainedRecord.id))
+                insert(records_table).on_conflict_do_nothing().returning(records_table.c.id),
+                rows,
             )
         ).scalars()
-        inserted.update(stored)
-        key_rows = [
-            {
-                "id": row["id"],
-                "kek_version": KEK_VERSION,
-                "wrapped_key": keys[row["id"]],
-                "created_at": now,
-            }
-            for row in chunk
-            if row["id"] in inserted
-        ]
-        if key_rows:
-            await session.execute(insert(RetentionKey).values(key_rows))
+    )
+    key_rows = [
+        {"id": rid, "kek_version": KEK_VERSION, "wrapped_key": keys[rid], "created_at": now}
+        for rid in keys
+        if rid in inserted
+    ]
+    if key_rows:
+        await session.execute(insert(keys_table), key_rows)
     ids: list[uuid.UUID] = []
     for row in rows:
         if row["id"] in inserted:
@@ -386,6 +378,10 @@ async def count_due(session: AsyncSession, *, now: datetime) -> dict[str, int]:
     return {rule: int(count) for rule, count in rows.all()}
 
 
+def _tables() -> tuple[sa.Table, sa.Table]:
+    return RetainedRecord.__table__, RetentionKey.__table__  # type: ignore[attr-defined]
+
+
 async def purge_due(
     session: AsyncSession,
     *,
@@ -395,12 +391,14 @@ async def purge_due(
     role: str = "system",
 ) -> PurgeCounts:
     """Destroy up to ``batch`` due records: data keys first, then rows; one audit entry."""
+    # Core statements on the tables: no ORM identity-map bookkeeping for thousands of rows.
+    records, keys = _tables()
     due_ids = list(
         (
             await session.execute(
-                sa.select(col(RetainedRecord.id))
-                .where(col(RetainedRecord.destroy_after) <= now)
-                .order_by(col(RetainedRecord.destroy_after))
+                sa.select(records.c.id)
+                .where(records.c.destroy_after <= now)
+                .order_by(records.c.destroy_after)
                 .limit(batch)
                 .with_for_update(skip_locked=True)
             )
@@ -410,12 +408,12 @@ async def purge_due(
         return PurgeCounts()
     # One array parameter, however large the batch (an IN list binds one parameter per id).
     ids = sa.bindparam("ids", due_ids, type_=ARRAY(sa.Uuid))
-    await session.execute(sa.delete(RetentionKey).where(col(RetentionKey.id) == sa.any_(ids)))
+    await session.execute(sa.delete(keys).where(keys.c.id == sa.any_(ids)))
     destroyed = (
         await session.execute(
-            sa.delete(RetainedRecord)
-            .where(col(RetainedRecord.id) == sa.any_(ids))
-            .returning(col(RetainedRecord.id), col(RetainedRecord.rule))
+            sa.delete(records)
+            .where(records.c.id == sa.any_(ids))
+            .returning(records.c.id, records.c.rule)
         )
     ).all()
     by_rule = dict(sorted(Counter(rule for _id, rule in destroyed).items()))
