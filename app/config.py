@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["dev", "test", "prod"]
@@ -23,6 +23,38 @@ REQUEST_TYPES = ("access", "correction", "deletion", "suspension", "consent_with
 
 class ConfigError(RuntimeError):
     """The configuration cannot be used; the message names the setting."""
+
+
+class RetentionRule(BaseModel):
+    """A retention period required by law (privacy policy section 2) and its legal basis."""
+
+    period: str = Field(pattern=r"^[1-9][0-9]{0,2}[ym]$", description="'5y', '3m', '12m'")
+    legal_basis_ko: str = Field(min_length=1)
+    legal_basis_en: str = Field(min_length=1)
+
+
+_ECOMMERCE = (
+    "전자상거래 등에서의 소비자보호에 관한 법률",
+    "Act on the Consumer Protection in Electronic Commerce",
+)
+_SECRETS = ("통신비밀보호법", "Protection of Communications Secrets Act")
+
+
+def default_retention_rules() -> dict[str, RetentionRule]:
+    """The privacy policy's section 2 table, one named rule per row."""
+    table = {
+        "transactions": ("5y", ("국세기본법", "Framework Act on National Taxes")),
+        "contracts": ("5y", _ECOMMERCE),
+        "complaints": ("3y", _ECOMMERCE),
+        "service_calls": ("3m", _SECRETS),
+        "advertising": ("6m", _ECOMMERCE),
+        "access_logs_3m": ("3m", _SECRETS),
+        "access_logs_12m": ("12m", _SECRETS),
+    }
+    return {
+        name: RetentionRule(period=period, legal_basis_ko=ko, legal_basis_en=en)
+        for name, (period, (ko, en)) in table.items()
+    }
 
 
 class Settings(BaseSettings):
@@ -137,6 +169,16 @@ class Settings(BaseSettings):
         if any(not 1 <= days <= 10 for days in merged.values()):
             raise ValueError("each type's days must be between 1 and 10")
         return merged
+
+    # Retention (privacy policy section 2). DSR_RETENTION_RULES (JSON) overrides or adds rules
+    # by name; the others keep their defaults.
+    retention_rules: dict[str, RetentionRule] = Field(default_factory=default_retention_rules)
+    retention_purge_batch_size: int = Field(default=1000, ge=1, le=50_000)
+
+    @field_validator("retention_rules", mode="after")
+    @classmethod
+    def _keep_default_rules(cls, value: dict[str, RetentionRule]) -> dict[str, RetentionRule]:
+        return {**default_retention_rules(), **value}
 
     def key_bytes(self, name: str) -> bytes:
         """The named key as bytes; raises ConfigError naming the setting when missing."""

@@ -74,11 +74,18 @@ class Database:
 
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    # Autocommit sessions on the same pool, for hot read-only paths (no BEGIN/COMMIT).
+    read_sessionmaker: async_sessionmaker[AsyncSession]
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 10) -> Database:
         engine = create_engine(url, pool_size=pool_size)
-        return cls(engine, async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False))
+        reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        return cls(
+            engine,
+            async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False),
+            async_sessionmaker(reader, class_=AsyncSession, expire_on_commit=False),
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

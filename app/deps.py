@@ -1,4 +1,8 @@
-"""FastAPI dependencies: session, clock, settings, crypto, HTTP client and principals."""
+"""FastAPI dependencies: session, clock, settings, crypto, HTTP client and principals.
+
+Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread,
+which costs more than the getter itself on every request.
+"""
 
 from __future__ import annotations
 
@@ -19,27 +23,27 @@ from app.services import subjects
 from app.services.crypto import Crypto
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     return request.app.state.clock
 
 
-def get_crypto(request: Request) -> Crypto:
+async def get_crypto(request: Request) -> Crypto:
     return request.app.state.crypto
 
 
-def get_http(request: Request) -> httpx.AsyncClient:
+async def get_http(request: Request) -> httpx.AsyncClient:
     return request.app.state.http
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     return request.app.state.db
 
 
-def get_tokens(request: Request) -> TokenService:
+async def get_tokens(request: Request) -> TokenService:
     return request.app.state.tokens
 
 
@@ -59,7 +63,14 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
-def client_ip(request: Request) -> str:
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for hot read-only paths: autocommit, so no BEGIN/COMMIT round trips."""
+    database: Database = request.app.state.db
+    async with database.read_sessionmaker() as session:
+        yield session
+
+
+async def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
@@ -68,6 +79,7 @@ ClockDep = Annotated[Clock, Depends(get_clock)]
 CryptoDep = Annotated[Crypto, Depends(get_crypto)]
 HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
 ClientIpDep = Annotated[str, Depends(client_ip)]
 

@@ -112,6 +112,12 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.usage_checks = Counter(
+            "dsr_usage_checks_total",
+            "Usage checks answered, by outcome (allowed or blocked)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.outbox_dead = Gauge(
             "dsr_outbox_dead",
             "Outbox messages that exhausted their retries, by kind",

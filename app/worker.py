@@ -20,7 +20,14 @@ from app.clock import Clock
 from app.config import Settings
 from app.db import Database
 from app.models import OutboxMessage
-from app.services import access_fulfilment, notifications, outbox, request_jobs, verifications
+from app.services import (
+    access_fulfilment,
+    notifications,
+    outbox,
+    request_jobs,
+    retention,
+    verifications,
+)
 from app.services.crypto import Crypto
 from app.services.datamap import DataMap
 from app.services.tasks import (
@@ -49,6 +56,7 @@ def build_registry() -> Registry:
         on_dead={"job": request_jobs.on_job_dead},
         periodic=[
             access_fulfilment.purge_job(),
+            retention.PURGE_JOB,
             request_jobs.PURGE_IDEMPOTENCY,
             PeriodicJob(
                 "verifications.purge", timedelta(hours=1), verifications.purge_verifications

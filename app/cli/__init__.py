@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import audit, database, demo, openapi, serve, token
+from app.cli import audit, database, demo, openapi, purge, serve, token
 
 cli = typer.Typer(
     name="dsr",
@@ -19,6 +19,7 @@ openapi.register(cli)
 demo.register(cli)
 audit.register(cli)
 token.register(cli)
+purge.register(cli)
 
 
 def main() -> None:

@@ -2,9 +2,11 @@
 
 from app.models.audit import AuditEntry
 from app.models.base import metadata
+from app.models.fulfilment import ProcessingRestriction, ProcessingSuspension
 from app.models.outbox import OutboxMessage
 from app.models.reports import AccessReportRecord
 from app.models.requests import DsrObjection, DsrRequest, DsrRequestEvent, IdempotencyRecord
+from app.models.retention import RetainedRecord, RetentionKey
 from app.models.subject import SubjectIdentifier
 from app.models.verification import Verification
 
@@ -16,6 +18,10 @@ __all__ = [
     "DsrRequestEvent",
     "IdempotencyRecord",
     "OutboxMessage",
+    "ProcessingRestriction",
+    "ProcessingSuspension",
+    "RetainedRecord",
+    "RetentionKey",
     "SubjectIdentifier",
     "Verification",
     "metadata",

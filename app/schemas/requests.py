@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from app.services.request_bodies import normalise_new_value
-from app.services.vocabulary import CATEGORIES, ITEMS, PURPOSES
+from app.services.vocabulary import CATEGORIES, ITEMS, PURPOSES, ItemCode, PurposeCode
 
 RequestType = Literal["access", "correction", "deletion", "suspension", "consent_withdrawal"]
 RequestStatus = Literal[
@@ -21,26 +21,10 @@ RequestStatus = Literal[
     "refused",
     "withdrawn",
 ]
-ItemCode = Literal[
-    "name",
-    "phone",
-    "address",
-    "email",
-    "customs_code",
-    "company_name",
-    "company_address",
-    "device_serial",
-    "customer_id",
-    "ip_address",
-    "usage_records",
+CategoryCode = Literal[
+    "identity", "contact", "customs", "marketing", "device", "counseling", "logs"
 ]
-CategoryCode = Literal["identity", "contact", "customs", "marketing", "device", "account", "logs"]
-PurposeCode = Literal[
-    "delivery", "customs_clearance", "counseling", "app_service", "marketing", "service_logs"
-]
-assert set(get_args(ItemCode)) == set(ITEMS)
 assert set(get_args(CategoryCode)) == set(CATEGORIES)
-assert set(get_args(PurposeCode)) == set(PURPOSES)
 
 RECORD_REF_PATTERN = r"^[A-Za-z0-9._:/-]{1,64}$"
 

@@ -52,6 +52,7 @@ class Crypto:
     field_key: bytes
     blind_key: bytes
     secret_key: bytes  # HMACs of one-time codes and other server-side secrets
+    retention_kek: bytes  # wraps the per-record data keys of retained records
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Crypto:
@@ -61,6 +62,7 @@ class Crypto:
             field_key=derive_key(field_master, "dsr/field-encryption/v1"),
             blind_key=derive_key(blind_master, "dsr/blind-index/v1"),
             secret_key=derive_key(blind_master, "dsr/server-secret/v1"),
+            retention_kek=derive_key(field_master, "dsr/retention-kek/v1"),
         )
 
     def encrypt(self, plaintext: str | bytes, *, context: str = "") -> bytes:

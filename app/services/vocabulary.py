@@ -1,13 +1,14 @@
 """Fixed vocabularies of requests: types, items, categories, purposes, refusal grounds.
 
 Item, category and purpose codes follow section 1 of the privacy policy; the data map
-(``datamap.yaml``) uses the same codes. Refusal grounds map each code to its legal source.
+(``datamap.yaml``), the usage-check API, corrections and retained records use the same codes.
+Refusal grounds map each code to its legal source.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from app.config import REQUEST_TYPES
 
@@ -44,9 +45,10 @@ ITEMS: dict[str, Item] = {
         Item("company_name", "marketing", True, "회사명", "company name"),
         Item("company_address", "marketing", True, "회사 주소", "company address"),
         Item("device_serial", "device", False, "기기 일련번호", "device serial number"),
-        Item("customer_id", "account", False, "고객 ID", "customer ID"),
+        Item("inquiry", "counseling", False, "상담 내용", "inquiry"),
         Item("ip_address", "logs", False, "접속 IP 주소", "IP address"),
-        Item("usage_records", "logs", False, "서비스 이용기록", "service use records"),
+        Item("access_time", "logs", False, "접속 일시", "access time"),
+        Item("service_use", "logs", False, "서비스 이용기록", "service use records"),
     )
 }
 
@@ -56,7 +58,7 @@ CATEGORIES: dict[str, dict[str, str]] = {
     "customs": {"ko": "통관 정보", "en": "customs clearance"},
     "marketing": {"ko": "마케팅·이벤트 정보", "en": "marketing and events"},
     "device": {"ko": "기기 정보", "en": "device"},
-    "account": {"ko": "계정 정보", "en": "account"},
+    "counseling": {"ko": "상담 기록", "en": "counseling records"},
     "logs": {"ko": "접속·이용 기록", "en": "access and use logs"},
 }
 
@@ -68,6 +70,49 @@ PURPOSES: dict[str, dict[str, str]] = {
     "marketing": {"ko": "마케팅·이벤트", "en": "marketing and events"},
     "service_logs": {"ko": "서비스 이용기록 관리", "en": "service logs"},
 }
+
+# The same codes as types, for request and response bodies.
+ItemCode = Literal[
+    "name",
+    "phone",
+    "address",
+    "email",
+    "customs_code",
+    "company_name",
+    "company_address",
+    "device_serial",
+    "inquiry",
+    "ip_address",
+    "access_time",
+    "service_use",
+]
+PurposeCode = Literal[
+    "delivery", "customs_clearance", "counseling", "app_service", "marketing", "service_logs"
+]
+assert set(get_args(ItemCode)) == set(ITEMS)
+assert set(get_args(PurposeCode)) == set(PURPOSES)
+
+# Purposes a data subject consented to separately and may withdraw (PIPA Art. 37(1), 22).
+OPTIONAL_PURPOSES: frozenset[str] = frozenset({"marketing"})
+
+RetentionRuleName = Literal[
+    "transactions",
+    "contracts",
+    "complaints",
+    "service_calls",
+    "advertising",
+    "access_logs_3m",
+    "access_logs_12m",
+]
+RETENTION_RULE_NAMES: tuple[str, ...] = get_args(RetentionRuleName)
+
+
+def is_purpose(value: str) -> bool:
+    return value in PURPOSES
+
+
+def is_item(value: str) -> bool:
+    return value in ITEMS
 
 
 @dataclass(frozen=True)

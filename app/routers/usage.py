@@ -1,0 +1,54 @@
+"""Internal systems: may this person's data be used for this purpose now?"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from app.deps import CryptoDep, ReadSessionDep, ServicePrincipal
+from app.schemas.common import PROBLEM_RESPONSES
+from app.schemas.usage import UsageCheckCreate, UsageCheckPublic, UsageReasonPublic
+from app.services import restrictions
+
+router = APIRouter(prefix="/v1", tags=["internal systems"])
+
+
+@router.post(
+    "/usage-checks",
+    response_model=UsageCheckPublic,
+    summary="Check before using or providing a person's data",
+    description=(
+        "Answers `allowed: false` while a correction of the items is pending (policy section 6: "
+        "not used or provided) or while processing for the purpose is suspended (PIPA Art. 37). "
+        "Service token only. Identifiers are matched by blind index and never stored or logged."
+    ),
+    responses={k: v for k, v in PROBLEM_RESPONSES.items() if k in (401, 403, 422)},
+)
+async def check_usage(
+    body: UsageCheckCreate,
+    request: Request,
+    session: ReadSessionDep,
+    crypto: CryptoDep,
+    _principal: ServicePrincipal,
+) -> UsageCheckPublic:
+    decision = await restrictions.check_usage(
+        session,
+        crypto=crypto,
+        identifiers=body.identifiers.model_dump(),
+        purpose=body.purpose,
+        items=body.items,
+    )
+    request.app.state.metrics.usage_checks.labels(
+        "allowed" if decision.allowed else "blocked"
+    ).inc()
+    return UsageCheckPublic(
+        allowed=decision.allowed,
+        reasons=[
+            UsageReasonPublic(
+                code=reason.code,
+                request_id=reason.request_id,
+                item=reason.item,
+                purpose=reason.purpose,
+            )
+            for reason in decision.reasons
+        ],
+    )
