@@ -22,6 +22,7 @@ from app.db import Database
 from app.models import OutboxMessage
 from app.services import (
     access_fulfilment,
+    fulfilment,
     notifications,
     outbox,
     request_jobs,
@@ -81,7 +82,12 @@ def build_context(
         crypto=crypto,
         clock=clock,
         http=http,
-        extras={access_fulfilment.DATAMAP: datamap},
+        extras={
+            access_fulfilment.DATAMAP: datamap,
+            access_fulfilment.ACCESS_REPORT_READY: fulfilment.access_report_ready(
+                crypto=crypto, settings=settings
+            ),
+        },
     )
 
 

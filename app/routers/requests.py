@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import HTMLResponse
 
 from app.deps import ClientIpDep, ClockDep, CryptoDep, CurrentSubject, SessionDep, SettingsDep
 from app.schemas.common import PROBLEM_RESPONSES
+from app.schemas.reports import AccessReport
 from app.schemas.requests import (
     ObjectionCreate,
     ObjectionOut,
@@ -18,8 +20,9 @@ from app.schemas.requests import (
     RequestList,
     RequestSummary,
 )
-from app.services import lifecycle, objections, request_queries, request_views
+from app.services import fulfilment, lifecycle, objections, request_queries, request_views
 from app.services.actors import Actor
+from app.services.reports import render_access_report_html
 from app.services.vocabulary import GROUNDS
 
 router = APIRouter(prefix="/v1", tags=["requests"], responses=PROBLEM_RESPONSES)
@@ -171,3 +174,39 @@ async def refusal_grounds() -> dict[str, Any]:
             for ground in GROUNDS.values()
         ]
     }
+
+
+@router.get(
+    "/requests/{request_id}/report",
+    response_model=AccessReport,
+    summary="The access report (PIPA Art. 35): JSON, or a readable page with Accept: text/html",
+    responses={
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+        410: {"description": "The report has expired and was destroyed"},
+    },
+)
+async def get_my_report(
+    request_id: uuid.UUID,
+    request: Request,
+    principal: CurrentSubject,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    client_ip: ClientIpDep,
+    lang: Annotated[
+        Literal["ko", "en"] | None,
+        Query(description="language of the readable page (default: the request's, Korean)"),
+    ] = None,
+) -> Any:
+    report, locale = await fulfilment.download_access_report(
+        session,
+        crypto=crypto,
+        now=clock.now(),
+        request_id=request_id,
+        subject_index=principal.subject,
+        client_ip=client_ip,
+    )
+    if "text/html" in request.headers.get("accept", ""):
+        page = render_access_report_html(report, lang=lang or locale)
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+    return report

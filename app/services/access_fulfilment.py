@@ -19,7 +19,8 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import ConfigError
-from app.services import outbox
+from app.models import DsrRequest
+from app.services import outbox, subjects
 from app.services.connectors import SourceError, open_connectors
 from app.services.crypto import Crypto
 from app.services.datamap import DataMap, SubjectIdentifiers, load_configured_datamap
@@ -99,11 +100,24 @@ async def handle_fulfil_access(message: Any, payload: Any, ctx: WorkerContext) -
     """Worker handler for ``job`` / ``fulfil.access``."""
     try:
         request_id = uuid.UUID(payload["request_id"])
-        identifiers = SubjectIdentifiers.from_payload(payload["identifiers"])
         withheld = [Withholding.from_payload(item) for item in payload.get("withheld") or []]
+        if "identifiers" in payload:
+            identifiers = SubjectIdentifiers.from_payload(payload["identifiers"])
+            subject = payload.get("subject") or subject_blind_index(ctx.crypto, identifiers)
     except (KeyError, TypeError, ValueError):
         return Dead("fulfil.access payload is malformed")
-    subject = payload.get("subject") or subject_blind_index(ctx.crypto, identifiers)
+    if "identifiers" not in payload:
+        # Queued by the lifecycle with the request id only: read who the subject is.
+        async with ctx.db.sessionmaker() as session:
+            request = await session.get(DsrRequest, request_id)
+            if request is None:
+                return Dead("fulfil.access for an unknown request")
+            if request.status != "in_progress":
+                return Sent("request no longer in progress")
+            identifiers = await subjects.identifiers_of(
+                session, crypto=ctx.crypto, identifier_ids=request.identifier_ids
+            )
+            subject = request.subject_index
     try:
         datamap = context_datamap(ctx)
     except ConfigError:

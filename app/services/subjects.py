@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Literal
 
@@ -14,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.errors import InvalidInput
 from app.models import SubjectIdentifier
 from app.services.crypto import Crypto
+from app.services.datamap import SubjectIdentifiers
 
 IdentifierKind = Literal["phone", "email"]
 
@@ -79,6 +81,21 @@ async def remember_identifier(
     found = await find_identifier(session, blind_index=index)
     assert found is not None
     return found
+
+
+async def identifiers_of(
+    session: AsyncSession, *, crypto: Crypto, identifier_ids: list[uuid.UUID]
+) -> SubjectIdentifiers:
+    """The verified identifiers with these ids, decrypted (phone E.164, e-mail lower-case)."""
+    rows = (
+        await session.exec(
+            select(SubjectIdentifier).where(col(SubjectIdentifier.id).in_(identifier_ids))
+        )
+    ).all()
+    values: dict[str, str] = {}
+    for row in rows:
+        values.setdefault(row.kind, reveal(crypto, row))
+    return SubjectIdentifiers(phone=values.get("phone"), email=values.get("email"))
 
 
 async def find_identifier(session: AsyncSession, *, blind_index: str) -> SubjectIdentifier | None:
