@@ -18,7 +18,7 @@ from app.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, Request
 from app.migrate import head_revision
 from app.observability import Metrics
 from app.problems import install_problem_handlers
-from app.routers import health
+from app.routers import health, partner, processors
 from app.security import TokenService
 from app.services.crypto import Crypto
 from app.worker import Worker, WorkerContext, build_registry
@@ -98,6 +98,8 @@ def create_app(
 
     install_problem_handlers(app)
     app.include_router(health.router)
+    app.include_router(processors.router)
+    app.include_router(partner.router)
 
     # Outermost first: the request id must exist before anything logs.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

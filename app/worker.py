@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from app.models import OutboxMessage
-from app.services import notifications, outbox
+from app.services import notifications, outbox, webhook_delivery
 from app.services.tasks import (
     Dead,
     Outcome,
@@ -36,7 +36,18 @@ DEFAULT_BACKOFF = (5, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 2
 def build_registry() -> Registry:
     """Every handler and periodic job the worker runs. Add new kinds here."""
     return Registry(
-        handlers={"notification": notifications.handle_notification},
+        handlers={
+            "notification": notifications.handle_notification,
+            "webhook": webhook_delivery.deliver_webhook,
+        },
+        on_dead={"webhook": webhook_delivery.on_webhook_dead},
+        periodic=[
+            PeriodicJob(
+                name="webhooks-held-alert",
+                every=timedelta(minutes=10),
+                run=webhook_delivery.alert_held_notices,
+            )
+        ],
     )
 
 
