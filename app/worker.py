@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import uuid
 import zlib
 from datetime import datetime, timedelta
 
@@ -19,6 +20,7 @@ from app.models import OutboxMessage
 from app.services import notifications, outbox, webhook_delivery
 from app.services.tasks import (
     Dead,
+    GroupCommit,
     Outcome,
     PeriodicJob,
     Registry,
@@ -76,6 +78,10 @@ class Worker:
         self.ctx = ctx
         self.registry = registry
         self._last_periodic: dict[str, datetime] = {}
+        # Outcomes finishing together share one transaction (one BEGIN/COMMIT per group).
+        self._outcomes: GroupCommit[tuple[OutboxMessage, Outcome, datetime]] = GroupCommit(
+            self._write_outcomes
+        )
 
     async def run_once(self, *, kinds: list[str] | None = None) -> int:
         """Claim one batch of due messages and send them; returns how many were handled."""
@@ -131,16 +137,7 @@ class Worker:
             and message.attempts >= message.max_attempts
         ):
             outcome = Dead(outcome.error)
-        async with self.ctx.db.transaction() as session:
-            if isinstance(outcome, Sent):
-                await outbox.mark_delivered(session, message_id=message.id, now=now)
-            elif isinstance(outcome, Retry):
-                delay = outcome.delay or backoff_delay(message.attempts)
-                await outbox.mark_retry(
-                    session, message_id=message.id, now=now, at=now + delay, error=outcome.error
-                )
-            else:
-                await outbox.mark_dead(session, message_id=message.id, now=now, error=outcome.error)
+        await self._outcomes.submit((message, outcome, now))
         extra = {
             "event": "worker.outcome",
             "kind": message.kind,
@@ -156,6 +153,25 @@ class Worker:
                 await hook(message, outcome.error, self.ctx)
         else:
             logger.info("message handled", extra=extra)
+
+    async def _write_outcomes(self, batch: list[tuple[OutboxMessage, Outcome, datetime]]) -> None:
+        async with self.ctx.db.transaction() as session:
+            delivered: dict[datetime, list[uuid.UUID]] = {}
+            for message, outcome, now in batch:
+                if isinstance(outcome, Sent):
+                    delivered.setdefault(now, []).append(message.id)
+            for now, ids in delivered.items():
+                await outbox.mark_delivered_many(session, message_ids=ids, now=now)
+            for message, outcome, now in batch:
+                if isinstance(outcome, Retry):
+                    delay = outcome.delay or backoff_delay(message.attempts)
+                    await outbox.mark_retry(
+                        session, message_id=message.id, now=now, at=now + delay, error=outcome.error
+                    )
+                elif isinstance(outcome, Dead):
+                    await outbox.mark_dead(
+                        session, message_id=message.id, now=now, error=outcome.error
+                    )
 
     async def run_periodic(self) -> None:
         """Run each periodic job that is due; an advisory lock keeps it to one worker at a time."""

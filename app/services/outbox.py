@@ -101,6 +101,18 @@ async def mark_delivered(session: AsyncSession, *, message_id: uuid.UUID, now: d
     )
 
 
+async def mark_delivered_many(
+    session: AsyncSession, *, message_ids: list[uuid.UUID], now: datetime
+) -> None:
+    """Mark several messages delivered in one statement (the worker's group commit)."""
+    if message_ids:
+        await session.execute(
+            sa.update(OutboxMessage)
+            .where(col(OutboxMessage.id).in_(message_ids))
+            .values(status="delivered", delivered_at=now, updated_at=now, last_error=None)
+        )
+
+
 async def mark_retry(
     session: AsyncSession, *, message_id: uuid.UUID, now: datetime, at: datetime, error: str
 ) -> None:

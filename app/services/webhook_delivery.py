@@ -15,6 +15,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -25,7 +26,7 @@ from app.clock import Clock, SystemClock
 from app.errors import WebhookUrlRefused
 from app.models import OutboxMessage, Processor, WebhookAttempt
 from app.services import audit, notifications, processors
-from app.services.tasks import Outcome, Retry, Sent, WorkerContext
+from app.services.tasks import GroupCommit, Outcome, Retry, Sent, WorkerContext
 from app.services.webhooks import check_webhook_url, signed_headers, webhook_id
 
 logger = logging.getLogger("dsr.webhooks")
@@ -82,6 +83,8 @@ class WebhookWorkerState:
     endpoints: dict[str, tuple[float, Endpoint | None]] = field(default_factory=dict)
     loading: dict[str, asyncio.Lock] = field(default_factory=dict)
     hosts: dict[str, float] = field(default_factory=dict)
+    # Successful attempts finishing together are written in one transaction.
+    writer: GroupCommit[tuple[dict[str, Any], str | None]] | None = None
     # The signature timestamp must be real time: receivers check it against their own clocks.
     signing_clock: Clock = field(default_factory=SystemClock)
 
@@ -249,30 +252,30 @@ async def _record(
     now = ctx.clock.now()
     code = endpoint.code
     disabled_reason: str | None = None
+    row = {
+        "message_id": message.id,
+        "processor_code": code,
+        "event_type": message.topic,
+        "attempt": message.attempts,
+        "at": now,
+        "outcome": result.outcome,
+        "status_code": result.status_code,
+        "latency_ms": result.latency_ms,
+        "error": result.error[:500] if result.error else None,
+        "response_excerpt": result.excerpt,
+    }
+    if result.outcome == "delivered":
+        # The common case: committed together with the other attempts finishing now.
+        if state.writer is None:
+            state.writer = GroupCommit(partial(_write_attempts, ctx))
+        await state.writer.submit((row, code if endpoint.failing else None))
+        if endpoint.failing:
+            state.forget(code)
+        _log_attempt(message, code, result)
+        return Sent()
     async with ctx.db.transaction() as session:
-        await session.execute(
-            sa.insert(WebhookAttempt).values(
-                message_id=message.id,
-                processor_code=code,
-                event_type=message.topic,
-                attempt=message.attempts,
-                at=now,
-                outcome=result.outcome,
-                status_code=result.status_code,
-                latency_ms=result.latency_ms,
-                error=result.error[:500] if result.error else None,
-                response_excerpt=result.excerpt,
-            )
-        )
-        if result.outcome == "delivered":
-            if endpoint.failing:
-                await session.execute(
-                    sa.update(Processor)
-                    .where(col(Processor.code) == code)
-                    .values(failing_since=None)
-                )
-                state.forget(code)
-        elif result.outcome == "gone":
+        await session.execute(sa.insert(WebhookAttempt).values(**row))
+        if result.outcome == "gone":
             disabled_reason = "endpoint answered 410 Gone"
         else:
             disabled_reason = await _failing_too_long(ctx, session, code=code, now=now)
@@ -292,7 +295,34 @@ async def _record(
                 variables={"processor": code, "reason": disabled_reason},
                 dedupe_key=f"processor-disabled:{code}:{now.isoformat()}",
             )
+            await session.execute(  # this notice is held too, with the rest
+                sa.update(OutboxMessage)
+                .where(col(OutboxMessage.id) == message.id)
+                .values(status="held", updated_at=now)
+            )
             state.forget(code)
+    _log_attempt(message, code, result)
+    if disabled_reason is not None:
+        return Retry(result.error or disabled_reason, delay=timedelta(0))
+    delay = result.retry_after or retry_delay(message.attempts)
+    return Retry(result.error or "not delivered", delay=delay)
+
+
+async def _write_attempts(
+    ctx: WorkerContext, batch: list[tuple[dict[str, Any], str | None]]
+) -> None:
+    codes = sorted({code for _, code in batch if code})
+    async with ctx.db.transaction() as session:
+        await session.execute(sa.insert(WebhookAttempt), [row for row, _ in batch])
+        if codes:
+            await session.execute(
+                sa.update(Processor)
+                .where(col(Processor.code).in_(codes))
+                .values(failing_since=None)
+            )
+
+
+def _log_attempt(message: OutboxMessage, code: str, result: AttemptResult) -> None:
     logger.info(
         "webhook attempt",
         extra={
@@ -306,18 +336,6 @@ async def _record(
             "duration_ms": result.latency_ms,
         },
     )
-    if result.outcome == "delivered":
-        return Sent()
-    if disabled_reason is not None:
-        async with ctx.db.transaction() as session:  # hold this one too (the processor is gone)
-            await session.execute(
-                sa.update(OutboxMessage)
-                .where(col(OutboxMessage.id) == message.id)
-                .values(status="held", updated_at=now)
-            )
-        return Retry(result.error or disabled_reason, delay=timedelta(0))
-    delay = result.retry_after or retry_delay(message.attempts)
-    return Retry(result.error or "not delivered", delay=delay)
 
 
 async def _failing_too_long(
