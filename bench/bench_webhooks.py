@@ -24,7 +24,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import sqlalchemy as sa
@@ -221,7 +220,8 @@ async def run(args: argparse.Namespace, url: str, keys: dict[str, str], tmp: Pat
                 delivered = (
                     await session.execute(
                         sa.text(
-                            "SELECT count(*) FROM outbox_message WHERE kind='webhook' AND status='delivered'"
+                            "SELECT count(*) FROM outbox_message"
+                            " WHERE kind='webhook' AND status='delivered'"
                         )
                     )
                 ).scalar_one()
@@ -261,7 +261,8 @@ async def run(args: argparse.Namespace, url: str, keys: dict[str, str], tmp: Pat
     ]
     width = max(len(row[0]) for row in rows)
     print(
-        f"\nWebhook fan-out ({args.processors} processors, {args.receivers} receivers, {os.cpu_count()} CPUs)"
+        f"\nWebhook fan-out ({args.processors} processors, {args.receivers} receivers, "
+        f"{os.cpu_count()} CPUs)"
     )
     print(f"{'':{width}}  {'messages':>9}  {'rate':>10}")
     for label, count, value in rows:
