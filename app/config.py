@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     webhook_max_concurrency_per_processor: int = Field(
         default=8, description="attempts in flight at once to one processor, per worker process"
     )
+    webhook_max_concurrency: int = Field(
+        default=32, description="attempts in flight at once per worker process, all processors"
+    )
     webhook_disable_after_failing_days: float = 5.0
     webhook_ack_follow_up_days: float = Field(
         default=3.0, description="delivered notices not acknowledged after this are followed up"

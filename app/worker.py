@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import uuid
 import zlib
 from datetime import datetime, timedelta
 
@@ -156,12 +155,10 @@ class Worker:
 
     async def _write_outcomes(self, batch: list[tuple[OutboxMessage, Outcome, datetime]]) -> None:
         async with self.ctx.db.transaction() as session:
-            delivered: dict[datetime, list[uuid.UUID]] = {}
-            for message, outcome, now in batch:
-                if isinstance(outcome, Sent):
-                    delivered.setdefault(now, []).append(message.id)
-            for now, ids in delivered.items():
-                await outbox.mark_delivered_many(session, message_ids=ids, now=now)
+            delivered = [message.id for message, outcome, _ in batch if isinstance(outcome, Sent)]
+            if delivered:
+                latest = max(now for _, outcome, now in batch if isinstance(outcome, Sent))
+                await outbox.mark_delivered_many(session, message_ids=delivered, now=latest)
             for message, outcome, now in batch:
                 if isinstance(outcome, Retry):
                     delay = outcome.delay or backoff_delay(message.attempts)

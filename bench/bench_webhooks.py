@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
+import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,6 +40,28 @@ from app.services.webhooks import event_body, secret_key, signed_headers  # noqa
 from tests.support.database import fresh_database, server_url  # noqa: E402
 
 EVENTS = processors.EVENT_TYPES
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu() -> float:
+    """CPU time of every PostgreSQL process on the machine (the server does the database work)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    total += cpu_seconds(int(entry.name))
+            except OSError:
+                continue
+    return total
 
 
 def free_port() -> int:
@@ -55,6 +78,21 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
                 return
         time.sleep(0.05)
     raise RuntimeError(f"receiver on {port} did not start")
+
+
+async def transactions(db: Database) -> int:
+    """Transactions committed in this database so far (pg_stat_database)."""
+    async with db.sessionmaker() as session:
+        return int(
+            (
+                await session.execute(
+                    sa.text(
+                        "SELECT xact_commit FROM pg_stat_database"
+                        " WHERE datname = current_database()"
+                    )
+                )
+            ).scalar_one()
+        )
 
 
 async def receiver_stats(ports: list[int]) -> dict[str, int]:
@@ -161,7 +199,14 @@ async def run(args: argparse.Namespace, url: str, keys: dict[str, str], tmp: Pat
             wait_for_port(port)
 
         key_bytes = {code: secret_key(secret) for code, secret in secrets.items()}
+        receivers_cpu = sum(cpu_seconds(p.pid) for p in receivers)
+        client_cpu = time.process_time()
         base_rate = await baseline(urls, key_bytes, args.baseline, args.concurrency)
+        base_cpu = {
+            "sender": (time.process_time() - client_cpu) / args.baseline,
+            "receivers": (sum(cpu_seconds(p.pid) for p in receivers) - receivers_cpu)
+            / args.baseline,
+        }
         base_stats = await receiver_stats(ports)
         await reset_receivers(ports)
 
@@ -176,6 +221,7 @@ async def run(args: argparse.Namespace, url: str, keys: dict[str, str], tmp: Pat
             "DSR_WORKER_BATCH_SIZE": str(args.batch),
             "DSR_WORKER_LEASE_SECONDS": "120",
             "DSR_WEBHOOK_MAX_CONCURRENCY_PER_PROCESSOR": str(args.per_processor),
+            "DSR_WEBHOOK_MAX_CONCURRENCY": str(args.in_flight),
             "DSR_DB_POOL_SIZE": "20",
             **{f"DSR_{name.upper()}": value for name, value in keys.items()},
         }
@@ -212,6 +258,10 @@ async def run(args: argparse.Namespace, url: str, keys: dict[str, str], tmp: Pat
                 )
         enqueue_rate = args.notices / (time.perf_counter() - started)
 
+        commits = await transactions(db)
+        receivers_cpu = sum(cpu_seconds(p.pid) for p in receivers)
+        workers_cpu = sum(cpu_seconds(p.pid) for p in workers)
+        pg_cpu = postgres_cpu()
         started = time.perf_counter()
         deadline = started + args.timeout
         delivered = 0
@@ -230,6 +280,13 @@ async def run(args: argparse.Namespace, url: str, keys: dict[str, str], tmp: Pat
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
         rate = delivered / elapsed
+        done = max(delivered, 1)
+        commits_per_delivery = (await transactions(db) - commits) / done
+        outbox_cpu = {
+            "sender": (sum(cpu_seconds(p.pid) for p in workers) - workers_cpu) / done,
+            "receivers": (sum(cpu_seconds(p.pid) for p in receivers) - receivers_cpu) / done,
+            "postgres": (postgres_cpu() - pg_cpu) / done,
+        }
         stats = await receiver_stats(ports)
         async with db.sessionmaker() as session:
             attempts = (
@@ -268,7 +325,15 @@ async def run(args: argparse.Namespace, url: str, keys: dict[str, str], tmp: Pat
     for label, count, value in rows:
         print(f"{label:{width}}  {count:>9}  {value:>10}")
     print(
-        f"\nchecks: delivered {delivered}/{args.notices}, verified {stats.get('valid', 0)}, "
+        "\nCPU per delivery (ms): "
+        f"baseline sender {base_cpu['sender'] * 1000:.2f}, "
+        f"receivers {base_cpu['receivers'] * 1000:.2f}; "
+        f"outbox workers {outbox_cpu['sender'] * 1000:.2f}, receivers "
+        f"{outbox_cpu['receivers'] * 1000:.2f}, postgres {outbox_cpu['postgres'] * 1000:.2f}"
+    )
+    print(f"database transactions per delivery: {commits_per_delivery:.2f}")
+    print(
+        f"checks: delivered {delivered}/{args.notices}, verified {stats.get('valid', 0)}, "
         f"distinct ids {stats.get('distinct', 0)}, duplicates {stats.get('duplicates', 0)}, "
         f"invalid {stats.get('invalid', 0)}, unsigned {stats.get('unsigned', 0)}, "
         f"attempt rows {attempts}; baseline verified {base_stats.get('valid', 0)}"
@@ -294,6 +359,8 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--per-processor", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--in-flight", type=int, default=4, help="per worker process")
+    parser.add_argument("--concurrency", type=int, default=4, help="baseline loop")
     parser.add_argument("--timeout", type=float, default=120)
-    sys.exit(asyncio.run(main(parser.parse_args())))
+    # uvloop, as `dsr worker` uses: the baseline runs on the same event loop as the workers.
+    sys.exit(uvloop.run(main(parser.parse_args())))

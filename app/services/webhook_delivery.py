@@ -80,6 +80,7 @@ class WebhookWorkerState:
     """Per worker process: concurrency limits, a short cache of endpoints and host checks."""
 
     semaphores: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    total: asyncio.Semaphore | None = None
     endpoints: dict[str, tuple[float, Endpoint | None]] = field(default_factory=dict)
     loading: dict[str, asyncio.Lock] = field(default_factory=dict)
     hosts: dict[str, float] = field(default_factory=dict)
@@ -87,6 +88,11 @@ class WebhookWorkerState:
     writer: GroupCommit[tuple[dict[str, Any], str | None]] | None = None
     # The signature timestamp must be real time: receivers check it against their own clocks.
     signing_clock: Clock = field(default_factory=SystemClock)
+
+    def overall(self, limit: int) -> asyncio.Semaphore:
+        if self.total is None:
+            self.total = asyncio.Semaphore(max(1, limit))
+        return self.total
 
     def semaphore(self, code: str, limit: int) -> asyncio.Semaphore:
         if code not in self.semaphores:
@@ -208,7 +214,11 @@ async def deliver_webhook(message: OutboxMessage, payload: Any, ctx: WorkerConte
             ctx, message, "processor not registered" if endpoint is None else "processor disabled"
         )
     body = processors.notice_body(payload)
-    async with state.semaphore(code, ctx.settings.webhook_max_concurrency_per_processor):
+    settings = ctx.settings
+    async with (
+        state.semaphore(code, settings.webhook_max_concurrency_per_processor),
+        state.overall(settings.webhook_max_concurrency),
+    ):
         try:
             await _check_host(ctx, state, endpoint.url)
         except WebhookUrlRefused as exc:
