@@ -429,6 +429,10 @@ async def test_notices_for_unknown_disabled_and_unsubscribed_processors(
     # Not registered yet: held, not lost; sent once the processor is registered.
     early = await notify(db, worker, code="ninjavan")
     assert early is not None and (await message(db, early)).status == "held"
+    listed = await client.get(
+        "/v1/deliveries?processor=ninjavan&status=held", headers=staff_headers("admin")
+    )
+    assert [item["id"] for item in listed.json()["items"]] == [str(early)]
     assert await worker.run_periodic() is None
     await worker.drain()
     [alert] = gateway.requests("/email")
@@ -573,3 +577,74 @@ async def test_metrics_show_deliveries_by_status_and_the_oldest_pending(
     assert 'dsr_webhook_oldest_pending_age_seconds{processor="hct"} 120.0' in text
     assert 'dsr_webhook_attempts_last_hour{outcome="delivered"} 1.0' in text
     assert 'dsr_webhook_processors{state="active"} 1.0' in text
+
+
+async def test_the_per_processor_concurrency_limit_holds(
+    client: httpx.AsyncClient, staff_headers: Any, db: Database, worker: Worker
+) -> None:
+    lock = threading.Lock()
+    current = 0
+    peak = 0
+
+    def responder(item: Received) -> Reply:
+        nonlocal current, peak
+        with lock:
+            current += 1
+            peak = max(peak, current)
+        threading.Event().wait(0.03)
+        with lock:
+            current -= 1
+        return Reply(200)
+
+    with RecordingServer(responder) as server:
+        await register(client, staff_headers, code="hct", url=server.url)
+        for _ in range(12):
+            await notify(db, worker, code="hct")
+        limited = worker.ctx.settings.model_copy(
+            update={"webhook_max_concurrency_per_processor": 3}
+        )
+        ctx = WorkerContext(
+            settings=limited,
+            db=worker.ctx.db,
+            crypto=worker.ctx.crypto,
+            clock=worker.ctx.clock,
+            http=worker.ctx.http,
+        )
+        assert await Worker(ctx, build_registry()).run_once() == 12
+    assert peak == 3
+
+
+async def test_ensure_processors_seeds_the_missing_ones_once(
+    db: Database, worker: Worker, receiver: RecordingServer
+) -> None:
+    seed = [
+        {"code": "hct", "name": "HCT", "nation": "Taiwan"},
+        {
+            "code": "yamato",
+            "name": "Yamato",
+            "nation": "Japan",
+            "events": ["personal_data.deleted"],
+        },
+    ]
+    async with db.transaction() as session:
+        first = await processors.ensure_processors(
+            session,
+            crypto=worker.ctx.crypto,
+            now=worker.ctx.clock.now(),
+            processors=seed,
+            webhook_base_url=f"{receiver.url}/hooks/",
+        )
+    async with db.transaction() as session:
+        again = await processors.ensure_processors(
+            session,
+            crypto=worker.ctx.crypto,
+            now=worker.ctx.clock.now(),
+            processors=seed,
+            webhook_base_url=receiver.url,
+        )
+    assert sorted(first) == ["hct", "yamato"] and again == {}
+    await notify(db, worker, code="yamato", event_type="personal_data.deleted")
+    await worker.drain()
+    [item] = receiver.requests()
+    assert item.path == "/hooks/yamato"
+    assert verified(first["yamato"], item)["type"] == "personal_data.deleted"

@@ -233,6 +233,7 @@ async def list_processor_deliveries(
     views, next_cursor = await processors.list_deliveries(
         session,
         crypto=crypto,
+        processor_must_exist=True,
         code=code,
         status=status_,
         event_type=event_type,

@@ -559,9 +559,14 @@ async def list_deliveries(
     until: datetime | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    processor_must_exist: bool = False,
 ) -> tuple[list[DeliveryView], str | None]:
-    """Deliveries (newest first) with their latest acknowledgement; (page, next cursor)."""
-    if code is not None:
+    """Deliveries (newest first) with their latest acknowledgement; (page, next cursor).
+
+    Held notices may name a processor not registered yet: only the per-processor listing
+    (``processor_must_exist``) answers 404 for an unknown code.
+    """
+    if code is not None and processor_must_exist:
         await _load(session, code)
     ack = _latest_ack()
     query = (
