@@ -82,17 +82,9 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
 
 async def transactions(db: Database) -> int:
     """Transactions committed in this database so far (pg_stat_database)."""
-    async with db.sessionmaker() as session:
-        return int(
-            (
-                await session.execute(
-                    sa.text(
-                        "SELECT xact_commit FROM pg_stat_database"
-                        " WHERE datname = current_database()"
-                    )
-                )
-            ).scalar_one()
-        )
+    async with db.engine.connect() as connection:
+        query = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        return int((await connection.execute(sa.text(query))).scalar_one())
 
 
 async def receiver_stats(ports: list[int]) -> dict[str, int]:
@@ -266,7 +258,7 @@ async def run(args: argparse.Namespace, url: str, keys: dict[str, str], tmp: Pat
         deadline = started + args.timeout
         delivered = 0
         while time.perf_counter() < deadline:
-            async with db.sessionmaker() as session:
+            async with db.engine.connect() as session:
                 delivered = (
                     await session.execute(
                         sa.text(
@@ -288,7 +280,7 @@ async def run(args: argparse.Namespace, url: str, keys: dict[str, str], tmp: Pat
             "postgres": (postgres_cpu() - pg_cpu) / done,
         }
         stats = await receiver_stats(ports)
-        async with db.sessionmaker() as session:
+        async with db.engine.connect() as session:
             attempts = (
                 await session.execute(sa.text("SELECT count(*) FROM webhook_attempt"))
             ).scalar_one()
@@ -344,7 +336,8 @@ async def run(args: argparse.Namespace, url: str, keys: dict[str, str], tmp: Pat
         and stats.get("invalid", 0) == 0
         and stats.get("unsigned", 0) == 0
     )
-    print("PASS" if ok and rate >= 1000 else "FAIL")
+    print(f"none lost, none unsigned, every signature verified: {'yes' if ok else 'NO'}")
+    print(f"target >= 1,000 signed deliveries/s: {'met' if rate >= 1000 else 'not met'}")
     return 0 if ok else 1
 
 
@@ -352,13 +345,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--notices", type=int, default=6000)
-    parser.add_argument("--baseline", type=int, default=6000)
+    parser.add_argument("--notices", type=int, default=8000)
+    parser.add_argument("--baseline", type=int, default=4000)
     parser.add_argument("--processors", type=int, default=8)
     parser.add_argument("--receivers", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=200)
-    parser.add_argument("--per-processor", type=int, default=50)
+    parser.add_argument("--per-processor", type=int, default=8)
     parser.add_argument("--in-flight", type=int, default=4, help="per worker process")
     parser.add_argument("--concurrency", type=int, default=4, help="baseline loop")
     parser.add_argument("--timeout", type=float, default=120)
