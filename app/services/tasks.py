@@ -105,8 +105,12 @@ class GroupCommit(Generic[T]):
                 await self._write([item for item, _ in batch])
             except BaseException as exc:
                 for _, future in batch:
-                    if not future.done():
+                    if future.done():
+                        continue
+                    if isinstance(exc, Exception):
                         future.set_exception(exc)
+                    else:
+                        future.cancel()
                 if not isinstance(exc, Exception):
                     raise
             else:
