@@ -16,7 +16,7 @@ _SIGNED_BODY = {
         "required": True,
         "content": {
             "application/json": {
-                "schema": {"$ref": "#/components/schemas/AcknowledgementCreate"},
+                "schema": AcknowledgementCreate.model_json_schema(),
             }
         },
     },
@@ -71,6 +71,3 @@ async def acknowledge(
         received_at=receipt.received_at,
         duplicate=receipt.duplicate,
     )
-
-
-__all__ = ["AcknowledgementCreate", "router"]
