@@ -144,6 +144,32 @@ class Settings(BaseSettings):
     mobile_phone_claim: str = "phone_number"
     mobile_phone_verified_claim: str = "phone_number_verified"
 
+    # Processors' webhooks (see docs/webhooks.md)
+    allow_private_webhooks: bool = Field(
+        default=False, description="allow webhook URLs on private/loopback addresses (tests, demo)"
+    )
+    webhook_timeout_seconds: float = Field(default=15.0, description="total time for one attempt")
+    webhook_connect_timeout_seconds: float = 5.0
+    webhook_secret_grace_hours: float = Field(
+        default=24.0, description="after a rotation the previous secret still signs this long"
+    )
+    webhook_max_concurrency_per_processor: int = Field(
+        default=8, description="attempts in flight at once to one processor, per worker process"
+    )
+    webhook_max_concurrency: int = Field(
+        default=32, description="attempts in flight at once per worker process, all processors"
+    )
+    webhook_disable_after_failing_days: float = 5.0
+    webhook_ack_follow_up_days: float = Field(
+        default=3.0, description="delivered notices not acknowledged after this are followed up"
+    )
+    webhook_processor_cache_seconds: float = Field(
+        default=2.0, description="how long a worker reuses a processor's settings (0: never)"
+    )
+    privacy_officer_email: str | None = Field(
+        default=None, description="where alerts go (dead webhooks, notices held for a processor)"
+    )
+
     # Worker
     run_worker: bool = Field(default=True, description="run the worker loop inside `dsr serve`")
     worker_poll_seconds: float = 1.0

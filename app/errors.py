@@ -147,3 +147,13 @@ class ServiceUnavailable(DomainError):
 
 def problem_type(code: str) -> str:
     return PROBLEM_BASE + code
+
+
+class WebhookUrlRefused(InvalidInput):
+    code = "webhook-url-refused"
+    title = "The webhook URL is not allowed"
+
+
+class SignatureInvalid(Unauthenticated):
+    code = "signature-invalid"
+    title = "The signature does not verify"

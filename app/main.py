@@ -18,7 +18,15 @@ from app.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, Request
 from app.migrate import head_revision
 from app.observability import Metrics
 from app.problems import install_problem_handlers
-from app.routers import health, requests, staff, usage, verifications
+from app.routers import (
+    health,
+    partner,
+    processors,
+    requests,
+    staff,
+    usage,
+    verifications,
+)
 from app.security import TokenService
 from app.services.crypto import Crypto
 from app.services.datamap import load_configured_datamap
@@ -106,6 +114,8 @@ def create_app(
     app.include_router(staff.router)
     app.include_router(staff.audit_router)
     app.include_router(usage.router)
+    app.include_router(processors.router)
+    app.include_router(partner.router)
 
     # Outermost first: the request id must exist before anything logs.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -124,3 +124,27 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.webhook_deliveries = Gauge(
+            "dsr_webhook_deliveries",
+            "Webhook deliveries by processor and status (pending, held, delivered, dead)",
+            ["processor", "status"],
+            registry=self.registry,
+        )
+        self.webhook_oldest_pending_age = Gauge(
+            "dsr_webhook_oldest_pending_age_seconds",
+            "Age of the oldest pending webhook delivery, by processor",
+            ["processor"],
+            registry=self.registry,
+        )
+        self.webhook_attempts_last_hour = Gauge(
+            "dsr_webhook_attempts_last_hour",
+            "Webhook attempts in the last hour by outcome (delivered, failed, gone, refused)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.webhook_processors = Gauge(
+            "dsr_webhook_processors",
+            "Registered processors by state",
+            ["state"],
+            registry=self.registry,
+        )

@@ -28,11 +28,13 @@ from app.services import (
     request_jobs,
     retention,
     verifications,
+    webhook_delivery,
 )
 from app.services.crypto import Crypto
 from app.services.datamap import DataMap
 from app.services.tasks import (
     Dead,
+    GroupCommit,
     Outcome,
     PeriodicJob,
     Registry,
@@ -53,9 +55,15 @@ def build_registry() -> Registry:
         handlers={
             "notification": notifications.handle_notification,
             f"job:{access_fulfilment.JOB_TOPIC}": access_fulfilment.handle_fulfil_access,
+            "webhook": webhook_delivery.deliver_webhook,
         },
-        on_dead={"job": request_jobs.on_job_dead},
+        on_dead={"job": request_jobs.on_job_dead, "webhook": webhook_delivery.on_webhook_dead},
         periodic=[
+            PeriodicJob(
+                name="webhooks-held-alert",
+                every=timedelta(minutes=10),
+                run=webhook_delivery.alert_held_notices,
+            ),
             access_fulfilment.purge_job(),
             retention.PURGE_JOB,
             request_jobs.PURGE_IDEMPOTENCY,
@@ -117,6 +125,10 @@ class Worker:
         self.ctx = ctx
         self.registry = registry
         self._last_periodic: dict[str, datetime] = {}
+        # Outcomes finishing together share one transaction (one BEGIN/COMMIT per group).
+        self._outcomes: GroupCommit[tuple[OutboxMessage, Outcome, datetime]] = GroupCommit(
+            self._write_outcomes
+        )
 
     async def run_once(self, *, kinds: list[str] | None = None) -> int:
         """Claim one batch of due messages and send them; returns how many were handled."""
@@ -172,16 +184,7 @@ class Worker:
             and message.attempts >= message.max_attempts
         ):
             outcome = Dead(outcome.error)
-        async with self.ctx.db.transaction() as session:
-            if isinstance(outcome, Sent):
-                await outbox.mark_delivered(session, message_id=message.id, now=now)
-            elif isinstance(outcome, Retry):
-                delay = outcome.delay or backoff_delay(message.attempts)
-                await outbox.mark_retry(
-                    session, message_id=message.id, now=now, at=now + delay, error=outcome.error
-                )
-            else:
-                await outbox.mark_dead(session, message_id=message.id, now=now, error=outcome.error)
+        await self._outcomes.submit((message, outcome, now))
         extra = {
             "event": "worker.outcome",
             "kind": message.kind,
@@ -197,6 +200,23 @@ class Worker:
                 await hook(message, outcome.error, self.ctx)
         else:
             logger.info("message handled", extra=extra)
+
+    async def _write_outcomes(self, batch: list[tuple[OutboxMessage, Outcome, datetime]]) -> None:
+        async with self.ctx.db.transaction() as session:
+            delivered = [message.id for message, outcome, _ in batch if isinstance(outcome, Sent)]
+            if delivered:
+                latest = max(now for _, outcome, now in batch if isinstance(outcome, Sent))
+                await outbox.mark_delivered_many(session, message_ids=delivered, now=latest)
+            for message, outcome, now in batch:
+                if isinstance(outcome, Retry):
+                    delay = outcome.delay or backoff_delay(message.attempts)
+                    await outbox.mark_retry(
+                        session, message_id=message.id, now=now, at=now + delay, error=outcome.error
+                    )
+                elif isinstance(outcome, Dead):
+                    await outbox.mark_dead(
+                        session, message_id=message.id, now=now, error=outcome.error
+                    )
 
     async def run_periodic(self) -> None:
         """Run each periodic job that is due; an advisory lock keeps it to one worker at a time."""

@@ -66,6 +66,8 @@ class Row:
     body: Callable[[str], Any] | None = None  # role -> JSON body
     note: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    # Endpoints authenticated by a signature, not a bearer token, answer 401 with their own code.
+    unauthenticated_code: str = "unauthenticated"
 
 
 def _verification_body(role: str) -> dict[str, str]:
@@ -121,6 +123,18 @@ MATRIX: list[Row] = [
     Row("POST", "/v1/processors/hct/rotate-secret", only(OFFICER), body=empty),
     Row("GET", "/v1/processors/hct/deliveries", only(OFFICER)),
     Row("POST", "/v1/deliveries/{id}/replay", only(OFFICER), body=empty),
+    Row("POST", "/v1/processors/hct/deliveries/replay", only(OFFICER), body=empty),
+    Row("GET", "/v1/deliveries", only(OFFICER)),
+    Row("GET", "/v1/deliveries/awaiting-acknowledgement", only(OFFICER)),
+    Row("GET", "/v1/deliveries/{id}", only(OFFICER)),
+    # Partners sign with their webhook secret; a bearer token of ours counts for nothing.
+    Row(
+        "POST",
+        "/v1/partner/acknowledgements",
+        public(401),
+        body=empty,
+        unauthenticated_code="signature-invalid",
+    ),
     # -- internal systems (contract) ---------------------------------------------------------
     Row("POST", "/v1/usage-checks", only(SERVICE), body=empty),
     # -- the dependency aliases themselves (probe routes mounted by this test) ---------------
@@ -222,8 +236,11 @@ async def test_permission_matrix(
         elif expected != PASSES and status != expected:
             wrong[role] = f"got {status}, expected {expected}"
         elif status == 401 and (
-            response.json()["code"] != "unauthenticated"
-            or not response.headers["www-authenticate"].startswith("Bearer")
+            response.json()["code"] != row.unauthenticated_code
+            or (
+                row.unauthenticated_code == "unauthenticated"
+                and not response.headers["www-authenticate"].startswith("Bearer")
+            )
         ):
             wrong[role] = "401 without the unauthenticated problem and WWW-Authenticate"
         elif status == 403 and response.json()["code"] != "forbidden":

@@ -4,6 +4,7 @@ from app.models.audit import AuditEntry
 from app.models.base import metadata
 from app.models.fulfilment import ProcessingRestriction, ProcessingSuspension
 from app.models.outbox import OutboxMessage
+from app.models.processor import Processor, WebhookAcknowledgement, WebhookAttempt
 from app.models.reports import AccessReportRecord
 from app.models.requests import DsrObjection, DsrRequest, DsrRequestEvent, IdempotencyRecord
 from app.models.retention import RetainedRecord, RetentionKey
@@ -20,9 +21,12 @@ __all__ = [
     "OutboxMessage",
     "ProcessingRestriction",
     "ProcessingSuspension",
+    "Processor",
     "RetainedRecord",
     "RetentionKey",
     "SubjectIdentifier",
     "Verification",
+    "WebhookAcknowledgement",
+    "WebhookAttempt",
     "metadata",
 ]

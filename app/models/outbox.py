@@ -22,7 +22,7 @@ class OutboxMessage(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_outbox_message_due", "status", "next_attempt_at"),
         sa.CheckConstraint(
-            "status IN ('pending', 'delivered', 'dead', 'cancelled')", name="status"
+            "status IN ('pending', 'delivered', 'dead', 'cancelled', 'held')", name="status"
         ),
     )
 
@@ -32,6 +32,7 @@ class OutboxMessage(SQLModel, table=True):
     target: str | None = Field(default=None, max_length=64, index=True)  # channel or processor code
     # Encrypted JSON: payloads hold destinations and personal data.
     payload: bytes = Field(sa_type=sa.LargeBinary)
+    # held: not sent until an operator acts (e.g. a webhook for a disabled processor)
     status: str = Field(default="pending", max_length=16)
     attempts: int = 0
     max_attempts: int | None = None

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from app.db import Database
 from app.errors import ServiceUnavailable
 from app.observability import Metrics
-from app.services import outbox
+from app.services import outbox, webhook_delivery
 
 logger = logging.getLogger("dsr.health")
 
@@ -37,6 +37,7 @@ async def refresh_gauges(db: Database, metrics: Metrics, *, now: datetime) -> No
     try:
         async with db.sessionmaker() as session:
             stats = await outbox.queue_stats(session, now=now)
+            webhooks = await webhook_delivery.webhook_stats(session, now=now)
     except Exception:
         logger.warning("metrics refresh failed", extra={"event": "health.metrics_failed"})
         return
@@ -48,3 +49,4 @@ async def refresh_gauges(db: Database, metrics: Metrics, *, now: datetime) -> No
             metrics.outbox_oldest_pending_age.labels(kind).set(age)
         else:
             metrics.outbox_dead.labels(kind).set(count)
+    webhook_delivery.set_webhook_gauges(metrics, webhooks)

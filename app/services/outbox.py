@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import OutboxMessage
@@ -75,21 +75,29 @@ async def claim_due(
     The lease pushes ``next_attempt_at`` forward: a worker that dies mid-send leaves the row to
     be claimed again once the lease runs out, so a crash delays a message but never loses it.
     """
-    query = (
-        select(OutboxMessage)
-        .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
+    due = (
+        sa.select(col(OutboxMessage.id))
+        .where(col(OutboxMessage.status) == "pending", col(OutboxMessage.next_attempt_at) <= now)
         .order_by(col(OutboxMessage.next_attempt_at))
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
     if kinds:
-        query = query.where(col(OutboxMessage.kind).in_(kinds))
-    messages = list((await session.exec(query)).all())
-    for message in messages:
-        message.attempts += 1
-        message.next_attempt_at = now + lease
-        message.updated_at = now
-    await session.flush()
+        due = due.where(col(OutboxMessage.kind).in_(kinds))
+    # One statement: lock the due rows, lease them, return them.
+    claim = (
+        sa.update(OutboxMessage)
+        .where(col(OutboxMessage.id).in_(due.scalar_subquery()))
+        .values(
+            attempts=col(OutboxMessage.attempts) + 1,
+            next_attempt_at=now + lease,
+            updated_at=now,
+        )
+        .returning(OutboxMessage)
+        .execution_options(synchronize_session=False)
+    )
+    messages = list((await session.execute(claim)).scalars().all())
+    messages.sort(key=lambda message: message.created_at)
     return messages
 
 
@@ -99,6 +107,19 @@ async def mark_delivered(session: AsyncSession, *, message_id: uuid.UUID, now: d
         .where(col(OutboxMessage.id) == message_id)
         .values(status="delivered", delivered_at=now, updated_at=now, last_error=None)
     )
+
+
+async def mark_delivered_many(
+    session: AsyncSession, *, message_ids: list[uuid.UUID], now: datetime
+) -> None:
+    """Mark several messages delivered in one statement (the worker's group commit)."""
+    if message_ids:
+        table = OutboxMessage.__table__  # type: ignore[attr-defined]
+        await session.execute(  # a Core statement: no ORM bookkeeping on the hot path
+            sa.update(table)
+            .where(table.c.id.in_(message_ids))
+            .values(status="delivered", delivered_at=now, updated_at=now, last_error=None)
+        )
 
 
 async def mark_retry(

@@ -5,10 +5,11 @@ Services implement handlers against these types; ``app/worker.py`` runs them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -71,3 +72,48 @@ class Registry:
         return self.handlers.get(f"{message.kind}:{message.topic}") or self.handlers.get(
             message.kind
         )
+
+
+T = TypeVar("T")
+
+
+class GroupCommit(Generic[T]):
+    """Write items that arrive together in one transaction (group commit).
+
+    ``submit`` returns once the item's write has committed (or raises what the write raised),
+    so a caller never reports done before its record is durable; concurrent callers share
+    one round of BEGIN/COMMIT instead of paying one each.
+    """
+
+    def __init__(self, write: Callable[[list[T]], Awaitable[None]]) -> None:
+        self._write = write
+        self._pending: list[tuple[T, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            await asyncio.sleep(0)  # let the callers finishing now join this group
+            batch, self._pending = self._pending, []
+            try:
+                await self._write([item for item, _ in batch])
+            except BaseException as exc:
+                for _, future in batch:
+                    if future.done():
+                        continue
+                    if isinstance(exc, Exception):
+                        future.set_exception(exc)
+                    else:
+                        future.cancel()
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)

@@ -1,0 +1,81 @@
+"""Processors (partner carriers and other recipients of personal data) and their webhooks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from app.models.base import timestamp, uuid_pk
+
+
+class Processor(SQLModel, table=True):
+    """A processor that receives signed notices (correction, deletion, suspension) by webhook.
+
+    Secrets are stored encrypted (AAD ``processor-secret:<id>``). During a rotation's grace
+    period the previous secret still signs, so a partner can switch without losing a notice.
+    """
+
+    __tablename__ = "processor"
+    __table_args__ = (sa.CheckConstraint("state IN ('active', 'disabled')", name="state"),)
+
+    id: uuid.UUID = uuid_pk()
+    code: str = Field(max_length=32, unique=True)
+    name: str = Field(max_length=200)
+    nation: str = Field(max_length=64)
+    contact: str | None = Field(default=None, max_length=320)
+    webhook_url: str = Field(max_length=2048)
+    events: list[str] = Field(default_factory=list, sa_column=sa.Column(JSONB, nullable=False))
+    state: str = Field(default="active", max_length=16)
+    disabled_reason: str | None = Field(default=None, max_length=200)
+    disabled_at: datetime | None = timestamp(nullable=True)
+    secret_encrypted: bytes = Field(sa_type=sa.LargeBinary)
+    previous_secret_encrypted: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    previous_secret_expires_at: datetime | None = timestamp(nullable=True)
+    secret_rotated_at: datetime | None = timestamp(nullable=True)
+    # Start of the current run of failed attempts (None after a success): 5 days straight disables.
+    failing_since: datetime | None = timestamp(nullable=True)
+    created_at: datetime = timestamp()
+    updated_at: datetime = timestamp()
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One HTTP attempt at delivering a webhook (the outbox message is the delivery)."""
+
+    __tablename__ = "webhook_attempt"
+    __table_args__ = (sa.Index("ix_webhook_attempt_message", "message_id", "attempt"),)
+
+    id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, primary_key=True))
+    message_id: uuid.UUID = Field(sa_type=sa.Uuid)
+    processor_code: str = Field(max_length=32, index=True)
+    event_type: str = Field(max_length=64)
+    attempt: int
+    at: datetime = timestamp(index=True)
+    outcome: str = Field(max_length=16)  # delivered | failed | gone | refused | held
+    status_code: int | None = None
+    latency_ms: int | None = None
+    error: str | None = Field(default=None, max_length=500)
+    response_excerpt: str | None = Field(default=None, max_length=1024)
+
+
+class WebhookAcknowledgement(SQLModel, table=True):
+    """A processor's signed confirmation that it applied (or rejected) one notice."""
+
+    __tablename__ = "webhook_acknowledgement"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('applied', 'rejected')", name="status"),
+        sa.UniqueConstraint("processor_code", "ack_message_id", name="uq_webhook_ack_message"),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, primary_key=True))
+    message_id: uuid.UUID = Field(sa_type=sa.Uuid, index=True)
+    processor_code: str = Field(max_length=32, index=True)
+    # The partner's own ``webhook-id`` for the acknowledgement: a resent one is recorded once.
+    ack_message_id: str = Field(max_length=128)
+    status: str = Field(max_length=16)
+    # Free text from the partner; may mention a person, so it is stored encrypted.
+    note_encrypted: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    received_at: datetime = timestamp()

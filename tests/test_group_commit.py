@@ -1,0 +1,35 @@
+"""Group commit: callers that finish together share one write; a failed write fails them all."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.services.tasks import GroupCommit
+
+
+async def test_concurrent_items_share_a_write_and_each_waits_for_it() -> None:
+    writes: list[list[int]] = []
+
+    async def write(items: list[int]) -> None:
+        await asyncio.sleep(0.01)
+        writes.append(items)
+
+    group: GroupCommit[int] = GroupCommit(write)
+    await asyncio.gather(*(group.submit(n) for n in range(10)))
+    assert sorted(n for batch in writes for n in batch) == list(range(10))
+    assert len(writes) < 10  # shared, not one each
+    await group.submit(99)  # a later item starts a new round
+    assert writes[-1] == [99]
+
+
+async def test_a_failed_write_fails_every_item_in_it() -> None:
+    async def write(items: list[int]) -> None:
+        raise RuntimeError("database went away")
+
+    group: GroupCommit[int] = GroupCommit(write)
+    results = await asyncio.gather(*(group.submit(n) for n in range(3)), return_exceptions=True)
+    assert all(isinstance(result, RuntimeError) for result in results)
+    with pytest.raises(RuntimeError):
+        await group.submit(4)
