@@ -166,6 +166,10 @@ class Settings(BaseSettings):
     webhook_processor_cache_seconds: float = Field(
         default=2.0, description="how long a worker reuses a processor's settings (0: never)"
     )
+    demo_partner_url: str = Field(
+        default="http://127.0.0.1:8900",
+        description="where the demo's processors send webhooks (`dsr demo-partner`)",
+    )
     privacy_officer_email: str | None = Field(
         default=None, description="where alerts go (dead webhooks, notices held for a processor)"
     )

@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 from app.cli.demo import ensure_demo
-from app.config import Settings
+from app.config import Settings, ensure_keys
 from app.demo.load import DEMO_SUBJECT
 from app.demo.processors import CARRIERS, PROCESSORS
+from app.migrate import upgrade
 from app.services.connectors.postgres import connect
 from app.services.datamap import load_datamap
 from tests.support.database import fresh_database
@@ -91,7 +92,8 @@ async def test_dsr_demo_creates_the_documented_subject(scratch_url: str, tmp_pat
 
 
 def test_serve_demo_loader_is_idempotent(scratch_url: str, tmp_path: Path) -> None:
-    settings = Settings(env="dev", database_url=scratch_url, data_dir=tmp_path)
+    settings = ensure_keys(Settings(env="dev", database_url=scratch_url, data_dir=tmp_path))
+    upgrade(scratch_url)  # `dsr serve` migrates before loading the demo
     first = ensure_demo(settings, scratch_url, subjects=10, records=1, show_progress=False)
     second = ensure_demo(settings, scratch_url, subjects=10, records=1, show_progress=False)
     assert first.created and first.rows > 0 and not second.created

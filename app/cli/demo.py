@@ -6,13 +6,19 @@ import asyncio
 from datetime import UTC, datetime
 
 import typer
+import uvicorn
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.cli.common import load_settings
 from app.config import Settings
-from app.db import database_url
+from app.db import Database, database_url
 from app.demo.load import DEMO_SUBJECT, DemoLoaded, load_demo, write_demo_datamap
+from app.demo.partner import load_secrets, partner_app, save_secrets
+from app.demo.processors import PROCESSORS
+from app.migrate import upgrade
+from app.services import processors
 from app.services.connectors.postgres import connect
+from app.services.crypto import Crypto
 from app.services.datamap import datamap_path
 
 
@@ -51,6 +57,26 @@ async def _load(
         await conn.close()
 
 
+async def _seed_processors(settings: Settings, url: str) -> None:
+    """Register the policy's section 3 processors, pointing at the stand-in partner."""
+    db = Database.connect(url, pool_size=1)
+    try:
+        async with db.transaction() as session:
+            created = await processors.ensure_processors(
+                session,
+                crypto=Crypto.from_settings(settings),
+                now=datetime.now(UTC),
+                processors=[
+                    {"code": p.code, "name": p.name, "nation": p.nation or "other"}
+                    for p in PROCESSORS
+                ],
+                webhook_base_url=settings.demo_partner_url,
+            )
+    finally:
+        await db.dispose()
+    save_secrets(settings.data_dir, created)
+
+
 def ensure_demo(
     settings: Settings,
     url: str,
@@ -72,6 +98,7 @@ def ensure_demo(
             show_progress=show_progress,
         )
     )
+    asyncio.run(_seed_processors(settings, url))
     path = datamap_path(settings)
     if not write_demo_datamap(path):
         typer.secho(
@@ -92,6 +119,7 @@ def demo(
     """Create the `demo` schema (deliveries, reservations, counseling, app, marketing, logs)."""
     settings = load_settings()
     url = database_url(settings)
+    upgrade(url)  # the processors registry lives in the service's schema
     loaded = ensure_demo(
         settings, url, subjects=subjects, records=records_per_subject, reset=reset, seed=seed
     )
@@ -106,5 +134,21 @@ def demo(
     )
 
 
+def demo_partner(
+    port: int = typer.Option(8900, help="Port of the stand-in partner (DSR_DEMO_PARTNER_URL)"),
+    no_ack: bool = typer.Option(False, "--no-ack", help="Receive only; do not acknowledge"),
+) -> None:
+    """Run a stand-in partner carrier that verifies the demo processors' webhooks."""
+    settings = load_settings()
+    secrets = load_secrets(settings.data_dir)
+    if not secrets:
+        typer.secho("no demo processors yet: run `dsr demo` first", err=True, fg="red")
+        raise typer.Exit(2)
+    typer.echo(f"stand-in partner for {len(secrets)} processors on http://127.0.0.1:{port}")
+    app = partner_app(secrets, service_url=settings.public_base_url, acknowledge=not no_ack)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+
+
 def register(cli: typer.Typer) -> None:
     cli.command()(demo)
+    cli.command("demo-partner")(demo_partner)

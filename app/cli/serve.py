@@ -35,6 +35,9 @@ def serve(
     settings = load_settings()
     if no_worker:
         settings = settings.model_copy(update={"run_worker": False})
+    if with_demo and settings.env == "dev":
+        # The demo's processors are the stand-in partner on 127.0.0.1 (`dsr demo-partner`).
+        settings = settings.model_copy(update={"allow_private_webhooks": True})
     with embedded_database_stopped_on_exit(settings):
         url = database_url(settings)
         upgrade(url)

@@ -1,0 +1,99 @@
+"""A stand-in partner carrier for the demo: receives our webhooks, verifies them, acknowledges.
+
+`dsr demo-partner` runs it on 127.0.0.1; the demo's processors point their webhook URL at it.
+It is what a real partner implements, in a few lines (see docs/webhooks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+SECRETS_FILE = "demo-partner-secrets.json"
+
+
+def secrets_path(data_dir: Path) -> Path:
+    return data_dir / SECRETS_FILE
+
+
+def save_secrets(data_dir: Path, secrets: dict[str, str]) -> None:
+    """Keep the demo processors' webhook secrets (dev only) for the stand-in partner, mode 0600."""
+    if not secrets:
+        return
+    path = secrets_path(data_dir)
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    stored.update(secrets)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(stored, handle, indent=2)
+
+
+def load_secrets(data_dir: Path) -> dict[str, str]:
+    path = secrets_path(data_dir)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def signed_acknowledgement(
+    secret: str, *, code: str, webhook_id: str
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of an acknowledgement, signed as the service signs its notices."""
+    body = json.dumps({"webhook_id": webhook_id, "status": "applied"}).encode()
+    msg_id = f"ack_{uuid.uuid4().hex}"
+    now = datetime.now(UTC)
+    signature = Webhook(secret).sign(msg_id, now, body.decode())
+    return body, {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+        "webhook-processor": code,
+    }
+
+
+def partner_app(
+    secrets: dict[str, str], *, service_url: str, acknowledge: bool = True
+) -> Starlette:
+    """The receiver: POST /{code} verifies the signature, prints the notice, acknowledges it."""
+
+    async def receive(request: Request) -> Response:
+        code = request.path_params["code"]
+        secret = secrets.get(code)
+        body = await request.body()
+        if secret is None:
+            return Response(status_code=404)
+        try:
+            event: Any = Webhook(secret).verify(body, dict(request.headers))
+        except WebhookVerificationError:
+            print(f"[{code}] rejected: bad signature", flush=True)
+            return Response(status_code=401)
+        refs = event.get("data", {}).get("records", event.get("data", {}))
+        print(f"[{code}] {event.get('type')} verified: {json.dumps(refs)[:200]}", flush=True)
+        if acknowledge:
+            ack_body, headers = signed_acknowledgement(
+                secret, code=code, webhook_id=request.headers["webhook-id"]
+            )
+            async with httpx.AsyncClient(timeout=10) as client:
+                try:
+                    await client.post(
+                        f"{service_url.rstrip('/')}/v1/partner/acknowledgements",
+                        content=ack_body,
+                        headers=headers,
+                    )
+                except httpx.HTTPError:
+                    print(f"[{code}] could not acknowledge (service down?)", flush=True)
+        return Response(status_code=204)
+
+    return Starlette(routes=[Route("/{code}", receive, methods=["POST"])])
