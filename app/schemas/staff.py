@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.schemas.processors import ProcessorConfirmationPublic
 from app.schemas.requests import (
     DecisionOut,
     ObjectionOut,
@@ -228,6 +229,10 @@ class StaffRequestDetail(QueueRow):
     objection_until: datetime | None
     objections: list[ObjectionOut]
     history: list[HistoryEvent]
+    processor_notices: list[ProcessorConfirmationPublic] = Field(
+        default_factory=list,
+        description="notices sent to processors for this request and which confirmed them",
+    )
 
 
 class StaffObjectionOut(BaseModel):

@@ -21,7 +21,7 @@ from app.config import Settings
 from app.errors import InvalidInput, NotFound
 from app.models import AuditEntry, DsrObjection, DsrRequest, DsrRequestEvent, SubjectIdentifier
 from app.models.requests import OPEN_STATUSES, STATUSES
-from app.services import audit, request_views, subjects
+from app.services import acknowledgements, audit, request_views, subjects
 from app.services.actors import Actor
 from app.services.crypto import Crypto
 from app.services.lifecycle import unseal
@@ -323,6 +323,9 @@ async def view_staff_request(
             request_views.event(row, note=unseal(crypto, request.id, "note", row.note_encrypted))
             for row in events
         ],
+        "processor_notices": await acknowledgements.processor_confirmations(
+            session, request_ref=request.id
+        ),
     }
     await audit.record(
         session,
