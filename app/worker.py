@@ -22,6 +22,7 @@ from app.db import Database
 from app.models import OutboxMessage
 from app.services import (
     access_fulfilment,
+    audit,
     fulfilment,
     notifications,
     outbox,
@@ -64,6 +65,7 @@ def build_registry() -> Registry:
                 every=timedelta(minutes=10),
                 run=webhook_delivery.alert_held_notices,
             ),
+            audit.SEAL_JOB,
             access_fulfilment.purge_job(),
             retention.PURGE_JOB,
             request_jobs.PURGE_IDEMPOTENCY,

@@ -338,6 +338,7 @@ async def test_purge_shreds_due_records_and_leaves_the_rest(
                 reason="x",
             )
         entry = (await session.exec(select(AuditEntry))).one()
+        assert await audit.seal_pending(session) == 1
         assert await audit.verify_chain(session) == (1, None)
     assert entry.action == "retention.purged"
     assert entry.details == {"count": 1, "by_rule": {"service_calls": 1}, "record_ids": [str(due)]}

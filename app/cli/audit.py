@@ -18,8 +18,12 @@ def verify() -> None:
     settings = load_settings()
 
     async def main() -> tuple[int, int | None]:
-        async with open_database(settings) as db, db.sessionmaker() as session:
-            return await audit.verify_chain(session)
+        async with open_database(settings) as db:
+            async with db.transaction() as session:  # chain what the worker has not yet
+                while await audit.seal_pending(session):
+                    pass
+            async with db.sessionmaker() as session:
+                return await audit.verify_chain(session)
 
     checked, broken = asyncio.run(main())
     if broken is not None:

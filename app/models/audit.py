@@ -13,14 +13,23 @@ from app.models.base import timestamp
 
 
 class AuditEntry(SQLModel, table=True):
-    """One audited event. ``hash`` covers the entry and ``prev_hash``, so an edit breaks the chain.
+    """One audited event.
 
-    ``details`` must never hold personal data: ids, codes, counts and reasons only.
+    Written with a plain INSERT in the transaction of the change it records; the sealer then
+    gives it its place in the chain (``seq``) and a ``hash`` over the entry and ``prev_hash``, so
+    an edit or a deletion of a sealed entry breaks the chain. ``details`` never hold personal
+    data: ids, codes, counts and reasons only.
     """
 
     __tablename__ = "audit_entry"
+    __table_args__ = (
+        sa.Index("ix_audit_entry_unsealed", "id", postgresql_where=sa.text("seq IS NULL")),
+    )
 
-    id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, primary_key=True))
+    id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.BigInteger, sa.Identity(always=False), primary_key=True),
+    )
     at: datetime = timestamp(index=True)
     actor: str = Field(max_length=128, index=True)
     role: str = Field(max_length=32)
@@ -31,5 +40,7 @@ class AuditEntry(SQLModel, table=True):
     details: dict[str, Any] = Field(
         default_factory=dict, sa_column=sa.Column(JSONB, nullable=False)
     )
-    prev_hash: str = Field(max_length=64)
-    hash: str = Field(max_length=64)
+    # Set by the sealer: the position in the chain and the hashes.
+    seq: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, unique=True))
+    prev_hash: str | None = Field(default=None, max_length=64)
+    hash: str | None = Field(default=None, max_length=64)

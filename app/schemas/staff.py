@@ -259,8 +259,9 @@ class AuditEntryOut(BaseModel):
     target_id: str | None
     client_ip: str | None
     details: dict[str, Any]
-    prev_hash: str
-    hash: str
+    seq: int | None = Field(description="position in the hash chain; null until sealed")
+    prev_hash: str | None
+    hash: str | None
 
 
 class AuditPage(BaseModel):

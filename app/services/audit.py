@@ -1,11 +1,19 @@
-"""Write and verify the hash-chained audit trail."""
+"""Write, seal and verify the hash-chained audit trail.
+
+Writing is a plain INSERT in the caller's transaction, so audited requests never queue behind
+one another. The sealer (the worker, every few seconds, and `dsr audit verify`) takes committed
+entries that have no place in the chain yet, in id order, and chains them: ``seq`` is the
+position, ``hash`` covers the entry and the previous entry's hash. An entry committed late (a
+lower id than one already sealed) simply gets the next ``seq``. Once sealed, changing or deleting
+an entry breaks the chain at that entry (or the next).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,10 +21,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import AuditEntry
+from app.services.tasks import PeriodicJob, WorkerContext
 
 GENESIS = "0" * 64
-# Serialises writers so each entry's prev_hash is the hash of the entry before it.
-_AUDIT_LOCK = 0x_A0D17
+# Only sealers take this lock; writers never wait for it.
+_SEAL_LOCK = 0x_A0D17
 
 
 def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
@@ -27,6 +36,7 @@ def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
 def _fields(entry: AuditEntry) -> dict[str, Any]:
     return {
         "id": entry.id,
+        "seq": entry.seq,
         "at": entry.at.isoformat(),
         "actor": entry.actor,
         "role": entry.role,
@@ -50,17 +60,8 @@ async def record(
     client_ip: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEntry:
-    """Append one entry to the chain in the caller's transaction."""
-    await session.execute(sa.select(sa.func.pg_advisory_xact_lock(_AUDIT_LOCK)))
-    last = (
-        await session.exec(
-            select(AuditEntry.id, AuditEntry.hash).order_by(col(AuditEntry.id).desc()).limit(1)
-        )
-    ).first()
-    next_id = (last[0] + 1) if last and last[0] is not None else 1
-    prev_hash = last[1] if last else GENESIS
+    """Append one entry in the caller's transaction; the sealer chains it after commit."""
     entry = AuditEntry(
-        id=next_id,
         at=now,
         actor=actor,
         role=role,
@@ -68,26 +69,54 @@ async def record(
         target_type=target_type,
         target_id=target_id,
         client_ip=client_ip,
-        details=details or {},
-        prev_hash=prev_hash,
-        hash="",
+        # Round-trip through JSON so the hash later covers exactly what JSONB stores.
+        details=json.loads(json.dumps(details or {}, default=str)),
     )
-    # Round-trip details through JSON so the hash covers exactly what JSONB will store.
-    entry.details = json.loads(json.dumps(entry.details, default=str))
-    entry.hash = entry_hash(prev_hash, _fields(entry))
     session.add(entry)
     await session.flush()
     return entry
 
 
-async def _entries(session: AsyncSession, batch: int = 1000) -> AsyncIterator[AuditEntry]:
+async def seal_pending(session: AsyncSession, *, batch: int = 5000) -> int:
+    """Chain committed entries that are not sealed yet (one sealer at a time); returns how many."""
+    await session.execute(sa.select(sa.func.pg_advisory_xact_lock(_SEAL_LOCK)))
+    last = (
+        await session.exec(
+            select(AuditEntry.seq, AuditEntry.hash)
+            .where(col(AuditEntry.seq).is_not(None))
+            .order_by(col(AuditEntry.seq).desc())
+            .limit(1)
+        )
+    ).first()
+    seq = last[0] if last and last[0] is not None else 0
+    prev_hash = last[1] if last and last[1] else GENESIS
+    pending = (
+        await session.exec(
+            select(AuditEntry)
+            .where(col(AuditEntry.seq).is_(None))
+            .order_by(col(AuditEntry.id))
+            .limit(batch)
+        )
+    ).all()
+    for entry in pending:
+        seq += 1
+        entry.seq = seq
+        entry.prev_hash = prev_hash
+        entry.hash = entry_hash(prev_hash, _fields(entry))
+        prev_hash = entry.hash
+        session.add(entry)
+    await session.flush()
+    return len(pending)
+
+
+async def _sealed(session: AsyncSession, batch: int = 1000) -> AsyncIterator[AuditEntry]:
     after = 0
     while True:
         rows = (
             await session.exec(
                 select(AuditEntry)
-                .where(col(AuditEntry.id) > after)
-                .order_by(col(AuditEntry.id))
+                .where(col(AuditEntry.seq) > after)
+                .order_by(col(AuditEntry.seq))
                 .limit(batch)
             )
         ).all()
@@ -95,16 +124,51 @@ async def _entries(session: AsyncSession, batch: int = 1000) -> AsyncIterator[Au
             return
         for row in rows:
             yield row
-        after = rows[-1].id or after
+        after = rows[-1].seq or after
 
 
 async def verify_chain(session: AsyncSession) -> tuple[int, int | None]:
-    """Walk the chain; returns (entries checked, id of the first entry that does not match)."""
+    """Walk the sealed chain; returns (entries checked, id of the first entry that does not match).
+
+    A deleted entry shows as a gap in ``seq`` and is reported at the entry after it.
+    """
     prev_hash = GENESIS
+    expected_seq = 1
     checked = 0
-    async for entry in _entries(session):
+    async for entry in _sealed(session):
         checked += 1
-        if entry.prev_hash != prev_hash or entry_hash(prev_hash, _fields(entry)) != entry.hash:
+        if (
+            entry.seq != expected_seq
+            or entry.prev_hash != prev_hash
+            or entry_hash(prev_hash, _fields(entry)) != entry.hash
+        ):
             return checked, entry.id
-        prev_hash = entry.hash
+        prev_hash = entry.hash or ""
+        expected_seq += 1
     return checked, None
+
+
+async def count_unsealed(session: AsyncSession) -> int:
+    return int(
+        (
+            await session.execute(
+                sa.select(sa.func.count())
+                .select_from(AuditEntry)
+                .where(col(AuditEntry.seq).is_(None))
+            )
+        ).scalar_one()
+    )
+
+
+async def seal_job(ctx: WorkerContext) -> int:
+    """Periodic job: seal what was written since the last run."""
+    total = 0
+    while True:
+        async with ctx.db.transaction() as session:
+            sealed = await seal_pending(session)
+        total += sealed
+        if sealed == 0:
+            return total
+
+
+SEAL_JOB = PeriodicJob(name="audit.seal", every=timedelta(seconds=2), run=seal_job)

@@ -392,6 +392,7 @@ async def list_audit(
             "target_id": row.target_id,
             "client_ip": row.client_ip,
             "details": row.details,
+            "seq": row.seq,
             "prev_hash": row.prev_hash,
             "hash": row.hash,
         }
