@@ -11,14 +11,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
 from app.errors import NotFound
-from app.models import DsrRequest
 from app.schemas.reports import AccessReport
-from app.services import audit, lifecycle
+from app.services import audit, lifecycle, request_queries
 from app.services.access_fulfilment import AccessReportReady
 from app.services.actors import Actor
 from app.services.crypto import Crypto
@@ -69,15 +67,10 @@ async def download_access_report(
     client_ip: str | None,
 ) -> tuple[AccessReport, str]:
     """The subject's own access report and the request's locale; every download is audited."""
-    request = (
-        await session.exec(
-            select(DsrRequest).where(
-                col(DsrRequest.id) == request_id,
-                col(DsrRequest.subject_indexes).contains([subject_index]),
-            )
-        )
-    ).first()
-    if request is None or request.type != "access":
+    request = await request_queries.find_subject_request(
+        session, request_id=request_id, subject_index=subject_index
+    )
+    if request.type != "access":
         raise NotFound("No such access request.")
     report = await load_access_report(
         session, crypto=crypto, request_id=request.id, subject=None, now=now

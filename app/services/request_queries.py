@@ -237,16 +237,10 @@ async def list_subject_requests(
     return [request_views.summary(row, now=now, tz=settings.display_timezone) for row in rows]
 
 
-async def get_subject_request(
-    session: AsyncSession,
-    *,
-    crypto: Crypto,
-    settings: Settings,
-    now: datetime,
-    request_id: uuid.UUID,
-    subject_index: str,
-) -> dict[str, Any]:
-    """One of the subject's own requests; another subject's is NotFound, never Forbidden."""
+async def find_subject_request(
+    session: AsyncSession, *, request_id: uuid.UUID, subject_index: str
+) -> DsrRequest:
+    """The request if it was made under one of this subject's identifiers, else NotFound."""
     request = (
         await session.exec(
             select(DsrRequest).where(
@@ -257,6 +251,22 @@ async def get_subject_request(
     ).first()
     if request is None:
         raise NotFound("No such request.")
+    return request
+
+
+async def get_subject_request(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    settings: Settings,
+    now: datetime,
+    request_id: uuid.UUID,
+    subject_index: str,
+) -> dict[str, Any]:
+    """One of the subject's own requests; another subject's is NotFound, never Forbidden."""
+    request = await find_subject_request(
+        session, request_id=request_id, subject_index=subject_index
+    )
     return {
         **_answer(request, crypto=crypto, settings=settings, now=now),
         "objections": await _objection_views(
