@@ -377,7 +377,8 @@ async def test_source_failure_then_retry_keeps_each_record_once(
         assert "intl_reservations" in {s.collection for s in first}
         assert (
             await demo_db.fetchval(
-                "SELECT count(*) FROM demo.intl_reservations WHERE reservation_no = 'IR202609000001'"
+                "SELECT count(*) FROM demo.intl_reservations"
+                " WHERE reservation_no = 'IR202609000001'"
             )
             == 1
         )  # not erased yet, but already copied
@@ -407,7 +408,8 @@ async def test_source_failure_then_retry_keeps_each_record_once(
         assert count == len(first)
         assert (
             await demo_db.fetchval(
-                "SELECT count(*) FROM demo.intl_reservations WHERE reservation_no = 'IR202609000001'"
+                "SELECT count(*) FROM demo.intl_reservations"
+                " WHERE reservation_no = 'IR202609000001'"
             )
             == 0
         )
