@@ -32,8 +32,9 @@ from app.services import retention
 from app.services.access_fulfilment import DATAMAP
 from app.services.connectors.postgres import connect
 from app.services.datamap import parse_datamap
+from app.services.deletion import handle_fulfil_deletion
 from app.services.outbox import read_payload
-from app.worker import Worker
+from app.worker import Dead, Sent, Worker
 from tests.conftest import FROZEN_AT
 from tests.support.lifecycle import drive, make_subject
 from tests.support.servers import RecordingServer
@@ -421,3 +422,22 @@ async def test_source_failure_then_retry_keeps_each_record_once(
         await demo_db.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA demo FROM {role}")
         await demo_db.execute(f"REVOKE ALL ON SCHEMA demo FROM {role}")
         await demo_db.execute(f"DROP ROLE {role}")
+
+
+async def test_job_ignores_malformed_unknown_and_finished_requests(
+    app: FastAPI, client: Any, worker: Worker, db: Database, demo_db: asyncpg.Connection
+) -> None:
+    assert isinstance(await handle_fulfil_deletion(None, {}, worker.ctx), Dead)
+    unknown = {"request_id": str(uuid.uuid4())}
+    assert isinstance(await handle_fulfil_deletion(None, unknown, worker.ctx), Dead)
+    request_id = await approved_deletion(app, client)
+    await worker.drain()
+    # Run again after completion: nothing changes, no second notice or retained copy.
+    async with db.sessionmaker() as session:
+        before = await retention.list_retained(session, request_id=uuid.UUID(request_id))
+    again = await handle_fulfil_deletion(None, {"request_id": request_id}, worker.ctx)
+    assert isinstance(again, Sent)
+    async with db.sessionmaker() as session:
+        after = await retention.list_retained(session, request_id=uuid.UUID(request_id))
+    assert [s.id for s in after] == [s.id for s in before]
+    assert len(await deleted_notices(db, app.state.crypto)) > 0  # still one per processor
