@@ -23,6 +23,7 @@ from app.models import OutboxMessage
 from app.services import (
     access_fulfilment,
     audit,
+    deletion,
     fulfilment,
     notifications,
     outbox,
@@ -56,6 +57,7 @@ def build_registry() -> Registry:
         handlers={
             "notification": notifications.handle_notification,
             f"job:{access_fulfilment.JOB_TOPIC}": access_fulfilment.handle_fulfil_access,
+            f"job:{deletion.JOB_TOPIC}": deletion.handle_fulfil_deletion,
             "webhook": webhook_delivery.deliver_webhook,
         },
         on_dead={"job": request_jobs.on_job_dead, "webhook": webhook_delivery.on_webhook_dead},

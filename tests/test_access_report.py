@@ -157,7 +157,7 @@ async def test_retention_and_legal_basis_per_item(
     report = await make_report(demo_loaded, settings, demo_map)
     rows = {(r.collection, r.item): r for r in report.retention}
     delivery = rows[("deliveries", "phone")]
-    assert delivery.rule == "contract_records" and delivery.period == "5y"
+    assert delivery.rule == "contracts" and delivery.period == "5y"
     assert "전자상거래" in delivery.legal_basis.ko
     assert delivery.records == len(DEMO_SUBJECT.sent_with) + len(DEMO_SUBJECT.received_with)
     # The newest delivery (as recipient, 10 days ago) runs the clock.
@@ -338,7 +338,7 @@ async def test_http_source_is_in_the_report_and_its_values_are_escaped(
                 "resource": "chats",
                 "record_key": "id",
                 "purposes": ["counseling"],
-                "retention": {"rule": "complaint_records", "clock_column": "opened_at"},
+                "retention": {"rule": "complaints", "clock_column": "opened_at"},
                 "roles": {
                     "customer": {
                         "match": [{"column": "phone", "identifier": "phone"}],

@@ -46,7 +46,7 @@ def ops_map(schema: str, *, dsn: str = "self") -> dict[str, Any]:
                 "table": TABLE,
                 "record_key": "id",
                 "purposes": ["delivery"],
-                "retention": {"rule": "contract_records", "clock_column": "created at"},
+                "retention": {"rule": "contracts", "clock_column": "created at"},
                 "erasure": "redact",
                 "restriction_column": "restricted",
                 "processors": [
@@ -415,7 +415,7 @@ def crm_map(url: str, token: str = TOKEN, page_size: int = 2) -> DataMap:
                     "resource": "tickets",
                     "record_key": "id",
                     "purposes": ["counseling"],
-                    "retention": {"rule": "complaint_records", "clock_column": "opened_at"},
+                    "retention": {"rule": "complaints", "clock_column": "opened_at"},
                     "erasure": "delete_row",
                     "roles": {
                         "customer": {

@@ -15,17 +15,18 @@ from app.config import ConfigError, Settings
 from app.demo.load import demo_datamap_text, write_demo_datamap
 from app.main import create_app
 from app.services.datamap import (
-    DEFAULT_RETENTION_RULES,
     DataMap,
     DataMapError,
     SubjectIdentifiers,
     add_months,
+    default_rules,
     identifier_candidates,
     load_configured_datamap,
     load_datamap,
     parse_datamap,
     quote_ident,
 )
+from app.services.vocabulary import RETENTION_RULE_NAMES
 
 
 def base_map() -> dict[str, Any]:
@@ -43,7 +44,7 @@ def base_map() -> dict[str, Any]:
                 "table": "deliveries",
                 "record_key": "id",
                 "purposes": ["delivery"],
-                "retention": {"rule": "contract_records", "clock_column": "created_at"},
+                "retention": {"rule": "contracts", "clock_column": "created_at"},
                 "erasure": "redact",
                 "processors": [{"column": "carrier", "items": ["name", "phone"]}],
                 "roles": {
@@ -272,38 +273,66 @@ def test_subject_identifiers_are_canonical() -> None:
 
 
 def test_policy_retention_rules() -> None:
-    rules = DEFAULT_RETENTION_RULES
+    rules = default_rules()
     expected = {
-        "transaction_records": (60, "Framework Act on National Taxes"),
-        "contract_records": (60, "Electronic Commerce"),
-        "complaint_records": (36, "Electronic Commerce"),
-        "service_call_records": (3, "Communications Secrets"),
-        "advertising_records": (6, "Electronic Commerce"),
+        "transactions": (60, "Framework Act on National Taxes"),
+        "contracts": (60, "Electronic Commerce"),
+        "complaints": (36, "Electronic Commerce"),
+        "service_calls": (3, "Communications Secrets"),
+        "advertising": (6, "Electronic Commerce"),
         "access_logs_3m": (3, "Communications Secrets"),
         "access_logs_12m": (12, "Communications Secrets"),
     }
     for name, (months, law) in expected.items():
         assert rules[name].months == months
         assert law in rules[name].legal_basis.en
+    assert set(expected) == set(RETENTION_RULE_NAMES)
     assert rules["until_purpose_achieved"].retain_until(datetime(2026, 1, 1, tzinfo=UTC)) is None
     start = datetime(2024, 1, 31, 9, tzinfo=UTC)
     assert rules["access_logs_3m"].retain_until(start) == datetime(2024, 4, 30, 9, tzinfo=UTC)
     assert add_months(start, 1) == datetime(2024, 2, 29, 9, tzinfo=UTC)
-    assert rules["contract_records"].period_label("ko") == "5년"
+    assert rules["contracts"].period_label("ko") == "5년"
     assert rules["access_logs_3m"].period_label("en") == "3 months"
 
 
-def test_map_can_add_and_override_rules() -> None:
-    data = base_map()
-    data["retention_rules"] = {
-        "contract_records": {"period": "7y", "legal_basis": {"ko": "사내 규정", "en": "Policy"}},
-        "chat_logs": {"period": "1y", "legal_basis": {"ko": "근거", "en": "Basis"}},
+def test_rules_come_from_the_settings(tmp_path: Path) -> None:
+    overrides = {
+        "contracts": {"period": "7y", "legal_basis_ko": "사내 규정", "legal_basis_en": "Policy"},
+        "chat_logs": {"period": "1y", "legal_basis_ko": "근거", "legal_basis_en": "Basis"},
     }
+    settings = Settings(retention_rules=overrides)
+    data = base_map()
     data["collections"][0]["retention"]["rule"] = "chat_logs"
-    parsed = parse_datamap(data)
-    assert parsed.rule("contract_records").months == 84
+    parsed = parse_datamap(data, rules=settings.retention_rules)
+    assert parsed.rule("contracts").months == 84
     assert parsed.rule("chat_logs").months == 12
-    data["retention_rules"]["chat_logs"]["period"] = "forever"
+    assert parsed.rule("chat_logs").legal_basis.en == "Basis"
+    # Without the setting the rule is unknown: the error names the collection's path.
     with pytest.raises(DataMapError) as caught:
         parse_datamap(data)
-    assert caught.value.paths == ["retention_rules.chat_logs.period"]
+    assert caught.value.paths == ["collections[0].retention.rule"]
+    assert "configured: " in str(caught.value)
+    # Through the configured loader too (start-up): the path is named in the message.
+    path = tmp_path / "datamap.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(DataMapError) as loaded:
+        load_configured_datamap(Settings(env="dev", datamap_path=path))
+    assert "collections[0].retention.rule" in str(loaded.value)
+    configured = settings.model_copy(update={"datamap_path": path})
+    assert load_configured_datamap(configured).rule("chat_logs").months == 12
+
+
+def test_the_map_cannot_define_its_own_rules() -> None:
+    data = base_map()
+    data["retention_rules"] = {
+        "contracts": {"period": "7y", "legal_basis": {"ko": "사내 규정", "en": "Policy"}}
+    }
+    with pytest.raises(DataMapError) as caught:
+        parse_datamap(data)
+    assert caught.value.paths == ["retention_rules"]
+
+
+def test_every_demo_rule_is_a_setting() -> None:
+    demo = parse_datamap(yaml.safe_load(demo_datamap_text()))
+    for spec in demo.collections:
+        assert spec.retention.rule in (*RETENTION_RULE_NAMES, "until_purpose_achieved")

@@ -62,7 +62,7 @@ class ReportRetention(BaseModel):
     collection_label: LocalizedText
     item: str
     item_label: LocalizedText
-    rule: str = Field(examples=["contract_records"])
+    rule: str = Field(examples=["contracts"])
     period: str | None = Field(description="'5y', '3m'...; null: until the purpose is achieved")
     period_label: LocalizedText
     legal_basis: LocalizedText

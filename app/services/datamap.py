@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +25,7 @@ import phonenumbers
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from app.config import ConfigError, Settings
+from app.config import ConfigError, Settings, default_retention_rules
 
 logger = logging.getLogger("dsr.datamap")
 
@@ -195,70 +195,62 @@ def add_months(start: datetime, months: int) -> datetime:
     raise ValueError("unreachable")  # pragma: no cover
 
 
-_ECOMMERCE = "전자상거래 등에서의 소비자보호에 관한 법률"
-_ECOMMERCE_EN = "Act on the Consumer Protection in Electronic Commerce"
-_SECRETS = "통신비밀보호법"
-_SECRETS_EN = "Protection of Communications Secrets Act"
+NO_RETENTION_RULE = "until_purpose_achieved"
 
-# Privacy policy section 2 ("Period for retaining and use"), one named rule per row.
-DEFAULT_RETENTION_RULES: dict[str, RetentionRule] = {
-    "transaction_records": RetentionRule(
-        period="5y",
-        legal_basis=Text(ko="국세기본법", en="Framework Act on National Taxes"),
-        description=Text(
-            ko="거래 기록 및 증빙 서류", en="Transaction records and evidentiary documents"
-        ),
+# Descriptions of the settings' rules (privacy policy section 2); a rule added by
+# DSR_RETENTION_RULES without one here has none.
+RULE_DESCRIPTIONS: dict[str, Text] = {
+    "transactions": Text(
+        ko="거래 기록 및 증빙 서류", en="Transaction records and evidentiary documents"
     ),
-    "contract_records": RetentionRule(
-        period="5y",
-        legal_basis=Text(ko=_ECOMMERCE, en=_ECOMMERCE_EN),
-        description=Text(
-            ko="계약 또는 청약철회, 대금 결제 및 재화 등의 공급에 관한 기록",
-            en="Records on contracts or cancellation, payment and supply of goods",
-        ),
+    "contracts": Text(
+        ko="계약 또는 청약철회, 대금 결제 및 재화 등의 공급에 관한 기록",
+        en="Records on contracts or cancellation, payment and supply of goods",
     ),
-    "complaint_records": RetentionRule(
-        period="3y",
-        legal_basis=Text(ko=_ECOMMERCE, en=_ECOMMERCE_EN),
-        description=Text(
-            ko="소비자 불만 또는 분쟁 처리에 관한 기록",
-            en="Records on handling consumer complaints and disputes",
-        ),
+    "complaints": Text(
+        ko="소비자 불만 또는 분쟁 처리에 관한 기록",
+        en="Records on handling consumer complaints and disputes",
     ),
-    "service_call_records": RetentionRule(
-        period="3m",
-        legal_basis=Text(ko=_SECRETS, en=_SECRETS_EN),
-        description=Text(ko="서비스 통화 기록", en="Records on service calls"),
+    "service_calls": Text(ko="서비스 통화 기록", en="Records on service calls"),
+    "advertising": Text(ko="표시·광고에 관한 기록", en="Records on display and advertising"),
+    "access_logs_3m": Text(
+        ko="접속지 추적 자료 등 통신사실확인자료(3개월)",
+        en="Access location and other communication confirmation data (3 months)",
     ),
-    "advertising_records": RetentionRule(
-        period="6m",
-        legal_basis=Text(ko=_ECOMMERCE, en=_ECOMMERCE_EN),
-        description=Text(ko="표시·광고에 관한 기록", en="Records on display and advertising"),
-    ),
-    "access_logs_3m": RetentionRule(
-        period="3m",
-        legal_basis=Text(ko=_SECRETS, en=_SECRETS_EN),
-        description=Text(
-            ko="접속지 추적 자료 등 통신사실확인자료(3개월)",
-            en="Access location and other communication confirmation data (3 months)",
-        ),
-    ),
-    "access_logs_12m": RetentionRule(
-        period="12m",
-        legal_basis=Text(ko=_SECRETS, en=_SECRETS_EN),
-        description=Text(
-            ko="인터넷 로그 기록 등 통신사실확인자료(12개월)",
-            en="Internet log records and other communication confirmation data (12 months)",
-        ),
-    ),
-    "until_purpose_achieved": RetentionRule(
-        period=None,
-        legal_basis=Text(
-            ko="개인정보 보호법 제21조(목적 달성 시 지체 없이 파기)",
-            en="PIPA Art. 21 (destroyed without delay once the purpose is achieved)",
-        ),
+    "access_logs_12m": Text(
+        ko="인터넷 로그 기록 등 통신사실확인자료(12개월)",
+        en="Internet log records and other communication confirmation data (12 months)",
     ),
 }
+
+# Not a law's retention: the data goes as soon as its purpose is achieved (PIPA Art. 21).
+UNTIL_PURPOSE_ACHIEVED = RetentionRule(
+    period=None,
+    legal_basis=Text(
+        ko="개인정보 보호법 제21조(목적 달성 시 지체 없이 파기)",
+        en="PIPA Art. 21 (destroyed without delay once the purpose is achieved)",
+    ),
+)
+
+
+def rules_from_settings(configured: Mapping[str, Any]) -> dict[str, RetentionRule]:
+    """The data map's view of the settings' retention rules (``Settings.retention_rules``):
+    the one source of truth, plus the built-in ``until_purpose_achieved`` (no period)."""
+    rules = {
+        name: RetentionRule(
+            period=rule.period,
+            legal_basis=Text(ko=rule.legal_basis_ko, en=rule.legal_basis_en),
+            description=RULE_DESCRIPTIONS.get(name),
+        )
+        for name, rule in configured.items()
+    }
+    rules[NO_RETENTION_RULE] = UNTIL_PURPOSE_ACHIEVED
+    return rules
+
+
+def default_rules() -> dict[str, RetentionRule]:
+    """The rules of the default settings (DSR_RETENTION_RULES unset)."""
+    return rules_from_settings(default_retention_rules())
 
 
 # --- The file's shape ------------------------------------------------------------------------
@@ -507,14 +499,15 @@ class DataMap(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: Literal[1] = 1
-    retention_rules: dict[str, RetentionRule] = Field(default_factory=dict)
+    # Filled from the settings when the map is parsed (never from the file).
+    retention_rules: dict[str, RetentionRule] = Field(default_factory=default_rules)
     sources: dict[str, Source] = Field(default_factory=dict)
     processors: list[ProcessorInfo] = Field(default_factory=list)
     collections: list[CollectionSpec] = Field(default_factory=list)
 
     @property
     def rules(self) -> dict[str, RetentionRule]:
-        return {**DEFAULT_RETENTION_RULES, **self.retention_rules}
+        return self.retention_rules
 
     def rule(self, name: str) -> RetentionRule:
         return self.rules[name]
@@ -571,12 +564,27 @@ def _pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
     return errors
 
 
-def parse_datamap(data: Any, *, origin: str = "<data>") -> DataMap:
-    """Validate a parsed YAML document; raise DataMapError naming every bad path."""
+def parse_datamap(
+    data: Any, *, origin: str = "<data>", rules: Mapping[str, Any] | None = None
+) -> DataMap:
+    """Validate a parsed YAML document against the settings' retention ``rules``
+    (``Settings.retention_rules``; default: the built-in policy table); raise DataMapError
+    naming every bad path."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise DataMapError(origin, [("", "the data map must be a mapping")])
+    if "retention_rules" in data:
+        raise DataMapError(
+            origin,
+            [("retention_rules", "retention rules are settings (DSR_RETENTION_RULES), not map")],
+        )
+    data = {
+        **data,
+        "retention_rules": rules_from_settings(
+            default_retention_rules() if rules is None else rules
+        ),
+    }
     # A discriminated union on `connector` gives clean per-source messages.
     sources = data.get("sources") or {}
     problems: list[tuple[str, str]] = []
@@ -624,7 +632,10 @@ def _check_references(datamap: DataMap) -> Iterable[tuple[str, str]]:
         elif isinstance(found, HttpSource) and not spec.resource:
             yield f"{at}.resource", "an http collection needs a resource"
         if spec.retention.rule not in rules:
-            yield f"{at}.retention.rule", "no such retention rule"
+            yield (
+                f"{at}.retention.rule",
+                f"no such retention rule (configured: {', '.join(sorted(rules))})",
+            )
         elif rules[spec.retention.rule].months is not None and not spec.retention.clock_column:
             yield f"{at}.retention.clock_column", "a rule with a period needs a clock column"
         if spec.erasure == "delete_row" and len(spec.roles) > 1:
@@ -674,8 +685,8 @@ def _check_role(
             yield f"{at}.fields[{index}].column", "the record key cannot be a personal field"
 
 
-def load_datamap(path: Path) -> DataMap:
-    """Read and validate a data map file."""
+def load_datamap(path: Path, *, rules: Mapping[str, Any] | None = None) -> DataMap:
+    """Read and validate a data map file (``rules``: ``Settings.retention_rules``)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -686,7 +697,7 @@ def load_datamap(path: Path) -> DataMap:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
         raise DataMapError(str(path), [(where, "is not valid YAML")]) from None
-    return parse_datamap(data, origin=str(path))
+    return parse_datamap(data, origin=str(path), rules=rules)
 
 
 def datamap_path(settings: Settings) -> Path:
@@ -706,7 +717,7 @@ def load_configured_datamap(settings: Settings) -> DataMap:
             extra={"event": "datamap.missing"},
         )
         return DataMap()
-    datamap = load_datamap(path)
+    datamap = load_datamap(path, rules=settings.retention_rules)
     if settings.env == "prod":
         for name, source in datamap.sources.items():
             if isinstance(source, HttpSource) and source.token:

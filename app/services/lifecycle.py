@@ -897,6 +897,7 @@ async def complete_request(
     result: dict[str, Any],
     refused_items: list[dict[str, Any]] | None = None,
     actor: Actor = SYSTEM,
+    notice_extra: dict[str, Any] | None = None,
 ) -> DsrRequest:
     """Record the fulfilment's result, tell the subject, audit. Idempotent once completed.
 
@@ -935,6 +936,7 @@ async def complete_request(
         template="request_completed",
         key=f"completed:{request.round}",
         now=now,
+        extra=notice_extra,
     )
     return request
 

@@ -75,6 +75,7 @@ def notice_variables(
         "objection_days": settings.objection_window_days,
         "partial": request.status == "partially_completed",
         "is_access": request.type == "access",
+        "kept": [],  # deletion: "items: law, destroyed after" lines for what is kept apart
         "contact": settings.contact_text_ko if locale == "ko" else settings.contact_text_en,
         **(extra or {}),
     }
