@@ -452,3 +452,41 @@ async def test_failure_mid_correction_retries_the_same_plan_and_converges(
         "records": [{"reference": "MN-77", "items": {"phone": NEW_PHONE}}]
     }
     assert all(len(events) == 1 for events in got.values())  # each processor told once
+
+
+async def test_operator_retry_after_exhausted_attempts_finishes_the_same_plan(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    worker: Worker,
+    db: Database,
+    clock: FrozenClock,
+    crm: ReferenceSource,
+    receiver: RecordingServer,
+    secrets: dict[str, str],
+) -> None:
+    worker.ctx.extras[access_fulfilment.DATAMAP] = with_crm(crm.url)
+    subject = await make_subject(app, DEMO_PHONE)
+    request_id = await submit(client, subject, [{"item": "phone", "new_value": "010-5555-0009"}])
+    await approve(app, client, request_id)
+    for _ in range(8):  # every attempt: the demo source applies (again), the CRM fails
+        crm.fail_next_change = True
+        await worker.drain()
+        clock.advance(timedelta(hours=7))
+    officer = staff(app, *OFFICER, sub="officer-1")
+    found = await client.get(f"/v1/staff/requests/{request_id}", headers=officer)
+    assert found.json()["status"] == "in_progress"
+    assert found.json()["fulfilment"]["state"] == "failed"
+    assert not receiver.received
+    # The demo records were corrected by the first attempt and no longer match the old phone:
+    # a fresh plan would miss them. The retry finishes the dead attempt's plan instead.
+    retried = await client.post(
+        f"/v1/staff/requests/{request_id}/retry-fulfilment", headers=officer
+    )
+    assert retried.status_code == 200, retried.text
+    await worker.drain()
+    await worker.drain()
+    assert await status(client, subject, request_id) == "completed"
+    assert crm.records[0].fields["customer"]["phone"] == NEW_PHONE
+    got = notices(receiver, secrets)
+    assert {"hct", "yamato", "ninjavan", "hanjin", "sf-express", "dhlec-my", "mnwise"} <= set(got)
+    assert all(len(events) == 1 for events in got.values())

@@ -21,7 +21,13 @@ from app.config import ConfigError
 from app.services.access_fulfilment import context_datamap, self_database_url
 from app.services.connectors import SourceError, SubjectRecord, open_connectors
 from app.services.datamap import CollectionSpec, DataMap, FieldSpec, identifier_candidates
-from app.services.fulfilment_plan import conclude, decision_refused, open_request, source_retry
+from app.services.fulfilment_plan import (
+    conclude,
+    decision_refused,
+    open_request,
+    resume,
+    source_retry,
+)
 from app.services.tasks import Dead, Outcome, Retry, Sent, WorkerContext
 
 JOB_TOPIC = "fulfil.correction"
@@ -136,6 +142,8 @@ async def handle_fulfil_correction(message: Any, payload: Any, ctx: WorkerContex
     if opened is None:
         return Sent("request no longer in progress")
     request, body, identifiers = opened
+    if await resume(ctx, request=request, now=ctx.clock.now()):
+        return Sent("resumed the unfinished plan of an earlier attempt")
     refused = decision_refused(request)
     corrections = [entry for entry in body.get("corrections", []) if entry["item"] not in refused]
     try:

@@ -26,10 +26,11 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import ConfigError
-from app.models import DsrRequest
+from app.models import DsrRequest, OutboxMessage
 from app.services import lifecycle, outbox, processors, restrictions, subjects
 from app.services.access_fulfilment import SOURCE_RETRY, context_datamap, self_database_url
 from app.services.connectors import Erasure, FieldUpdate, SourceError, open_connectors
@@ -145,6 +146,46 @@ async def enqueue_apply(
         dedupe_key=f"{APPLY_TOPIC}:{request.id}:{request.round}:{request.fulfilment_attempts}",
         max_attempts=lifecycle.FULFILMENT_MAX_ATTEMPTS,
     )
+
+
+async def unfinished_plan(
+    session: AsyncSession, *, crypto: Crypto, request: DsrRequest
+) -> dict[str, Any] | None:
+    """The plan of this round's ``fulfil.apply`` that ran out of attempts, if any.
+
+    Its sources may be partly written (identifiers already corrected no longer find the
+    subject), so an operator's retry must finish that plan rather than read the sources again.
+    """
+    message = (
+        await session.exec(
+            select(OutboxMessage)
+            .where(
+                col(OutboxMessage.topic) == APPLY_TOPIC,
+                col(OutboxMessage.request_ref) == request.id,
+                col(OutboxMessage.status) == "dead",
+                col(OutboxMessage.dedupe_key).startswith(
+                    f"{APPLY_TOPIC}:{request.id}:{request.round}:"
+                ),
+            )
+            .order_by(col(OutboxMessage.created_at).desc())
+            .limit(1)
+        )
+    ).first()
+    if message is None:
+        return None
+    payload = outbox.read_payload(crypto, message)
+    plan: dict[str, Any] = payload["plan"]
+    return plan
+
+
+async def resume(ctx: WorkerContext, *, request: DsrRequest, now: datetime) -> bool:
+    """Queue again the unfinished plan of an earlier attempt; False if there is none."""
+    async with ctx.db.transaction() as session:
+        plan = await unfinished_plan(session, crypto=ctx.crypto, request=request)
+        if plan is None:
+            return False
+        await enqueue_apply(session, crypto=ctx.crypto, now=now, request=request, plan=plan)
+    return True
 
 
 async def conclude(

@@ -26,7 +26,13 @@ from app.config import ConfigError
 from app.services.access_fulfilment import context_datamap, self_database_url
 from app.services.connectors import SourceError, SubjectRecord, open_connectors
 from app.services.datamap import CollectionSpec, DataMap, SubjectIdentifiers
-from app.services.fulfilment_plan import conclude, decision_refused, open_request, source_retry
+from app.services.fulfilment_plan import (
+    conclude,
+    decision_refused,
+    open_request,
+    resume,
+    source_retry,
+)
 from app.services.tasks import Dead, Outcome, Retry, Sent, WorkerContext
 from app.services.vocabulary import OPTIONAL_PURPOSES
 
@@ -155,6 +161,8 @@ async def _fulfil(message: Any, payload: Any, ctx: WorkerContext, *, withdrawal:
     if opened is None:
         return Sent("request no longer in progress")
     request, body, identifiers = opened
+    if await resume(ctx, request=request, now=ctx.clock.now()):
+        return Sent("resumed the unfinished plan of an earlier attempt")
     requested = list(dict.fromkeys(body.get("purposes") or []))
     try:
         datamap = context_datamap(ctx)
