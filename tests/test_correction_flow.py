@@ -490,3 +490,34 @@ async def test_operator_retry_after_exhausted_attempts_finishes_the_same_plan(
     got = notices(receiver, secrets)
     assert {"hct", "yamato", "ninjavan", "hanjin", "sf-express", "dhlec-my", "mnwise"} <= set(got)
     assert all(len(events) == 1 for events in got.values())
+
+
+async def test_partial_approval_corrects_only_the_granted_items_and_lifts_all(
+    app: FastAPI, client: httpx.AsyncClient, worker: Worker, db: Database
+) -> None:
+    before = await deliveries(db)
+    subject = await make_subject(app, DEMO_PHONE)
+    request_id = await submit(
+        client,
+        subject,
+        [{"item": "name", "new_value": "김하람"}, {"item": "address", "new_value": NEW_ADDRESS}],
+    )
+    officer = staff(app, *OFFICER, sub="officer-1")
+    await client.post(f"/v1/staff/requests/{request_id}/review", headers=officer)
+    approved = await client.post(
+        f"/v1/staff/requests/{request_id}/approve",
+        json={
+            "refused_items": [{"item": "name", "ground": "policy_6_1"}],
+            "explanation": "이름 변경은 증빙 서류가 필요합니다.",
+        },
+        headers=officer,
+    )
+    assert approved.status_code == 200, approved.text
+    await worker.drain()
+    assert await status(client, subject, request_id) == "partially_completed"
+    for key, row in (await deliveries(db)).items():
+        old = before[key]
+        if old["sender_phone"] == DEMO_SUBJECT.phone:
+            assert row["sender_address"] == NEW_ADDRESS
+            assert row["sender_name"] == old["sender_name"]
+    assert (await usage(client, app, ["name", "address"]))["allowed"] is True
