@@ -223,3 +223,28 @@ async def test_refused_suspension_suspends_nothing(
     assert await allowed(client, app, "marketing")
     await worker.drain()
     assert await allowed(client, app, "marketing")
+
+
+async def test_withdrawal_refused_in_part_ends_that_provisional_suspension(
+    app: FastAPI, client: httpx.AsyncClient, worker: Worker, db: Database
+) -> None:
+    subject = await make_subject(app, DEMO_PHONE)
+    request_id = await submit(client, subject, "consent_withdrawal", ["marketing", "app_service"])
+    assert not await allowed(client, app, "marketing")
+    officer = staff(app, *OFFICER, sub="officer-1")
+    await client.post(f"/v1/staff/requests/{request_id}/review", headers=officer)
+    approved = await client.post(
+        f"/v1/staff/requests/{request_id}/approve",
+        json={
+            "refused_items": [{"item": "marketing", "ground": "pipa_37_2_1"}],
+            "explanation": "법령상 의무 이행을 위해 필요합니다.",
+        },
+        headers=officer,
+    )
+    assert approved.status_code == 200, approved.text
+    await worker.drain()
+    assert await status(client, subject, request_id) == "partially_completed"
+    assert await allowed(client, app, "marketing")
+    assert not await allowed(client, app, "app_service")
+    mine = await rows(db, "SELECT count(*) AS n FROM demo.marketing_contacts WHERE id = 1")
+    assert mine[0]["n"] == 1  # nothing destroyed for a refused withdrawal

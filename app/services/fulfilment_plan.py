@@ -37,6 +37,7 @@ from app.services.connectors import Erasure, FieldUpdate, SourceError, open_conn
 from app.services.crypto import Crypto
 from app.services.datamap import SubjectIdentifiers
 from app.services.tasks import Dead, Outcome, Retry, Sent, WorkerContext
+from app.services.vocabulary import OPTIONAL_PURPOSES
 
 logger = logging.getLogger("dsr.fulfilment")
 
@@ -94,6 +95,15 @@ async def finish(
     if request.type == "correction":
         await restrictions.lift_restrictions(session, request_id=request_id, now=now)
     suspend = plan.get("suspend")
+    if request.type == "consent_withdrawal":
+        # A provisional suspension from intake the decision did not grant ends here.
+        kept = set((suspend or {}).get("purposes") or [])
+        await restrictions.lift_suspension(
+            session,
+            request_id=request_id,
+            now=now,
+            purposes=sorted(OPTIONAL_PURPOSES - kept),
+        )
     if suspend and suspend.get("purposes"):
         await restrictions.suspend_purposes(
             session,
