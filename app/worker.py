@@ -23,12 +23,15 @@ from app.models import OutboxMessage
 from app.services import (
     access_fulfilment,
     audit,
+    correction_fulfilment,
     deletion,
     fulfilment,
+    fulfilment_plan,
     notifications,
     outbox,
     request_jobs,
     retention,
+    suspension_fulfilment,
     verifications,
     webhook_delivery,
 )
@@ -58,6 +61,16 @@ def build_registry() -> Registry:
             "notification": notifications.handle_notification,
             f"job:{access_fulfilment.JOB_TOPIC}": access_fulfilment.handle_fulfil_access,
             f"job:{deletion.JOB_TOPIC}": deletion.handle_fulfil_deletion,
+            f"job:{correction_fulfilment.JOB_TOPIC}": (
+                correction_fulfilment.handle_fulfil_correction
+            ),
+            f"job:{suspension_fulfilment.SUSPENSION_TOPIC}": (
+                suspension_fulfilment.handle_fulfil_suspension
+            ),
+            f"job:{suspension_fulfilment.WITHDRAWAL_TOPIC}": (
+                suspension_fulfilment.handle_fulfil_consent_withdrawal
+            ),
+            f"job:{fulfilment_plan.APPLY_TOPIC}": fulfilment_plan.handle_apply,
             "webhook": webhook_delivery.deliver_webhook,
         },
         on_dead={"job": request_jobs.on_job_dead, "webhook": webhook_delivery.on_webhook_dead},

@@ -397,6 +397,19 @@ class ConsentSpec(_Strict):
         return None if value is None else _identifier(value)
 
 
+class InFlightSpec(_Strict):
+    """A contract still being performed: a record whose ``column`` is null (e.g. not yet
+    delivered). Suspending the collection's purposes would make it impossible (PIPA Art. 37(2)4).
+    """
+
+    column: str = Field(description="null while the contract is under way (e.g. delivered_at)")
+
+    @field_validator("column")
+    @classmethod
+    def _column(cls, value: str) -> str:
+        return _identifier(value)
+
+
 class CollectionSpec(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     label: Text
@@ -414,6 +427,7 @@ class CollectionSpec(_Strict):
     restriction_column: str | None = Field(
         default=None, description="a boolean column the operational system honours as 'do not use'"
     )
+    in_flight: InFlightSpec | None = None
     roles: dict[str, RoleSpec] = Field(min_length=1)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -33,7 +33,7 @@ from app.errors import (
 from app.models import DsrRequest, DsrRequestEvent, SubjectIdentifier
 from app.models.requests import OPEN_STATUSES
 from app.schemas.requests import RequestCreate
-from app.services import audit, deadlines, idempotency, outbox, subjects
+from app.services import audit, deadlines, idempotency, outbox, request_holds, subjects
 from app.services.actors import SYSTEM, Actor
 from app.services.crypto import Crypto
 from app.services.request_bodies import refusable_parts, scope_of
@@ -375,6 +375,7 @@ async def _create(
     )
     session.add(request)
     await session.flush()
+    await request_holds.hold_at_intake(session, request=request, body=stored, now=now)
     await record(
         session,
         crypto=crypto,
@@ -765,6 +766,7 @@ async def refuse_request(
     request.refusals = [{"item": None, "ground": ground, "stage": "decision"}]
     request.decision_note_encrypted = seal(crypto, request.id, "decision", explanation)
     request.objectable_since = now
+    await request_holds.release_holds(session, request=request, now=now)
     await transition(
         session,
         crypto=crypto,
@@ -867,6 +869,7 @@ async def withdraw_request(
         session, crypto=crypto, request=request, action="withdraw", actor=actor, now=now
     )
     request.withdrawn_at = now
+    await request_holds.release_holds(session, request=request, now=now)
     return request
 
 
@@ -919,6 +922,7 @@ async def complete_request(
     request.completed_at = now
     if partial:
         request.objectable_since = now
+    await request_holds.release_after_completion(session, request=request, now=now)
     await transition(
         session,
         crypto=crypto,

@@ -75,6 +75,7 @@ class SubjectRecord:
     consent: bool | None = None
     consent_at: datetime | None = None
     restricted: bool | None = None
+    in_flight: bool | None = None  # the map's in_flight condition holds (None: not declared)
 
     @property
     def ref(self) -> RecordRef:

@@ -56,6 +56,7 @@ class WireRecord(_Loose):
     consent: bool | None = None
     consent_at: datetime | None = None
     restricted: bool | None = None
+    in_flight: bool | None = None
 
 
 class FindPage(_Loose):
@@ -192,6 +193,7 @@ class HttpConnector(Connector):
                     consent=wire.consent,
                     consent_at=wire.consent_at,
                     restricted=wire.restricted,
+                    in_flight=wire.in_flight if collection.in_flight else None,
                 )
 
     def _spec(self, name: str) -> CollectionSpec:

@@ -121,7 +121,7 @@ class _Sql:
     def select(self, subject: SubjectIdentifiers) -> _Query | None:
         """The role's fields, then the record's metadata, in the fixed layout ``record`` reads:
         key, fields..., (code, at, reference) per processor, clock, consent, consent_at,
-        restricted. Columns the map does not name are selected as NULL."""
+        restricted, in_flight. Columns the map does not name are selected as NULL."""
         where = self.match(subject, 1)
         if where is None:
             return None
@@ -142,6 +142,9 @@ class _Sql:
             column(consent.column if consent else None),
             column(consent.at_column if consent else None),
             column(self.spec.restriction_column),
+            f"({quote_ident(self.spec.in_flight.column)} IS NULL)"
+            if self.spec.in_flight
+            else "NULL",
         ]
         condition, args = where
         return _Query(f"SELECT {', '.join(exprs)} FROM {self.table} WHERE {condition}", args)
@@ -165,7 +168,7 @@ class _Sql:
                         items=items,
                     )
                 )
-        clock, consent, consent_at, restricted = values[position : position + 4]
+        clock, consent, consent_at, restricted, in_flight = values[position : position + 5]
         return SubjectRecord(
             collection=self.spec.name,
             role=self.role_name,
@@ -176,6 +179,7 @@ class _Sql:
             consent=None if consent is None else bool(consent),
             consent_at=consent_at,
             restricted=None if restricted is None else bool(restricted),
+            in_flight=None if in_flight is None else bool(in_flight),
         )
 
 
