@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -248,3 +249,71 @@ async def test_withdrawal_refused_in_part_ends_that_provisional_suspension(
     assert not await allowed(client, app, "app_service")
     mine = await rows(db, "SELECT count(*) AS n FROM demo.marketing_contacts WHERE id = 1")
     assert mine[0]["n"] == 1  # nothing destroyed for a refused withdrawal
+
+
+async def test_consent_withdrawal_keeps_what_the_law_still_requires_separated(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    worker: Worker,
+    db: Database,
+    receiver: RecordingServer,  # noqa: F811
+) -> None:
+    # A marketing consent given a month ago: advertising records are kept 6 months (policy §2).
+    async with db.transaction() as session:
+        await session.execute(
+            sa.text(
+                "UPDATE demo.marketing_contacts SET created_at = :at, opted_in_at = :at"
+                " WHERE id = 1"
+            ),
+            {"at": app.state.clock.now() - timedelta(days=30)},
+        )
+    subject = await make_subject(app, DEMO_PHONE)
+    request_id = await submit(client, subject, "consent_withdrawal", ["marketing"])
+    await approve(app, client, request_id)
+    await worker.drain()
+    assert await status(client, subject, request_id) == "completed"
+    assert (await rows(db, "SELECT count(*) AS n FROM demo.marketing_contacts WHERE id = 1")) == [
+        {"n": 0}
+    ]
+    kept = await rows(
+        db,
+        "SELECT collection, record_key, destroy_after FROM retained_record"
+        " WHERE request_id = CAST(:r AS uuid)",
+        r=request_id,
+    )
+    assert [(row["collection"], row["record_key"]) for row in kept] == [("marketing_contacts", "1")]
+    result = (await detail(client, app, request_id))["result"]
+    [entry] = result["kept"]
+    assert entry["rule"] == "advertising" and "phone" in entry["items"]
+    assert entry["destroy_after"].startswith("2027-04-27")  # 30 days ago + 6 months
+
+    # After its period the copy is destroyed like any retained record.
+    app.state.clock.advance(timedelta(days=200))
+    await worker.run_periodic()
+    assert await rows(db, "SELECT count(*) AS n FROM retained_record") == [{"n": 0}]
+
+
+async def test_a_retried_withdrawal_does_not_copy_twice(
+    app: FastAPI, client: httpx.AsyncClient, worker: Worker, db: Database
+) -> None:
+    async with db.transaction() as session:
+        await session.execute(
+            sa.text("UPDATE demo.marketing_contacts SET created_at = :at WHERE id = 1"),
+            {"at": app.state.clock.now() - timedelta(days=30)},
+        )
+    subject = await make_subject(app, DEMO_PHONE)
+    request_id = await submit(client, subject, "consent_withdrawal", ["marketing"])
+    await approve(app, client, request_id)
+    # Run the fulfilment job twice before anything is applied (a worker crash and a retry).
+    worker.registry.handlers.pop("job:fulfil.apply")
+    await worker.drain()
+    async with db.transaction() as session:
+        await session.execute(
+            sa.text(
+                "UPDATE outbox_message SET status = 'pending', next_attempt_at = :now"
+                " WHERE topic = 'fulfil.consent_withdrawal'"
+            ),
+            {"now": app.state.clock.now()},
+        )
+    await worker.drain()
+    assert await rows(db, "SELECT count(*) AS n FROM retained_record") == [{"n": 1}]

@@ -163,7 +163,7 @@ async def find_targets(
                     if handover.items is None or set(handover.items) & set(item_codes)
                 ],
             )
-            term = _running_term(settings, spec, record.retention_start, now)
+            term = running_term(settings, spec, record.retention_start, now)
             if term is not None and record.retention_start is not None:
                 target.rule = term.rule
                 target.destroy_after = term.destroy_after(record.retention_start)
@@ -189,7 +189,7 @@ async def find_targets(
     return found
 
 
-def _running_term(
+def running_term(
     settings: Settings, spec: CollectionSpec, clock_start: datetime | None, now: datetime
 ) -> retention.RetentionTerm | None:
     """The collection's retention rule if it still runs for this record, else None."""

@@ -12,20 +12,26 @@ purposes.
 already at intake, app/services/request_holds.py) and the data held **only** for it is destroyed
 through the connectors by the collection's erasure strategy (Art. 37(3), (5)): a record of a
 collection serving only withdrawn purposes is erased whole, a field serving only them is erased
-alone. A non-optional purpose named in a withdrawal is handled as a suspension.
+alone. What another law still requires to keep (the collection's retention rule runs) is first
+separated into the retained-records store, as a deletion does, and reported with its legal basis
+and destruction date. A non-optional purpose named in a withdrawal is handled as a suspension.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from app.config import ConfigError
+from app.config import ConfigError, Settings
+from app.models import DsrRequest
+from app.services import retention
 from app.services.access_fulfilment import context_datamap, self_database_url
 from app.services.connectors import SourceError, SubjectRecord, open_connectors
+from app.services.connectors.base import json_value
 from app.services.datamap import CollectionSpec, DataMap, SubjectIdentifiers
+from app.services.deletion import running_term
 from app.services.fulfilment_plan import (
     conclude,
     decision_refused,
@@ -183,8 +189,71 @@ async def _fulfil(message: Any, payload: Any, ctx: WorkerContext, *, withdrawal:
         refused_at_decision=decision_refused(request),
         withdrawal=withdrawal,
     )
-    await conclude(ctx, request=request, plan=plan, now=ctx.clock.now())
+    now = ctx.clock.now()
+    keep = records_to_keep(ctx.settings, records, plan["changes"], request=request, now=now)
+    if keep:
+        # Committed before any source is touched, so nothing the law keeps is lost (a retry
+        # copies nothing twice: retained records are unique per request and record).
+        async with ctx.db.transaction() as session:
+            await retention.retain_records(session, crypto=ctx.crypto, now=now, records=keep)
+        plan["result"]["kept"] = [
+            {
+                "collection": entry.collection,
+                "items": list(entry.items),
+                "rule": entry.term.rule,
+                "legal_basis": {
+                    "ko": entry.term.legal_basis("ko"),
+                    "en": entry.term.legal_basis("en"),
+                },
+                "destroy_after": entry.term.destroy_after(entry.clock_start).isoformat(),
+            }
+            for entry in keep
+        ]
+    await conclude(ctx, request=request, plan=plan, now=now)
     return Sent()
+
+
+def records_to_keep(
+    settings: Settings,
+    records: list[tuple[CollectionSpec, SubjectRecord]],
+    changes: list[dict[str, Any]],
+    *,
+    request: DsrRequest,
+    now: datetime,
+) -> list[retention.RetainInput]:
+    """The erased parts whose retention rule still runs: copies for the retained store."""
+    erased = {(c["collection"], c["role"], str(c["key"])): c.get("columns") for c in changes}
+    keep: list[retention.RetainInput] = []
+    for spec, record in records:
+        key = (spec.name, record.role, str(record.key))
+        if key not in erased:
+            continue
+        term = running_term(settings, spec, record.retention_start, now)
+        if term is None or record.retention_start is None:
+            continue
+        columns = erased[key]
+        fields = [
+            f for f in spec.roles[record.role].fields if columns is None or f.column in columns
+        ]
+        keep.append(
+            retention.RetainInput(
+                source=spec.source,
+                collection=spec.name,
+                record_key=str(record.key),
+                subject_key=request.subject_index,
+                items=list(dict.fromkeys(f.item for f in fields)),
+                term=term,
+                clock_start=record.retention_start,
+                payload={
+                    f.item: json_value(record.fields.get(f.column))
+                    for f in fields
+                    if record.fields.get(f.column) is not None
+                },
+                role=record.role,
+                request_id=request.id,
+            )
+        )
+    return keep
 
 
 async def handle_fulfil_suspension(message: Any, payload: Any, ctx: WorkerContext) -> Outcome:
