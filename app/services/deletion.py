@@ -40,12 +40,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.config import ConfigError, Settings
 from app.models import DsrRequest, DsrRequestEvent
 from app.services import deadlines, lifecycle, processors, retention, subjects
-from app.services.access_fulfilment import SOURCE_RETRY, context_datamap, self_database_url
+from app.services.access_fulfilment import context_datamap, self_database_url
 from app.services.actors import SYSTEM
 from app.services.connectors import Connectors, Erasure, SourceError, open_connectors
 from app.services.connectors.base import json_value
 from app.services.crypto import Crypto
 from app.services.datamap import CollectionSpec, DataMap, SubjectIdentifiers
+from app.services.fulfilment_plan import source_retry
 from app.services.tasks import Dead, Outcome, Retry, Sent, WorkerContext
 from app.services.vocabulary import ITEMS, item_label
 
@@ -338,21 +339,6 @@ async def queue_deleted_notices(
     return sorted(per_processor)
 
 
-def _retry(exc: SourceError, message: Any, request_id: uuid.UUID, stage: str) -> Retry:
-    logger.warning(
-        "deletion postponed: a source did not answer",
-        extra={
-            "event": f"deletion.{stage}_failed",
-            "request_ref": str(request_id),
-            "error_type": type(exc).__name__,
-            "attempt": getattr(message, "attempts", None),
-        },
-    )
-    attempt = max(1, int(getattr(message, "attempts", 1) or 1))
-    delay = timedelta(seconds=SOURCE_RETRY[min(attempt, len(SOURCE_RETRY)) - 1])
-    return Retry(f"source {exc.source} unavailable: {exc.reason}", delay)
-
-
 async def handle_fulfil_deletion(message: Any, payload: Any, ctx: WorkerContext) -> Outcome:
     """Worker handler for ``job`` / ``fulfil.deletion``."""
     try:
@@ -390,7 +376,7 @@ async def handle_fulfil_deletion(message: Any, payload: Any, ctx: WorkerContext)
                 now=now,
             )
         except SourceError as exc:
-            return _retry(exc, message, request_id, "read")
+            return source_retry(message, exc, request_id=request_id, step="fulfil.deletion.read")
         # The copies commit before any source changes: a crash can lose no kept record.
         async with ctx.db.transaction() as session:
             request = await lifecycle.lock_request(session, request_id)
@@ -411,7 +397,7 @@ async def handle_fulfil_deletion(message: Any, payload: Any, ctx: WorkerContext)
         try:
             await erase_targets(connectors, subject=identifiers, targets=targets)
         except SourceError as exc:
-            return _retry(exc, message, request_id, "erase")
+            return source_retry(message, exc, request_id=request_id, step="fulfil.deletion.erase")
     async with ctx.db.transaction() as session:
         request = await lifecycle.lock_request(session, request_id)
         if request.status != "in_progress":
