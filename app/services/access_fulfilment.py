@@ -46,6 +46,22 @@ AccessReportReady = Callable[..., Awaitable[None]]
 SOURCE_RETRY = (30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600)
 
 
+def source_retry(message: Any, exc: SourceError, *, request_id: uuid.UUID, step: str) -> Retry:
+    """Retry a fulfilment job later on ``SOURCE_RETRY``; logs the source name only."""
+    logger.warning(
+        "fulfilment postponed: a source did not answer",
+        extra={
+            "event": f"{step}.source_failed",
+            "request_ref": str(request_id),
+            "error_type": type(exc).__name__,
+            "attempt": getattr(message, "attempts", None),
+        },
+    )
+    attempt = max(1, int(getattr(message, "attempts", 1) or 1))
+    delay = timedelta(seconds=SOURCE_RETRY[min(attempt, len(SOURCE_RETRY)) - 1])
+    return Retry(f"source {exc.source} unavailable: {exc.reason}", delay)
+
+
 def subject_blind_index(crypto: Crypto, identifiers: SubjectIdentifiers) -> str:
     """The blind index a subject token carries for these identifiers (phone first)."""
     if identifiers.phone:
@@ -131,18 +147,7 @@ async def handle_fulfil_access(message: Any, payload: Any, ctx: WorkerContext) -
                 connectors, request_id=request_id, subject=identifiers, now=now, withheld=withheld
             )
     except SourceError as exc:
-        logger.warning(
-            "access report postponed: a source did not answer",
-            extra={
-                "event": "access.source_failed",
-                "request_ref": str(request_id),
-                "error_type": type(exc).__name__,
-                "attempt": getattr(message, "attempts", None),
-            },
-        )
-        attempt = max(1, int(getattr(message, "attempts", 1) or 1))
-        delay = timedelta(seconds=SOURCE_RETRY[min(attempt, len(SOURCE_RETRY)) - 1])
-        return Retry(f"source {exc.source} unavailable: {exc.reason}", delay)
+        return source_retry(message, exc, request_id=request_id, step="access")
     ttl = timedelta(days=ctx.settings.access_report_ttl_days)
     async with ctx.db.transaction() as session:
         stored = await store_access_report(

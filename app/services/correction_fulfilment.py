@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from app.config import ConfigError
-from app.services.access_fulfilment import context_datamap, self_database_url
+from app.services.access_fulfilment import context_datamap, self_database_url, source_retry
 from app.services.connectors import SourceError, SubjectRecord, open_connectors
 from app.services.datamap import CollectionSpec, DataMap, FieldSpec, identifier_candidates
 from app.services.fulfilment_plan import (
@@ -26,7 +26,6 @@ from app.services.fulfilment_plan import (
     decision_refused,
     open_request,
     resume,
-    source_retry,
 )
 from app.services.tasks import Dead, Outcome, Retry, Sent, WorkerContext
 

@@ -40,13 +40,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.config import ConfigError, Settings
 from app.models import DsrRequest, DsrRequestEvent
 from app.services import deadlines, lifecycle, processors, retention, subjects
-from app.services.access_fulfilment import context_datamap, self_database_url
+from app.services.access_fulfilment import context_datamap, self_database_url, source_retry
 from app.services.actors import SYSTEM
 from app.services.connectors import Connectors, Erasure, SourceError, open_connectors
 from app.services.connectors.base import json_value
 from app.services.crypto import Crypto
 from app.services.datamap import CollectionSpec, DataMap, SubjectIdentifiers
-from app.services.fulfilment_plan import source_retry
 from app.services.tasks import Dead, Outcome, Retry, Sent, WorkerContext
 from app.services.vocabulary import ITEMS, item_label
 

@@ -32,7 +32,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.config import ConfigError
 from app.models import DsrRequest, OutboxMessage
 from app.services import lifecycle, outbox, processors, restrictions, subjects
-from app.services.access_fulfilment import SOURCE_RETRY, context_datamap, self_database_url
+from app.services.access_fulfilment import context_datamap, self_database_url, source_retry
 from app.services.connectors import Erasure, FieldUpdate, SourceError, open_connectors
 from app.services.crypto import Crypto
 from app.services.datamap import SubjectIdentifiers
@@ -42,22 +42,6 @@ from app.services.vocabulary import OPTIONAL_PURPOSES
 logger = logging.getLogger("dsr.fulfilment")
 
 APPLY_TOPIC = "fulfil.apply"
-
-
-def source_retry(message: Any, exc: SourceError, *, request_id: uuid.UUID, step: str) -> Retry:
-    """Retry later with the access job's schedule; logs the source name only."""
-    logger.warning(
-        "fulfilment postponed: a source did not answer",
-        extra={
-            "event": f"{step}.source_failed",
-            "request_ref": str(request_id),
-            "error_type": type(exc).__name__,
-            "attempt": getattr(message, "attempts", None),
-        },
-    )
-    attempt = max(1, int(getattr(message, "attempts", 1) or 1))
-    delay = timedelta(seconds=SOURCE_RETRY[min(attempt, len(SOURCE_RETRY)) - 1])
-    return Retry(f"source {exc.source} unavailable: {exc.reason}", delay)
 
 
 async def open_request(

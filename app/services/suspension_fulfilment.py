@@ -27,7 +27,7 @@ from typing import Any
 from app.config import ConfigError, Settings
 from app.models import DsrRequest
 from app.services import retention
-from app.services.access_fulfilment import context_datamap, self_database_url
+from app.services.access_fulfilment import context_datamap, self_database_url, source_retry
 from app.services.connectors import SourceError, SubjectRecord, open_connectors
 from app.services.connectors.base import json_value
 from app.services.datamap import CollectionSpec, DataMap, SubjectIdentifiers
@@ -37,7 +37,6 @@ from app.services.fulfilment_plan import (
     decision_refused,
     open_request,
     resume,
-    source_retry,
 )
 from app.services.tasks import Dead, Outcome, Retry, Sent, WorkerContext
 from app.services.vocabulary import OPTIONAL_PURPOSES
