@@ -42,10 +42,10 @@ from app.models import DsrRequest, DsrRequestEvent
 from app.services import deadlines, lifecycle, processors, retention, subjects
 from app.services.access_fulfilment import context_datamap, self_database_url, source_retry
 from app.services.actors import SYSTEM
-from app.services.connectors import Connectors, Erasure, SourceError, open_connectors
+from app.services.connectors import Connectors, Erasure, SourceError, SubjectRecord, open_connectors
 from app.services.connectors.base import json_value
 from app.services.crypto import Crypto
-from app.services.datamap import CollectionSpec, DataMap, SubjectIdentifiers
+from app.services.datamap import CollectionSpec, DataMap, FieldSpec, SubjectIdentifiers
 from app.services.tasks import Dead, Outcome, Retry, Sent, WorkerContext
 from app.services.vocabulary import ITEMS, item_label
 
@@ -168,25 +168,46 @@ async def find_targets(
                 target.rule = term.rule
                 target.destroy_after = term.destroy_after(record.retention_start)
                 found.keep.append(
-                    retention.RetainInput(
-                        source=spec.source,
-                        collection=spec.name,
-                        record_key=str(record.key),
-                        subject_key=subject_key,
-                        items=item_codes,
+                    retain_input(
+                        spec,
+                        record,
+                        fields,
                         term=term,
-                        clock_start=record.retention_start,
-                        payload={
-                            f.item: json_value(record.fields.get(f.column))
-                            for f in fields
-                            if record.fields.get(f.column) is not None
-                        },
-                        role=record.role,
+                        subject_key=subject_key,
                         request_id=request_id,
                     )
                 )
             found.targets.append(target)
     return found
+
+
+def retain_input(
+    spec: CollectionSpec,
+    record: SubjectRecord,
+    fields: Sequence[FieldSpec],
+    *,
+    term: retention.RetentionTerm,
+    subject_key: str,
+    request_id: uuid.UUID,
+) -> retention.RetainInput:
+    """The copy of a record's ``fields`` that the retained store keeps under ``term``."""
+    assert record.retention_start is not None
+    return retention.RetainInput(
+        source=spec.source,
+        collection=spec.name,
+        record_key=str(record.key),
+        subject_key=subject_key,
+        items=list(dict.fromkeys(f.item for f in fields)),
+        term=term,
+        clock_start=record.retention_start,
+        payload={
+            f.item: json_value(record.fields.get(f.column))
+            for f in fields
+            if record.fields.get(f.column) is not None
+        },
+        role=record.role,
+        request_id=request_id,
+    )
 
 
 def running_term(

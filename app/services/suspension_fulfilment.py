@@ -29,9 +29,8 @@ from app.models import DsrRequest
 from app.services import retention
 from app.services.access_fulfilment import context_datamap, self_database_url, source_retry
 from app.services.connectors import SourceError, SubjectRecord, open_connectors
-from app.services.connectors.base import json_value
 from app.services.datamap import CollectionSpec, DataMap, SubjectIdentifiers
-from app.services.deletion import running_term
+from app.services.deletion import retain_input, running_term
 from app.services.fulfilment_plan import (
     conclude,
     decision_refused,
@@ -235,20 +234,12 @@ def records_to_keep(
             f for f in spec.roles[record.role].fields if columns is None or f.column in columns
         ]
         keep.append(
-            retention.RetainInput(
-                source=spec.source,
-                collection=spec.name,
-                record_key=str(record.key),
-                subject_key=request.subject_index,
-                items=list(dict.fromkeys(f.item for f in fields)),
+            retain_input(
+                spec,
+                record,
+                fields,
                 term=term,
-                clock_start=record.retention_start,
-                payload={
-                    f.item: json_value(record.fields.get(f.column))
-                    for f in fields
-                    if record.fields.get(f.column) is not None
-                },
-                role=record.role,
+                subject_key=request.subject_index,
                 request_id=request.id,
             )
         )
