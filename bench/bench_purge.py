@@ -18,11 +18,8 @@ import argparse
 import asyncio
 import platform
 import sys
-import tempfile
 import time
 import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,30 +29,20 @@ ROOT = Path(__file__).resolve().parent.parent
 # SQLModel nudges every session.execute() towards exec(); not a concern here.
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_usage_check import bench_database, write_section  # noqa: E402
 
 from app.config import KEY_FIELDS, Settings, new_key  # noqa: E402
 from app.db import Database, plain_url  # noqa: E402
 from app.services import retention  # noqa: E402
 from app.services.crypto import Crypto  # noqa: E402
-from tests.support.database import fresh_database, server_url  # noqa: E402
 
 RETAINED_AT = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)
 PURGE_AT = datetime(2027, 6, 1, 1, 0, tzinfo=UTC)  # every seeded record is due
 SECTION = "Retention purge"
 TARGET = 20_000
 RULES = ("service_calls", "advertising", "access_logs_3m", "access_logs_12m")
-
-
-@asynccontextmanager
-async def bench_database() -> AsyncIterator[str]:
-    with tempfile.TemporaryDirectory(prefix="dsr-bench-") as root:
-        admin, server = server_url(Path(root))
-        try:
-            async with fresh_database(admin) as url:
-                yield url
-        finally:
-            if server is not None:
-                server.cleanup()  # type: ignore[attr-defined]
 
 
 async def seed(db: Database, settings: Settings, crypto: Crypto, count: int) -> float:
@@ -109,25 +96,6 @@ async def purge(db: Database, batch: int) -> tuple[int, float]:
         if not counts.destroyed:
             return total, time.perf_counter() - started
         total += counts.destroyed
-
-
-def write_section(title: str, body: str) -> Path:
-    """Replace (or append) the `## title` section of docs/BENCHMARKS.md."""
-    path = ROOT / "docs" / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures from `bench/`.\n"
-    lines = text.rstrip("\n").split("\n")
-    header = f"## {title}"
-    if header in lines:
-        start = lines.index(header)
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        lines[start:end] = [*body.rstrip("\n").split("\n"), ""]
-    else:
-        lines += ["", *body.rstrip("\n").split("\n")]
-    path.parent.mkdir(exist_ok=True)
-    path.write_text("\n".join(lines).rstrip("\n") + "\n")
-    return path
 
 
 async def main(args: argparse.Namespace) -> None:
