@@ -62,6 +62,7 @@ async def test_english_email_has_a_subject_line(
     [received] = gateway.requests("/email")
     body = received.json()
     assert body["subject"].startswith("[QXPRESS] Your verification code")
+    assert "482910" in body["body"]  # never an empty e-mail
     assert body["to"] == "someone@example.com"
 
 

@@ -65,7 +65,9 @@ async def queue_notice(
     subject: str | None = None
     body = text
     if channel == "email":
-        subject, _, body = text.partition("\n")
+        subject, _, rest = text.partition("\n")
+        # A one-line notice (the verification code) is both the subject and the body.
+        body = rest if rest.strip() else text
     payload = {
         "channel": channel,
         "to": destination,
