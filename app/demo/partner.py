@@ -80,7 +80,8 @@ def partner_app(
             print(f"[{code}] rejected: bad signature", flush=True)
             return Response(status_code=401)
         refs = event.get("data", {}).get("records", event.get("data", {}))
-        print(f"[{code}] {event.get('type')} verified: {json.dumps(refs)[:200]}", flush=True)
+        shown = json.dumps(refs, ensure_ascii=False)[:200]
+        print(f"[{code}] {event.get('type')} verified: {shown}", flush=True)
         if acknowledge:
             ack_body, headers = signed_acknowledgement(
                 secret, code=code, webhook_id=request.headers["webhook-id"]
