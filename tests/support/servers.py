@@ -54,6 +54,11 @@ class RecordingServer:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if len(body) < length:
+                    # The client went away mid-body (e.g. a killed worker): like any HTTP
+                    # server, do not take an incomplete request as received.
+                    self.close_connection = True
+                    return
                 item = Received(
                     self.command,
                     self.path,
