@@ -16,11 +16,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.clock import Clock
 from app.config import Settings
+from app.crypto import Crypto
 from app.db import Database
 from app.errors import DomainError, Forbidden, Unauthenticated
 from app.security import Principal, Role, TokenService
-from app.services import subjects
-from app.services.crypto import Crypto
+from app.subjects import identifiers
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -102,7 +102,7 @@ async def get_principal(
     if authentication.identifier is not None:
         # Another issuer (the mobile app) vouched for a phone number: keep it (encrypted), as a
         # confirmed one-time code does, so notices can reach this person.
-        await subjects.remember_identifier(
+        await identifiers.remember_identifier(
             session,
             crypto=crypto,
             kind=authentication.identifier.kind,

@@ -13,6 +13,8 @@ from fastapi import FastAPI
 
 from app.clock import Clock, SystemClock
 from app.config import Settings, check_production, ensure_keys, get_settings
+from app.crypto import Crypto
+from app.datamap.loader import load_configured_datamap
 from app.db import Database, database_url
 from app.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, RequestIdMiddleware
 from app.migrate import head_revision
@@ -28,8 +30,6 @@ from app.routers import (
     verifications,
 )
 from app.security import TokenService
-from app.services.crypto import Crypto
-from app.services.datamap import load_configured_datamap
 from app.worker import Worker, build_context, build_registry
 
 logger = logging.getLogger("dsr.app")

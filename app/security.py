@@ -33,9 +33,9 @@ from jose.backends.base import Key
 from jose.exceptions import JOSEError
 
 from app.config import EXTERNAL_ALGORITHMS, ConfigError, Settings, check_token_issuers
+from app.crypto import Crypto
 from app.errors import InvalidInput, ServiceUnavailable, Unauthenticated
-from app.services.crypto import Crypto
-from app.services.subjects import normalise_phone
+from app.subjects.identifiers import normalise_phone
 
 logger = logging.getLogger("dsr.security")
 

@@ -16,28 +16,17 @@ from datetime import datetime, timedelta
 import httpx
 import sqlalchemy as sa
 
+from app.audit import trail
 from app.clock import Clock
 from app.config import Settings
+from app.crypto import Crypto
+from app.datamap.schema import DataMap
 from app.db import Database
+from app.fulfilment import access, common, correction, deletion, handoff, plan, suspension
 from app.models import OutboxMessage
-from app.services import (
-    access_fulfilment,
-    audit,
-    correction_fulfilment,
-    deletion,
-    fulfilment,
-    fulfilment_plan,
-    notifications,
-    outbox,
-    request_jobs,
-    retention,
-    suspension_fulfilment,
-    verifications,
-    webhook_delivery,
-)
-from app.services.crypto import Crypto
-from app.services.datamap import DataMap
-from app.services.tasks import (
+from app.notifications import messages as notifications
+from app.outbox import queue
+from app.outbox.jobs import (
     Dead,
     GroupCommit,
     Outcome,
@@ -47,6 +36,10 @@ from app.services.tasks import (
     Sent,
     WorkerContext,
 )
+from app.requests import jobs
+from app.retention import store
+from app.subjects import verification
+from app.webhooks import delivery
 
 logger = logging.getLogger("dsr.worker")
 
@@ -59,33 +52,27 @@ def build_registry() -> Registry:
     return Registry(
         handlers={
             "notification": notifications.handle_notification,
-            f"job:{access_fulfilment.JOB_TOPIC}": access_fulfilment.handle_fulfil_access,
+            f"job:{access.JOB_TOPIC}": access.handle_fulfil_access,
             f"job:{deletion.JOB_TOPIC}": deletion.handle_fulfil_deletion,
-            f"job:{correction_fulfilment.JOB_TOPIC}": (
-                correction_fulfilment.handle_fulfil_correction
-            ),
-            f"job:{suspension_fulfilment.SUSPENSION_TOPIC}": (
-                suspension_fulfilment.handle_fulfil_suspension
-            ),
-            f"job:{suspension_fulfilment.WITHDRAWAL_TOPIC}": (
-                suspension_fulfilment.handle_fulfil_consent_withdrawal
-            ),
-            f"job:{fulfilment_plan.APPLY_TOPIC}": fulfilment_plan.handle_apply,
-            "webhook": webhook_delivery.deliver_webhook,
+            f"job:{correction.JOB_TOPIC}": (correction.handle_fulfil_correction),
+            f"job:{suspension.SUSPENSION_TOPIC}": (suspension.handle_fulfil_suspension),
+            f"job:{suspension.WITHDRAWAL_TOPIC}": (suspension.handle_fulfil_consent_withdrawal),
+            f"job:{plan.APPLY_TOPIC}": plan.handle_apply,
+            "webhook": delivery.deliver_webhook,
         },
-        on_dead={"job": request_jobs.on_job_dead, "webhook": webhook_delivery.on_webhook_dead},
+        on_dead={"job": jobs.on_job_dead, "webhook": delivery.on_webhook_dead},
         periodic=[
             PeriodicJob(
                 name="webhooks-held-alert",
                 every=timedelta(minutes=10),
-                run=webhook_delivery.alert_held_notices,
+                run=delivery.alert_held_notices,
             ),
-            audit.SEAL_JOB,
-            access_fulfilment.purge_job(),
-            retention.PURGE_JOB,
-            request_jobs.PURGE_IDEMPOTENCY,
+            trail.SEAL_JOB,
+            access.purge_job(),
+            store.PURGE_JOB,
+            jobs.PURGE_IDEMPOTENCY,
             PeriodicJob(
-                "verifications.purge", timedelta(hours=1), verifications.purge_verifications
+                "verifications.purge", timedelta(hours=1), verification.purge_verifications
             ),
         ],
     )
@@ -108,8 +95,8 @@ def build_context(
         clock=clock,
         http=http,
         extras={
-            access_fulfilment.DATAMAP: datamap,
-            access_fulfilment.ACCESS_REPORT_READY: fulfilment.access_report_ready(
+            common.DATAMAP: datamap,
+            access.ACCESS_REPORT_READY: handoff.access_report_ready(
                 crypto=crypto, settings=settings
             ),
         },
@@ -151,7 +138,7 @@ class Worker:
         """Claim one batch of due messages and send them; returns how many were handled."""
         settings = self.ctx.settings
         async with self.ctx.db.transaction() as session:
-            messages = await outbox.claim_due(
+            messages = await queue.claim_due(
                 session,
                 now=self.ctx.clock.now(),
                 limit=settings.worker_batch_size,
@@ -179,7 +166,7 @@ class Worker:
             if handler is None:
                 outcome: Outcome = Dead(f"no handler for {message.kind}:{message.topic}")
             else:
-                payload = outbox.read_payload(self.ctx.crypto, message)
+                payload = queue.read_payload(self.ctx.crypto, message)
                 outcome = await handler(message, payload, self.ctx)
         except Exception as exc:  # a handler bug must not stop the loop or lose the message
             logger.exception(
@@ -223,15 +210,15 @@ class Worker:
             delivered = [message.id for message, outcome, _ in batch if isinstance(outcome, Sent)]
             if delivered:
                 latest = max(now for _, outcome, now in batch if isinstance(outcome, Sent))
-                await outbox.mark_delivered_many(session, message_ids=delivered, now=latest)
+                await queue.mark_delivered_many(session, message_ids=delivered, now=latest)
             for message, outcome, now in batch:
                 if isinstance(outcome, Retry):
                     delay = outcome.delay or backoff_delay(message.attempts)
-                    await outbox.mark_retry(
+                    await queue.mark_retry(
                         session, message_id=message.id, now=now, at=now + delay, error=outcome.error
                     )
                 elif isinstance(outcome, Dead):
-                    await outbox.mark_dead(
+                    await queue.mark_dead(
                         session, message_id=message.id, now=now, error=outcome.error
                     )
 

@@ -35,18 +35,17 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.config import KEY_FIELDS, Settings, new_key
+from app.crypto import Crypto
+from app.datamap.connectors import open_connectors
+from app.datamap.connectors.postgres import connect
+from app.datamap.identifiers import SubjectIdentifiers
+from app.datamap.loader import parse_datamap
 from app.db import plain_url
 from app.demo.load import DemoGenerator, demo_datamap_text, load_demo
 from app.demo.processors import CARRIERS
-from app.services.connectors import open_connectors
-from app.services.connectors.postgres import connect
-from app.services.crypto import Crypto
-from app.services.datamap import SubjectIdentifiers, parse_datamap
-from app.services.reports import (
-    generate_access_report,
-    render_access_report_html,
-    seal_report,
-)
+from app.fulfilment.reports.builder import generate_access_report
+from app.fulfilment.reports.html import render_access_report_html
+from app.fulfilment.reports.store import seal_report
 from tests.support.database import fresh_database
 
 PHONE = "+821044440001"

@@ -38,7 +38,7 @@ from app.clock import FrozenClock  # noqa: E402
 from app.config import KEY_FIELDS, Settings, new_key  # noqa: E402
 from app.db import plain_url  # noqa: E402
 from app.main import create_app  # noqa: E402
-from app.services import subjects  # noqa: E402
+from app.subjects import identifiers  # noqa: E402
 
 NOW = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
 TYPES: list[dict[str, Any]] = [
@@ -75,7 +75,7 @@ async def subject_tokens(app: FastAPI, count: int) -> list[dict[str, str]]:
     async with app.state.db.transaction() as session:
         for n in range(count):
             value = f"+8210{7000_0000 + n:08d}"
-            row = await subjects.remember_identifier(
+            row = await identifiers.remember_identifier(
                 session, crypto=app.state.crypto, kind="phone", value=value, now=NOW
             )
             token = app.state.tokens.issue_subject_token(

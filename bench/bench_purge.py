@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_usage_check import bench_database, write_section  # noqa: E402
 
 from app.config import KEY_FIELDS, Settings, new_key  # noqa: E402
+from app.crypto import Crypto  # noqa: E402
 from app.db import Database, plain_url  # noqa: E402
-from app.services import retention  # noqa: E402
-from app.services.crypto import Crypto  # noqa: E402
+from app.retention import rules, store  # noqa: E402
 
 RETAINED_AT = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)
 PURGE_AT = datetime(2027, 6, 1, 1, 0, tzinfo=UTC)  # every seeded record is due
@@ -46,11 +46,11 @@ RULES = ("service_calls", "advertising", "access_logs_3m", "access_logs_12m")
 
 
 async def seed(db: Database, settings: Settings, crypto: Crypto, count: int) -> float:
-    terms = [retention.retention_rule(settings, rule) for rule in RULES]
+    terms = [rules.retention_rule(settings, rule) for rule in RULES]
     started = time.perf_counter()
     for chunk in range(0, count, 5000):
         records = [
-            retention.RetainInput(
+            store.RetainInput(
                 source="demo",
                 collection="deliveries",
                 record_key=f"QX{n:09d}",
@@ -68,7 +68,7 @@ async def seed(db: Database, settings: Settings, crypto: Crypto, count: int) -> 
             for n in range(chunk, min(count, chunk + 5000))
         ]
         async with db.transaction() as session:
-            await retention.retain_records(session, crypto=crypto, now=RETAINED_AT, records=records)
+            await store.retain_records(session, crypto=crypto, now=RETAINED_AT, records=records)
     return count / (time.perf_counter() - started)
 
 
@@ -92,7 +92,7 @@ async def purge(db: Database, batch: int) -> tuple[int, float]:
     total = 0
     while True:
         async with db.transaction() as session:
-            counts = await retention.purge_due(session, now=PURGE_AT, batch=batch, actor="bench")
+            counts = await store.purge_due(session, now=PURGE_AT, batch=batch, actor="bench")
         if not counts.destroyed:
             return total, time.perf_counter() - started
         total += counts.destroyed

@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.config import KEY_FIELDS, Settings, new_key  # noqa: E402
+from app.crypto import Crypto  # noqa: E402
 from app.db import Database  # noqa: E402
-from app.services import processors  # noqa: E402
-from app.services.crypto import Crypto  # noqa: E402
-from app.services.webhooks import event_body, secret_key, signed_headers  # noqa: E402
+from app.webhooks import notices, processors  # noqa: E402
+from app.webhooks.signing import event_body, secret_key, signed_headers  # noqa: E402
 from tests.support.database import fresh_database, server_url  # noqa: E402
 
 EVENTS = processors.EVENT_TYPES
@@ -236,7 +236,7 @@ async def run(args: argparse.Namespace, url: str, keys: dict[str, str], tmp: Pat
         started = time.perf_counter()
         async with db.transaction() as session:
             for n in range(args.notices):
-                await processors.queue_processor_notice(
+                await notices.queue_processor_notice(
                     session,
                     crypto=crypto,
                     now=datetime.now(UTC),

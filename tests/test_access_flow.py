@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from app.clock import FrozenClock
+from app.datamap.connectors.postgres import connect
 from app.db import Database
 from app.demo.load import DEMO_SUBJECT, demo_datamap_text, drop_demo, load_demo
-from app.services.connectors.postgres import connect
 from app.worker import Worker
 from tests.conftest import FROZEN_AT
 from tests.support.lifecycle import make_subject

@@ -16,30 +16,28 @@ import yaml
 from sqlmodel import select
 
 from app.clock import FrozenClock
+from app.crypto import Crypto
+from app.datamap.connectors import SourceUnavailable, open_connectors
+from app.datamap.connectors.postgres import connect
+from app.datamap.identifiers import SubjectIdentifiers
+from app.datamap.loader import parse_datamap
+from app.datamap.schema import DataMap, Text
 from app.db import Database
 from app.demo.load import DEMO_SUBJECT, demo_datamap_text, drop_demo, load_demo
 from app.errors import Gone, NotFound
-from app.models import AccessReportRecord, OutboxMessage
-from app.schemas.reports import AccessReport
-from app.services import outbox
-from app.services.access_fulfilment import (
+from app.fulfilment.access import (
     ACCESS_REPORT_READY,
-    DATAMAP,
     enqueue_access_fulfilment,
     purge_access_reports,
     subject_blind_index,
 )
-from app.services.connectors import SourceUnavailable, open_connectors
-from app.services.connectors.postgres import connect
-from app.services.crypto import Crypto
-from app.services.datamap import DataMap, SubjectIdentifiers, Text, parse_datamap
-from app.services.reports import (
-    Withholding,
-    generate_access_report,
-    load_access_report,
-    render_access_report_html,
-    store_access_report,
-)
+from app.fulfilment.common import DATAMAP
+from app.fulfilment.reports.builder import Withholding, generate_access_report
+from app.fulfilment.reports.html import render_access_report_html
+from app.fulfilment.reports.store import load_access_report, store_access_report
+from app.models import AccessReportRecord, OutboxMessage
+from app.outbox import queue
+from app.schemas.reports import AccessReport
 from app.worker import Worker, WorkerContext, build_registry
 from tests.conftest import FROZEN_AT
 from tests.support.dsr_source import ReferenceSource, SourceRecord
@@ -560,7 +558,7 @@ async def test_generation_raises_rather_than_returning_a_partial_report(
 
 async def test_malformed_job_payload_is_dead(job_worker: Worker) -> None:
     async with job_worker.ctx.db.transaction() as session:
-        await outbox.enqueue(
+        await queue.enqueue(
             session,
             crypto=job_worker.ctx.crypto,
             now=job_worker.ctx.clock.now(),

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.services.connectors import (
+from app.crypto import Crypto
+from app.datamap.connectors import (
     Connectors,
     Erasure,
     FieldUpdate,
@@ -23,9 +24,10 @@ from app.services.connectors import (
     SourceUnavailable,
     open_connectors,
 )
-from app.services.connectors.postgres import HASHED, connect
-from app.services.crypto import Crypto
-from app.services.datamap import DataMap, SubjectIdentifiers, parse_datamap
+from app.datamap.connectors.postgres import HASHED, connect
+from app.datamap.identifiers import SubjectIdentifiers
+from app.datamap.loader import parse_datamap
+from app.datamap.schema import DataMap
 from tests.support.dsr_source import ReferenceSource, SourceRecord
 from tests.support.servers import closed_port
 

@@ -20,12 +20,12 @@ import yaml
 from fastapi import FastAPI
 
 from app.clock import FrozenClock
+from app.datamap.connectors.postgres import connect
+from app.datamap.loader import parse_datamap
 from app.db import Database
 from app.demo.load import DEMO_SUBJECT, demo_datamap_text, drop_demo, load_demo
 from app.demo.processors import PROCESSORS
-from app.services import access_fulfilment
-from app.services.connectors.postgres import connect
-from app.services.datamap import parse_datamap
+from app.fulfilment import common
 from app.worker import Worker
 from tests.conftest import FROZEN_AT
 from tests.support.dsr_source import ReferenceSource, SourceRecord
@@ -382,7 +382,7 @@ async def test_source_down_before_anything_is_written_changes_nothing(
     clock: FrozenClock,
     crm: ReferenceSource,
 ) -> None:
-    worker.ctx.extras[access_fulfilment.DATAMAP] = with_crm(crm.url)
+    worker.ctx.extras[common.DATAMAP] = with_crm(crm.url)
     before = await deliveries(db)
     subject = await make_subject(app, DEMO_PHONE)
     request_id = await submit(client, subject, [{"item": "phone", "new_value": "010-5555-0009"}])
@@ -413,7 +413,7 @@ async def test_failure_mid_correction_retries_the_same_plan_and_converges(
     receiver: RecordingServer,
     secrets: dict[str, str],
 ) -> None:
-    worker.ctx.extras[access_fulfilment.DATAMAP] = with_crm(crm.url)
+    worker.ctx.extras[common.DATAMAP] = with_crm(crm.url)
     before = await deliveries(db)
     subject = await make_subject(app, DEMO_PHONE)
     request_id = await submit(client, subject, [{"item": "phone", "new_value": "010-5555-0009"}])
@@ -464,7 +464,7 @@ async def test_operator_retry_after_exhausted_attempts_finishes_the_same_plan(
     receiver: RecordingServer,
     secrets: dict[str, str],
 ) -> None:
-    worker.ctx.extras[access_fulfilment.DATAMAP] = with_crm(crm.url)
+    worker.ctx.extras[common.DATAMAP] = with_crm(crm.url)
     subject = await make_subject(app, DEMO_PHONE)
     request_id = await submit(client, subject, [{"item": "phone", "new_value": "010-5555-0009"}])
     await approve(app, client, request_id)

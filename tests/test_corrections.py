@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.services.corrections import CORRECTABLE_ITEMS, InvalidCorrection, validate_correction
-from app.services.vocabulary import ITEMS
+from app.requests.corrections import CORRECTABLE_ITEMS, InvalidCorrection, validate_correction
+from app.vocabulary import ITEMS
 
 
 @pytest.mark.parametrize(

@@ -12,21 +12,12 @@ import pytest
 import yaml
 
 from app.config import ConfigError, Settings
+from app.datamap.identifiers import SubjectIdentifiers, identifier_candidates
+from app.datamap.loader import DataMapError, load_configured_datamap, load_datamap, parse_datamap
+from app.datamap.schema import DataMap, add_months, default_rules, quote_ident
 from app.demo.load import demo_datamap_text, write_demo_datamap
 from app.main import create_app
-from app.services.datamap import (
-    DataMap,
-    DataMapError,
-    SubjectIdentifiers,
-    add_months,
-    default_rules,
-    identifier_candidates,
-    load_configured_datamap,
-    load_datamap,
-    parse_datamap,
-    quote_ident,
-)
-from app.services.vocabulary import RETENTION_RULE_NAMES
+from app.vocabulary import RETENTION_RULE_NAMES
 
 
 def base_map() -> dict[str, Any]:

@@ -24,16 +24,16 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from app.clock import FrozenClock
+from app.datamap.connectors.postgres import connect
+from app.datamap.loader import parse_datamap
 from app.db import Database
 from app.demo.load import DEMO_SUBJECT, demo_datamap_text, drop_demo, load_demo
 from app.errors import NotFound
+from app.fulfilment.common import DATAMAP
+from app.fulfilment.deletion import handle_fulfil_deletion
 from app.models import OutboxMessage, RetentionKey
-from app.services import retention
-from app.services.access_fulfilment import DATAMAP
-from app.services.connectors.postgres import connect
-from app.services.datamap import parse_datamap
-from app.services.deletion import handle_fulfil_deletion
-from app.services.outbox import read_payload
+from app.outbox.queue import read_payload
+from app.retention import store
 from app.worker import Dead, Sent, Worker
 from tests.conftest import FROZEN_AT
 from tests.support.lifecycle import drive, make_subject
@@ -177,8 +177,8 @@ async def test_deletion_erases_expired_separates_kept_and_notifies(
     # The retained store: running records only, with their law and destruction date.
     rid = uuid.UUID(request_id)
     async with db.sessionmaker() as session:
-        kept = await retention.list_retained(session, request_id=rid)
-    by_collection: dict[str, list[retention.RetainedSummary]] = {}
+        kept = await store.list_retained(session, request_id=rid)
+    by_collection: dict[str, list[store.RetainedSummary]] = {}
     for summary in kept:
         by_collection.setdefault(summary.collection, []).append(summary)
     assert len(by_collection["deliveries"]) == 7  # not the six-year-old one
@@ -195,7 +195,7 @@ async def test_deletion_erases_expired_separates_kept_and_notifies(
         year=contract.clock_start.year + 5
     )
     async with db.transaction() as session:
-        view = await retention.read_retained(
+        view = await store.read_retained(
             session,
             crypto=app.state.crypto,
             record_id=contract.id,
@@ -263,7 +263,7 @@ async def test_deletion_erases_expired_separates_kept_and_notifies(
     clock.advance(timedelta(days=5 * 366 + 1))
     await worker.run_periodic()
     async with db.transaction() as session:
-        assert await retention.list_retained(session, request_id=rid) == []
+        assert await store.list_retained(session, request_id=rid) == []
         keys = (
             await session.execute(
                 sa.select(sa.func.count())
@@ -275,7 +275,7 @@ async def test_deletion_erases_expired_separates_kept_and_notifies(
         ).scalar()
         assert keys == 0
         with pytest.raises(NotFound):
-            await retention.read_retained(
+            await store.read_retained(
                 session,
                 crypto=app.state.crypto,
                 record_id=contract.id,
@@ -313,7 +313,7 @@ async def test_deletion_of_nothing_kept_completes_fully(
                 sa.text("SELECT status FROM dsr_request WHERE id = :id"), {"id": request_id}
             )
         ).scalar()
-        kept = await retention.list_retained(session, request_id=uuid.UUID(request_id))
+        kept = await store.list_retained(session, request_id=uuid.UUID(request_id))
     assert status == "completed" and kept == []
     assert (
         await demo_db.fetchval(
@@ -368,7 +368,7 @@ async def test_source_failure_then_retry_keeps_each_record_once(
         await worker.drain()  # reads both, retains, erases "demo", "demo_ro" refuses: retry
 
         async with db.sessionmaker() as session:
-            first = await retention.list_retained(session, request_id=rid)
+            first = await store.list_retained(session, request_id=rid)
             status = (
                 await session.execute(
                     sa.text("SELECT status FROM dsr_request WHERE id = :id"), {"id": rid}
@@ -395,7 +395,7 @@ async def test_source_failure_then_retry_keeps_each_record_once(
         await worker.drain()
 
         async with db.sessionmaker() as session:
-            second = await retention.list_retained(session, request_id=rid)
+            second = await store.list_retained(session, request_id=rid)
             status = (
                 await session.execute(
                     sa.text("SELECT status FROM dsr_request WHERE id = :id"), {"id": rid}
@@ -434,10 +434,10 @@ async def test_job_ignores_malformed_unknown_and_finished_requests(
     await worker.drain()
     # Run again after completion: nothing changes, no second notice or retained copy.
     async with db.sessionmaker() as session:
-        before = await retention.list_retained(session, request_id=uuid.UUID(request_id))
+        before = await store.list_retained(session, request_id=uuid.UUID(request_id))
     again = await handle_fulfil_deletion(None, {"request_id": request_id}, worker.ctx)
     assert isinstance(again, Sent)
     async with db.sessionmaker() as session:
-        after = await retention.list_retained(session, request_id=uuid.UUID(request_id))
+        after = await store.list_retained(session, request_id=uuid.UUID(request_id))
     assert [s.id for s in after] == [s.id for s in before]
     assert len(await deleted_notices(db, app.state.crypto)) > 0  # still one per processor

@@ -13,11 +13,11 @@ import yaml
 
 from app.cli.demo import ensure_demo
 from app.config import Settings, ensure_keys
+from app.datamap.connectors.postgres import connect
+from app.datamap.loader import load_datamap
 from app.demo.load import DEMO_SUBJECT
 from app.demo.processors import CARRIERS, PROCESSORS
 from app.migrate import upgrade
-from app.services.connectors.postgres import connect
-from app.services.datamap import load_datamap
 from tests.support.database import fresh_database
 
 

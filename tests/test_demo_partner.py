@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from app.cli.demo import _seed_processors
 from app.demo.partner import load_secrets, partner_app, signed_acknowledgement
 from app.demo.processors import PROCESSORS
-from app.services import processors
+from app.webhooks import notices
 from app.worker import Worker
 from tests.support.servers import closed_port
 
@@ -83,7 +83,7 @@ async def test_the_stand_in_partner_verifies_and_accepts_a_notice(
     app: FastAPI, worker: Worker, partner: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with app.state.db.transaction() as session:
-        message_id = await processors.queue_processor_notice(
+        message_id = await notices.queue_processor_notice(
             session,
             crypto=app.state.crypto,
             now=app.state.clock.now(),
@@ -105,7 +105,7 @@ async def test_its_acknowledgement_is_accepted_by_the_service(
     partner: list[str],
 ) -> None:
     async with app.state.db.transaction() as session:
-        message_id = await processors.queue_processor_notice(
+        message_id = await notices.queue_processor_notice(
             session,
             crypto=app.state.crypto,
             now=app.state.clock.now(),

@@ -23,7 +23,7 @@ from app.main import create_app
 from app.migrate import head_revision
 from app.models import OutboxMessage
 from app.observability import JsonFormatter
-from app.services import outbox
+from app.outbox import queue
 from tests.support.database import fresh_database
 from tests.support.servers import closed_port
 
@@ -41,7 +41,7 @@ def add_probe_routes(app: FastAPI) -> None:
     @app.post("/probe/parcels", status_code=201)
     async def create_parcel(body: Parcel) -> dict[str, Any]:
         async with app.state.db.transaction() as session:
-            await outbox.enqueue(
+            await queue.enqueue(
                 session,
                 crypto=app.state.crypto,
                 now=app.state.clock.now(),

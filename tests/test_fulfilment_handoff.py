@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from app.db import Database
 from app.errors import InvalidInput
 from app.models import OutboxMessage
-from app.services import lifecycle
-from app.services.tasks import Outcome, Sent, WorkerContext
+from app.outbox.jobs import Outcome, Sent, WorkerContext
+from app.requests import completion, lifecycle
 from app.worker import Registry, Worker, build_registry
 from tests.support.lifecycle import AGENT, OFFICER, drive, make_subject, new_request, staff
 
@@ -37,7 +37,7 @@ async def test_a_fulfilment_handler_completes_the_request(
             seen.append(
                 await lifecycle.load_request_body(session, crypto=ctx.crypto, request_id=request_id)
             )
-            await lifecycle.complete_request(
+            await completion.complete_request(
                 session,
                 crypto=ctx.crypto,
                 settings=ctx.settings,
@@ -74,7 +74,7 @@ async def test_partial_completion_records_grounds_from_the_fulfilment(
 
     async def complete(**kwargs: Any) -> str:
         async with app.state.db.transaction() as session:
-            request = await lifecycle.complete_request(
+            request = await completion.complete_request(
                 session,
                 crypto=app.state.crypto,
                 settings=app.state.settings,
@@ -145,10 +145,10 @@ async def test_a_dead_fulfilment_job_is_marked_failed_and_can_be_retried(
 
 
 async def test_other_dead_jobs_are_left_alone(app: FastAPI, worker: Worker, db: Database) -> None:
-    from app.services import outbox
+    from app.outbox import queue
 
     async with db.transaction() as session:
-        await outbox.enqueue(
+        await queue.enqueue(
             session,
             crypto=app.state.crypto,
             now=app.state.clock.now(),
@@ -167,7 +167,7 @@ async def test_fail_fulfilment_ignores_requests_no_longer_in_progress(
     request_id = await new_request(client, subject, "deletion")
     await drive(app, request_id, "completed")
     async with app.state.db.transaction() as session:
-        request = await lifecycle.fail_fulfilment(
+        request = await completion.fail_fulfilment(
             session,
             crypto=app.state.crypto,
             now=app.state.clock.now(),

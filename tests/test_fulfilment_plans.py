@@ -6,16 +6,12 @@ from typing import Any
 
 import yaml
 
+from app.datamap.connectors import Handover, SubjectRecord
+from app.datamap.loader import parse_datamap
+from app.datamap.schema import DataMap
 from app.demo.load import demo_datamap_text
-from app.services.connectors import Handover, SubjectRecord
-from app.services.correction_fulfilment import (
-    names_record,
-    plan_record,
-    processor_notices,
-    stored_value,
-)
-from app.services.datamap import DataMap, parse_datamap
-from app.services.suspension_fulfilment import erasure_of, plan_suspension
+from app.fulfilment.correction import names_record, plan_record, processor_notices, stored_value
+from app.fulfilment.suspension import erasure_of, plan_suspension
 
 NEW_PHONE = "+821055550009"
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.services.tasks import GroupCommit
+from app.outbox.jobs import GroupCommit
 
 
 async def test_concurrent_items_share_a_write_and_each_waits_for_it() -> None:

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from app.db import Database
 from app.errors import IllegalTransition
-from app.services import lifecycle
+from app.requests import completion
 from tests.support.lifecycle import AGENT, OFFICER, drive, make_subject, new_request, staff
 
 STATUSES = [
@@ -98,7 +98,7 @@ async def test_completion_only_from_in_progress(
 
     async def complete() -> str:
         async with app.state.db.transaction() as session:
-            request = await lifecycle.complete_request(
+            request = await completion.complete_request(
                 session,
                 crypto=app.state.crypto,
                 settings=app.state.settings,

@@ -12,7 +12,8 @@ from app.clock import FrozenClock
 from app.config import Settings
 from app.db import Database
 from app.models import OutboxMessage
-from app.services import notifications, subjects
+from app.notifications import messages
+from app.subjects import identifiers
 from app.worker import Worker
 from tests.support.servers import RecordingServer, Reply, closed_port
 
@@ -34,7 +35,7 @@ async def queue(db: Database, worker: Worker, **kwargs: Any) -> Any:
         "variables": {"code": "482910", "minutes": 5},
     }
     async with db.transaction() as session:
-        return await notifications.queue_notice(
+        return await messages.queue_notice(
             session, crypto=worker.ctx.crypto, now=worker.ctx.clock.now(), **(defaults | kwargs)
         )
 
@@ -98,21 +99,21 @@ async def test_unreachable_gateway_is_retried_not_lost(
 
 def test_phone_numbers_as_people_type_them() -> None:
     for typed in ("010-1234-5678", "01012345678", "+82 10 1234 5678", "010 1234 5678"):
-        assert subjects.normalise_phone(typed) == "+821012345678"
-    assert subjects.mask("phone", "+821012345678") == "010-****-5678"
-    assert subjects.normalise_email(" Demo.Subject@Example.COM ") == "demo.subject@example.com"
+        assert identifiers.normalise_phone(typed) == "+821012345678"
+    assert identifiers.mask("phone", "+821012345678") == "010-****-5678"
+    assert identifiers.normalise_email(" Demo.Subject@Example.COM ") == "demo.subject@example.com"
 
 
 async def test_identifiers_are_stored_encrypted(db: Database, worker: Worker) -> None:
     async with db.transaction() as session:
-        row = await subjects.remember_identifier(
+        row = await identifiers.remember_identifier(
             session,
             crypto=worker.ctx.crypto,
             kind="phone",
             value="+821012345678",
             now=worker.ctx.clock.now(),
         )
-        again = await subjects.remember_identifier(
+        again = await identifiers.remember_identifier(
             session,
             crypto=worker.ctx.crypto,
             kind="phone",
@@ -125,4 +126,4 @@ async def test_identifiers_are_stored_encrypted(db: Database, worker: Worker) ->
             await session.execute(sa.text("SELECT value_encrypted FROM subject_identifier"))
         ).scalar_one()
     assert b"821012345678" not in raw
-    assert subjects.reveal(worker.ctx.crypto, row) == "+821012345678"
+    assert identifiers.reveal(worker.ctx.crypto, row) == "+821012345678"

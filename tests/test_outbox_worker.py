@@ -12,7 +12,7 @@ from sqlmodel import select
 from app.clock import FrozenClock
 from app.db import Database
 from app.models import OutboxMessage
-from app.services import outbox
+from app.outbox import queue as outbox
 from app.worker import Dead, Outcome, Registry, Retry, Sent, Worker, WorkerContext
 
 

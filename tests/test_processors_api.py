@@ -15,7 +15,7 @@ from app.clock import FrozenClock
 from app.db import Database
 from app.models import AuditEntry, OutboxMessage, Processor
 from app.security import TokenService
-from app.services.webhooks import webhook_id
+from app.webhooks.signing import webhook_id
 from app.worker import Worker
 from tests.support.servers import RecordingServer, Reply
 from tests.support.webhooks import notify, register

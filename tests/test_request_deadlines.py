@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from app.clock import FrozenClock
 from app.config import Settings
-from app.services import deadlines
+from app.requests import deadlines
 from tests.support.lifecycle import BODIES, OFFICER, drive, make_subject, new_request, staff
 
 SEOUL = "Asia/Seoul"

@@ -14,14 +14,17 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
+from app.audit import trail
 from app.clock import FrozenClock
 from app.config import Settings
+from app.crypto import Crypto, DecryptionError, open_sealed
 from app.db import Database
 from app.errors import InvalidInput, NotFound
 from app.models import AuditEntry, RetainedRecord, RetentionKey
-from app.services import audit, retention
-from app.services.crypto import Crypto, DecryptionError, open_sealed
-from app.services.retention import RetainedRecordDestroyed, RetainInput, UnknownRetentionRule
+from app.retention import rules as retention_rules
+from app.retention import store
+from app.retention.rules import RetainedRecordDestroyed, UnknownRetentionRule
+from app.retention.store import RetainInput
 from app.worker import Worker
 
 SUBJECT = "b" * 64
@@ -47,7 +50,7 @@ async def keep(
     **kwargs: Any,
 ) -> uuid.UUID:
     async with db.transaction() as session:
-        return await retention.retain_record(
+        return await store.retain_record(
             session,
             crypto=crypto,
             now=now,
@@ -56,7 +59,7 @@ async def keep(
             record_key=record_key,
             subject_key=SUBJECT,
             items=["name", "phone"],
-            term=retention.retention_rule(settings, rule),
+            term=retention_rules.retention_rule(settings, rule),
             clock_start=clock_start or now,
             payload=payload or PAYLOAD,
             role=role,
@@ -75,11 +78,11 @@ async def row_counts(db: Database) -> tuple[int, int]:
     return records, keys
 
 
-async def purge_all(db: Database, now: datetime, batch: int = 1000) -> retention.PurgeCounts:
-    total = retention.PurgeCounts()
+async def purge_all(db: Database, now: datetime, batch: int = 1000) -> store.PurgeCounts:
+    total = store.PurgeCounts()
     while True:
         async with db.transaction() as session:
-            counts = await retention.purge_due(session, now=now, batch=batch)
+            counts = await store.purge_due(session, now=now, batch=batch)
         if not counts.destroyed:
             return total
         total.add(counts)
@@ -89,7 +92,7 @@ async def purge_all(db: Database, now: datetime, batch: int = 1000) -> retention
 
 
 def test_the_policy_table_is_the_default(settings: Settings) -> None:
-    rules = retention.retention_rules(settings)
+    rules = retention_rules.retention_rules(settings)
     assert {name: (term.period, term.legal_basis_en) for name, term in rules.items()} == {
         "transactions": ("5y", "Framework Act on National Taxes"),
         "contracts": ("5y", "Act on the Consumer Protection in Electronic Commerce"),
@@ -100,9 +103,9 @@ def test_the_policy_table_is_the_default(settings: Settings) -> None:
         "access_logs_12m": ("12m", "Protection of Communications Secrets Act"),
     }
     assert rules["transactions"].legal_basis("ko") == "국세기본법"
-    assert retention.retention_rule(settings, "access_logs_12m").months == 12
+    assert retention_rules.retention_rule(settings, "access_logs_12m").months == 12
     with pytest.raises(UnknownRetentionRule):
-        retention.retention_rule(settings, "forever")
+        retention_rules.retention_rule(settings, "forever")
 
 
 def test_rules_can_be_overridden_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,7 +114,7 @@ def test_rules_can_be_overridden_from_the_environment(monkeypatch: pytest.Monkey
         '{"complaints": {"period": "4y", "legal_basis_ko": "법", "legal_basis_en": "Law"},'
         ' "pickup_photos": {"period": "1m", "legal_basis_ko": "내규", "legal_basis_en": "Rule"}}',
     )
-    rules = retention.retention_rules(Settings())
+    rules = retention_rules.retention_rules(Settings())
     assert rules["complaints"].months == 48
     assert rules["pickup_photos"].months == 1
     assert rules["transactions"].months == 60  # defaults kept
@@ -125,13 +128,13 @@ def test_rules_can_be_overridden_from_the_environment(monkeypatch: pytest.Monkey
 
 def test_destroy_after_uses_calendar_months(settings: Settings) -> None:
     start = datetime(2026, 8, 31, 15, 0, tzinfo=UTC)
-    assert retention.retention_rule(settings, "advertising").destroy_after(start) == datetime(
+    assert retention_rules.retention_rule(settings, "advertising").destroy_after(start) == datetime(
         2027, 2, 28, 15, 0, tzinfo=UTC
     )
-    assert retention.retention_rule(settings, "transactions").destroy_after(
+    assert retention_rules.retention_rule(settings, "transactions").destroy_after(
         datetime(2024, 2, 29, tzinfo=UTC)
     ) == datetime(2029, 2, 28, tzinfo=UTC)
-    term = retention.retention_rule(settings, "service_calls")
+    term = retention_rules.retention_rule(settings, "service_calls")
     assert term.runs_at(start, start + timedelta(days=60))
     assert not term.runs_at(start, datetime(2026, 11, 30, 15, 0, tzinfo=UTC))
 
@@ -182,7 +185,7 @@ async def test_read_retained_for_lawful_access_is_audited(
         db, crypto, settings, now=clock.now(), rule="transactions", request_id=request_id
     )
     async with db.transaction() as session:
-        view = await retention.read_retained(
+        view = await store.read_retained(
             session,
             crypto=crypto,
             record_id=record_id,
@@ -207,7 +210,7 @@ async def test_read_retained_for_lawful_access_is_audited(
 
     async with db.sessionmaker() as session:
         with pytest.raises(InvalidInput):
-            await retention.read_retained(
+            await store.read_retained(
                 session,
                 crypto=crypto,
                 record_id=record_id,
@@ -217,7 +220,7 @@ async def test_read_retained_for_lawful_access_is_audited(
                 reason="홍길동 요청",
             )
         with pytest.raises(NotFound):
-            await retention.read_retained(
+            await store.read_retained(
                 session,
                 crypto=crypto,
                 record_id=uuid.uuid4(),
@@ -247,7 +250,7 @@ async def test_listing_and_retaining_twice(
     assert recipient != first
     assert await row_counts(db) == (2, 2)
     async with db.transaction() as session:
-        ids = await retention.retain_records(
+        ids = await store.retain_records(
             session,
             crypto=crypto,
             now=clock.now(),
@@ -258,7 +261,7 @@ async def test_listing_and_retaining_twice(
                     record_key=f"C{n}",
                     subject_key=SUBJECT,
                     items=["inquiry"],
-                    term=retention.retention_rule(settings, "complaints"),
+                    term=retention_rules.retention_rule(settings, "complaints"),
                     clock_start=clock.now() - timedelta(days=n),
                     payload={"n": n},
                     request_id=request_id,
@@ -266,9 +269,9 @@ async def test_listing_and_retaining_twice(
                 for n in range(3)
             ],
         )
-        listed = await retention.list_retained(session, subject_keys=[SUBJECT])
-        by_request = await retention.list_retained(session, request_id=request_id)
-        nobody = await retention.list_retained(session, subject_keys=["c" * 64])
+        listed = await store.list_retained(session, subject_keys=[SUBJECT])
+        by_request = await store.list_retained(session, request_id=request_id)
+        nobody = await store.list_retained(session, subject_keys=["c" * 64])
     assert len(ids) == len(set(ids)) == 3
     assert [s.record_key for s in listed] == ["C2", "C1", "C0", "QX1001", "QX1001"]
     assert len(by_request) == 4 and nobody == []
@@ -283,7 +286,7 @@ async def test_retaining_what_is_already_due_is_refused(
         )
     with pytest.raises(InvalidInput):
         async with db.transaction() as session:
-            await retention.retain_record(
+            await store.retain_record(
                 session,
                 crypto=crypto,
                 now=clock.now(),
@@ -292,7 +295,7 @@ async def test_retaining_what_is_already_due_is_refused(
                 record_key="QX",
                 subject_key=SUBJECT,
                 items=["shoe_size"],
-                term=retention.retention_rule(settings, "contracts"),
+                term=retention_rules.retention_rule(settings, "contracts"),
                 clock_start=clock.now(),
                 payload={},
             )
@@ -318,7 +321,7 @@ async def test_purge_shreds_due_records_and_leaves_the_rest(
     # Three months and a day later: the service-call record is due, the advertising one is not.
     clock.advance(timedelta(days=93))
     async with db.sessionmaker() as session:
-        assert await retention.count_due(session, now=clock.now()) == {"service_calls": 1}
+        assert await store.count_due(session, now=clock.now()) == {"service_calls": 1}
     counts = await purge_all(db, clock.now())
     assert (counts.destroyed, counts.by_rule) == (1, {"service_calls": 1})
 
@@ -328,7 +331,7 @@ async def test_purge_shreds_due_records_and_leaves_the_rest(
         assert await session.get(RetainedRecord, running) is not None
         assert await session.get(RetentionKey, running) is not None
         with pytest.raises(NotFound):
-            await retention.read_retained(
+            await store.read_retained(
                 session,
                 crypto=crypto,
                 record_id=due,
@@ -338,8 +341,8 @@ async def test_purge_shreds_due_records_and_leaves_the_rest(
                 reason="x",
             )
         entry = (await session.exec(select(AuditEntry))).one()
-        assert await audit.seal_pending(session) == 1
-        assert await audit.verify_chain(session) == (1, None)
+        assert await trail.seal_pending(session) == 1
+        assert await trail.verify_chain(session) == (1, None)
     assert entry.action == "retention.purged"
     assert entry.details == {"count": 1, "by_rule": {"service_calls": 1}, "record_ids": [str(due)]}
     assert "홍길동" not in str(entry.details)
@@ -351,7 +354,7 @@ async def test_purge_shreds_due_records_and_leaves_the_rest(
         with pytest.raises(DecryptionError):
             open_sealed(key, sealed, aad=f"retained:{due}".encode())
 
-    assert await purge_all(db, clock.now()) == retention.PurgeCounts()
+    assert await purge_all(db, clock.now()) == store.PurgeCounts()
 
 
 async def test_a_record_whose_key_is_gone_cannot_be_read(
@@ -362,7 +365,7 @@ async def test_a_record_whose_key_is_gone_cannot_be_read(
         await session.execute(sa.delete(RetentionKey))
     async with db.sessionmaker() as session:
         with pytest.raises(RetainedRecordDestroyed):
-            await retention.read_retained(
+            await store.read_retained(
                 session,
                 crypto=crypto,
                 record_id=record_id,
@@ -377,7 +380,7 @@ async def test_purge_in_batches(
     db: Database, crypto: Crypto, settings: Settings, clock: FrozenClock
 ) -> None:
     async with db.transaction() as session:
-        await retention.retain_records(
+        await store.retain_records(
             session,
             crypto=crypto,
             now=clock.now(),
@@ -388,7 +391,7 @@ async def test_purge_in_batches(
                     record_key=f"L{n}",
                     subject_key=SUBJECT,
                     items=["ip_address"],
-                    term=retention.retention_rule(
+                    term=retention_rules.retention_rule(
                         settings, "access_logs_3m" if n % 2 else "access_logs_12m"
                     ),
                     clock_start=clock.now(),
@@ -399,7 +402,7 @@ async def test_purge_in_batches(
         )
     clock.advance(timedelta(days=400))
     async with db.transaction() as session:
-        first = await retention.purge_due(session, now=clock.now(), batch=10)
+        first = await store.purge_due(session, now=clock.now(), batch=10)
     assert first.destroyed == 10
     rest = await purge_all(db, clock.now(), batch=10)
     assert rest.destroyed == 15
@@ -415,7 +418,7 @@ async def test_purge_in_batches(
 async def test_the_worker_purges_once_a_day(
     db: Database, crypto: Crypto, settings: Settings, clock: FrozenClock, worker: Worker
 ) -> None:
-    assert retention.PURGE_JOB in worker.registry.periodic
+    assert store.PURGE_JOB in worker.registry.periodic
     due_soon = await keep(
         db,
         crypto,
@@ -503,7 +506,7 @@ async def test_dsr_purge_dry_run_then_purge(
     assert "홍길동" not in real.stdout + real.stderr
     assert await row_counts(db) == (1, 1)
     async with db.transaction() as session:
-        assert (await retention.list_retained(session))[0].id == kept
+        assert (await store.list_retained(session))[0].id == kept
         entries = (await session.exec(select(AuditEntry))).all()
         assert [(e.actor, e.details["count"]) for e in entries] == [
             ("cli:purge", 2),
@@ -514,7 +517,7 @@ async def test_dsr_purge_dry_run_then_purge(
 async def test_many_records_cross_insert_chunks(
     db: Database, crypto: Crypto, settings: Settings, clock: FrozenClock
 ) -> None:
-    term = retention.retention_rule(settings, "access_logs_3m")
+    term = retention_rules.retention_rule(settings, "access_logs_3m")
     records = [
         RetainInput(
             source="demo",
@@ -529,17 +532,15 @@ async def test_many_records_cross_insert_chunks(
         for n in range(1005)
     ]
     async with db.transaction() as session:
-        ids = await retention.retain_records(
-            session, crypto=crypto, now=clock.now(), records=records
-        )
+        ids = await store.retain_records(session, crypto=crypto, now=clock.now(), records=records)
     async with db.transaction() as session:
-        again = await retention.retain_records(
+        again = await store.retain_records(
             session, crypto=crypto, now=clock.now(), records=records[995:]
         )
     assert len(set(ids)) == 1005 and again == ids[995:]
     assert await row_counts(db) == (1005, 1005)
     clock.advance(timedelta(days=95))
     async with db.transaction() as session:
-        counts = await retention.purge_due(session, now=clock.now(), batch=2000)
+        counts = await store.purge_due(session, now=clock.now(), batch=2000)
     assert counts.by_rule == {"access_logs_3m": 1005}
     assert await row_counts(db) == (0, 0)

@@ -29,7 +29,7 @@ from app.config import KEY_FIELDS, ConfigError, Settings, new_key
 from app.db import Database
 from app.errors import ServiceUnavailable, Unauthenticated
 from app.security import STAFF_AUDIENCE, SUBJECT_AUDIENCE, JwksKeys, Principal, TokenService
-from app.services import subjects
+from app.subjects import identifiers
 from tests.support.servers import Received, RecordingServer, Reply
 
 IDP_ISSUER = "https://login.qxpress.example/realms/staff"
@@ -624,9 +624,9 @@ async def test_mobile_token_with_verified_phone_counts_as_otp(
     principal = app.state.tokens.verify(token, now=clock.now())
     assert principal.subject == index and principal.identifier_kinds == ("phone",)
     async with db.sessionmaker() as session:
-        remembered = await subjects.find_identifier(session, blind_index=index)
+        remembered = await identifiers.find_identifier(session, blind_index=index)
     assert remembered is not None
-    assert subjects.reveal(app.state.crypto, remembered) == "+821048217395"
+    assert identifiers.reveal(app.state.crypto, remembered) == "+821048217395"
 
 
 @pytest.mark.parametrize(

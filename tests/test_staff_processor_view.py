@@ -9,7 +9,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.services import processors
+from app.webhooks import notices as processors_notices
+from app.webhooks import processors
 from app.worker import Worker
 from tests.support.lifecycle import AGENT, make_subject, new_request, staff
 from tests.support.servers import RecordingServer
@@ -38,7 +39,7 @@ async def test_processor_notices_and_confirmations_in_the_staff_view(
                 webhook_base_url=receiver.url,
             )
             for code in ("hct", "yamato"):
-                await processors.queue_processor_notice(
+                await processors_notices.queue_processor_notice(
                     session,
                     crypto=app.state.crypto,
                     now=app.state.clock.now(),

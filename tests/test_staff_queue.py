@@ -14,9 +14,9 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 
+from app.audit import trail
 from app.clock import FrozenClock
 from app.db import Database
-from app.services import audit
 from tests.support.lifecycle import AGENT, OFFICER, drive, make_subject, new_request, staff
 
 TYPES = ["access", "correction", "deletion", "suspension", "consent_withdrawal"]
@@ -268,9 +268,9 @@ async def test_the_chain_verifies_and_an_altered_row_is_named(
     request_id = await new_request(client, subject, "correction")
     await drive(app, request_id, "refused")
     async with db.transaction() as session:
-        await audit.seal_pending(session)
+        await trail.seal_pending(session)
     async with db.sessionmaker() as session:
-        checked, broken = await audit.verify_chain(session)
+        checked, broken = await trail.verify_chain(session)
     assert broken is None and checked >= 5
     env = {
         **os.environ,
@@ -312,7 +312,7 @@ async def test_the_chain_verifies_and_an_altered_row_is_named(
             {"id": target},
         )
     async with db.sessionmaker() as session:
-        assert (await audit.verify_chain(session))[1] == target
+        assert (await trail.verify_chain(session))[1] == target
     broken_run = cli()
     assert broken_run.returncode == 1
     assert f"audit chain broken at entry {target}" in broken_run.stderr

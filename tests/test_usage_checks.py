@@ -11,13 +11,13 @@ import pytest
 import sqlalchemy as sa
 
 from app.clock import FrozenClock
+from app.crypto import Crypto
 from app.db import Database
 from app.errors import InvalidInput
 from app.models import ProcessingRestriction, ProcessingSuspension
+from app.retention import restrictions
+from app.retention.restrictions import RestrictedItem
 from app.security import TokenService
-from app.services import restrictions
-from app.services.crypto import Crypto
-from app.services.restrictions import RestrictedItem
 from tests.conftest import FROZEN_AT
 
 PHONE = "010-2345-6789"

@@ -19,12 +19,12 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from app.clock import FrozenClock
+from app.crypto import Crypto
 from app.db import Database
 from app.models import OutboxMessage, Verification
 from app.observability import JsonFormatter
 from app.security import TokenService
-from app.services import subjects
-from app.services.crypto import Crypto
+from app.subjects import identifiers
 from app.worker import Worker
 from tests.support.servers import RecordingServer, Reply
 
@@ -142,9 +142,9 @@ async def test_full_flow_sms_code_to_subject_token(
     }
 
     async with db.sessionmaker() as session:
-        remembered = await subjects.find_identifier(session, blind_index=index)
+        remembered = await identifiers.find_identifier(session, blind_index=index)
         assert remembered is not None
-        assert subjects.reveal(crypto, remembered) == PHONE_E164
+        assert identifiers.reveal(crypto, remembered) == PHONE_E164
         audit_actions = (
             await session.execute(sa.text("SELECT action, actor FROM audit_entry"))
         ).all()
@@ -404,7 +404,7 @@ async def test_known_and_unknown_destinations_answer_alike(
     ).status_code == 200
     async with db.sessionmaker() as session:
         index = app.state.crypto.blind_index("phone", "+821020003000")
-        assert await subjects.find_identifier(session, blind_index=index) is not None
+        assert await identifiers.find_identifier(session, blind_index=index) is not None
     clock.advance(timedelta(minutes=2))
 
     known = await start(client, "010-2000-3000")

@@ -8,10 +8,8 @@ import pytest
 from standardwebhooks import Webhook
 
 from app.errors import SignatureInvalid, WebhookUrlRefused
-from app.services.webhooks import (
-    check_webhook_url,
+from app.webhooks.signing import (
     event_body,
-    forbidden_address,
     new_secret,
     parse_webhook_id,
     secret_key,
@@ -19,6 +17,7 @@ from app.services.webhooks import (
     verify,
     webhook_id,
 )
+from app.webhooks.url_guard import check_webhook_url, forbidden_address
 
 AT = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
 

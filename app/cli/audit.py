@@ -6,8 +6,8 @@ import asyncio
 
 import typer
 
+from app.audit import trail
 from app.cli.common import load_settings, open_database
-from app.services import audit
 
 app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 
@@ -20,10 +20,10 @@ def verify() -> None:
     async def main() -> tuple[int, int | None]:
         async with open_database(settings) as db:
             async with db.transaction() as session:  # chain what the worker has not yet
-                while await audit.seal_pending(session):
+                while await trail.seal_pending(session):
                     pass
             async with db.sessionmaker() as session:
-                return await audit.verify_chain(session)
+                return await trail.verify_chain(session)
 
     checked, broken = asyncio.run(main())
     if broken is not None:

@@ -11,15 +11,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from app.cli.common import load_settings
 from app.config import Settings
+from app.crypto import Crypto
+from app.datamap.connectors.postgres import connect
+from app.datamap.loader import datamap_path
 from app.db import Database, database_url
 from app.demo.load import DEMO_SUBJECT, DemoLoaded, load_demo, write_demo_datamap
 from app.demo.partner import load_secrets, partner_app, save_secrets
 from app.demo.processors import PROCESSORS
 from app.migrate import upgrade
-from app.services import processors
-from app.services.connectors.postgres import connect
-from app.services.crypto import Crypto
-from app.services.datamap import datamap_path
+from app.webhooks import processors
 
 
 async def _load(

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from app.cli.common import load_settings, open_database
 from app.clock import SystemClock
-from app.services import retention
+from app.retention import rules, store
 
 
 def _table(title: str, counts: dict[str, int], settings_rules: dict[str, str]) -> Table:
@@ -35,16 +35,14 @@ def purge(
     settings = load_settings()
     console = Console(stderr=False)
     batch = batch_size or settings.retention_purge_batch_size
-    bases = {
-        name: term.legal_basis_en for name, term in retention.retention_rules(settings).items()
-    }
+    bases = {name: term.legal_basis_en for name, term in rules.retention_rules(settings).items()}
 
-    async def main() -> retention.PurgeCounts:
+    async def main() -> store.PurgeCounts:
         now = SystemClock().now()
-        total = retention.PurgeCounts()
+        total = store.PurgeCounts()
         async with open_database(settings) as db:
             async with db.transaction() as session:
-                due = await retention.count_due(session, now=now)
+                due = await store.count_due(session, now=now)
             if dry_run:
                 total.by_rule = due
                 total.destroyed = 0
@@ -59,7 +57,7 @@ def purge(
                 task = progress.add_task("purge", total=sum(due.values()))
                 while True:
                     async with db.transaction() as session:
-                        counts = await retention.purge_due(
+                        counts = await store.purge_due(
                             session, now=now, batch=batch, actor="cli:purge"
                         )
                     if counts.destroyed == 0:

@@ -14,12 +14,12 @@ from app.cli.common import embedded_database_stopped_on_exit, load_settings, ope
 from app.cli.demo import ensure_demo
 from app.clock import SystemClock
 from app.config import ConfigError
+from app.crypto import Crypto
+from app.datamap.loader import load_configured_datamap
 from app.db import database_url
 from app.demo.load import DEMO_SUBJECT
 from app.main import create_app, http_client
 from app.migrate import upgrade
-from app.services.crypto import Crypto
-from app.services.datamap import load_configured_datamap
 from app.worker import Worker, build_context, build_registry
 
 

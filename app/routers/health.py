@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app import health
 from app.deps import ClockDep
 from app.schemas.common import HealthStatus
-from app.services import health
 
 router = APIRouter(tags=["operations"])
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, status
 from app.deps import ClientIpDep, ClockDep, CryptoDep, SessionDep
 from app.schemas.common import PROBLEM_RESPONSES
 from app.schemas.processors import AcknowledgementCreate, AcknowledgementReceipt
-from app.services import acknowledgements
+from app.webhooks import acknowledgements
 
 router = APIRouter(prefix="/v1/partner", tags=["partners"], responses=PROBLEM_RESPONSES)
 

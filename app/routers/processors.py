@@ -27,9 +27,10 @@ from app.schemas.processors import (
     ReplayResult,
     SecretRotated,
 )
-from app.services import processors
-from app.services.processors import DeliveryView, ProcessorView
-from app.services.webhooks import EventType, webhook_id
+from app.webhooks import deliveries, processors
+from app.webhooks.deliveries import DeliveryView
+from app.webhooks.processors import ProcessorView
+from app.webhooks.signing import EventType, webhook_id
 
 router = APIRouter(prefix="/v1", tags=["processors"], responses=PROBLEM_RESPONSES)
 
@@ -230,7 +231,7 @@ async def list_processor_deliveries(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> DeliveryPage:
-    views, next_cursor = await processors.list_deliveries(
+    views, next_cursor = await deliveries.list_deliveries(
         session,
         crypto=crypto,
         processor_must_exist=True,
@@ -260,7 +261,7 @@ async def replay_dead_deliveries(
     client_ip: ClientIpDep,
     body: BulkReplay | None = None,
 ) -> ReplayResult:
-    count = await processors.replay_dead_deliveries(
+    count = await deliveries.replay_dead_deliveries(
         session,
         now=clock.now(),
         actor=principal,
@@ -290,7 +291,7 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> DeliveryPage:
-    views, next_cursor = await processors.list_deliveries(
+    views, next_cursor = await deliveries.list_deliveries(
         session,
         crypto=crypto,
         code=processor,
@@ -324,7 +325,7 @@ async def awaiting_acknowledgement(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryPublic]:
     days = settings.webhook_ack_follow_up_days if older_than_days is None else older_than_days
-    views = await processors.awaiting_acknowledgement(
+    views = await deliveries.awaiting_acknowledgement(
         session,
         crypto=crypto,
         now=clock.now(),
@@ -343,7 +344,7 @@ async def awaiting_acknowledgement(
 async def get_delivery(
     delivery_id: uuid.UUID, session: SessionDep, principal: OfficerPrincipal, crypto: CryptoDep
 ) -> DeliveryDetail:
-    view = await processors.get_delivery(session, crypto=crypto, delivery_id=delivery_id)
+    view = await deliveries.get_delivery(session, crypto=crypto, delivery_id=delivery_id)
     return delivery_detail(view)
 
 
@@ -360,7 +361,7 @@ async def replay_delivery(
     clock: ClockDep,
     client_ip: ClientIpDep,
 ) -> DeliveryDetail:
-    view = await processors.replay_delivery(
+    view = await deliveries.replay_delivery(
         session,
         crypto=crypto,
         now=clock.now(),

@@ -8,7 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
+from app.audit.actors import Actor
 from app.deps import ClientIpDep, ClockDep, CryptoDep, CurrentSubject, SessionDep, SettingsDep
+from app.fulfilment import handoff
+from app.fulfilment.reports.html import render_access_report_html
+from app.requests import decisions, intake, objections, queries, views
 from app.schemas.common import PROBLEM_RESPONSES
 from app.schemas.reports import AccessReport
 from app.schemas.requests import (
@@ -20,10 +24,7 @@ from app.schemas.requests import (
     RequestList,
     RequestSummary,
 )
-from app.services import fulfilment, lifecycle, objections, request_queries, request_views
-from app.services.actors import Actor
-from app.services.reports import render_access_report_html
-from app.services.vocabulary import GROUNDS
+from app.vocabulary import GROUNDS
 
 router = APIRouter(prefix="/v1", tags=["requests"], responses=PROBLEM_RESPONSES)
 
@@ -54,7 +55,7 @@ async def submit_request(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    submitted = await lifecycle.submit_subject_request(
+    submitted = await intake.submit_subject_request(
         session,
         crypto=crypto,
         settings=settings,
@@ -73,7 +74,7 @@ async def submit_request(
 async def list_my_requests(
     principal: CurrentSubject, session: SessionDep, clock: ClockDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    items = await request_queries.list_subject_requests(
+    items = await queries.list_subject_requests(
         session, settings=settings, now=clock.now(), subject_index=principal.subject
     )
     return {"items": items}
@@ -88,7 +89,7 @@ async def get_my_request(
     crypto: CryptoDep,
     settings: SettingsDep,
 ) -> dict[str, Any]:
-    return await request_queries.get_subject_request(
+    return await queries.get_subject_request(
         session,
         crypto=crypto,
         settings=settings,
@@ -112,7 +113,7 @@ async def withdraw_my_request(
     settings: SettingsDep,
     client_ip: ClientIpDep,
 ) -> dict[str, Any]:
-    request = await lifecycle.withdraw_request(
+    request = await decisions.withdraw_request(
         session,
         crypto=crypto,
         now=clock.now(),
@@ -120,7 +121,7 @@ async def withdraw_my_request(
         actor=Actor.subject(principal.subject, client_ip),
         subject_index=principal.subject,
     )
-    return request_views.summary(request, now=clock.now(), tz=settings.display_timezone)
+    return views.summary(request, now=clock.now(), tz=settings.display_timezone)
 
 
 @router.post(
@@ -149,7 +150,7 @@ async def object_to_decision(
         reason=body.reason,
         actor=Actor.subject(principal.subject, client_ip),
     )
-    return request_views.objection(
+    return views.objection(
         objection, reason=body.reason, explanation=None, tz=settings.display_timezone
     )
 
@@ -198,7 +199,7 @@ async def get_my_report(
         Query(description="language of the readable page (default: the request's, Korean)"),
     ] = None,
 ) -> Any:
-    report, locale = await fulfilment.download_access_report(
+    report, locale = await handoff.download_access_report(
         session,
         crypto=crypto,
         now=clock.now(),

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
+from app.audit import query
+from app.audit.actors import Actor
 from app.deps import (
     ClientIpDep,
     ClockDep,
@@ -18,6 +20,8 @@ from app.deps import (
     SettingsDep,
     StaffPrincipal,
 )
+from app.requests import completion, decisions, intake, objections, queries
+from app.requests.deadlines import assume_zone
 from app.routers.requests import IdempotencyKey
 from app.schemas.common import PROBLEM_RESPONSES
 from app.schemas.requests import RequestStatus, RequestSummary, RequestType
@@ -36,9 +40,6 @@ from app.schemas.staff import (
     StaffRequestDetail,
 )
 from app.security import Principal
-from app.services import lifecycle, objections, request_queries
-from app.services.actors import Actor
-from app.services.deadlines import assume_zone
 
 router = APIRouter(prefix="/v1/staff", tags=["staff"], responses=PROBLEM_RESPONSES)
 audit_router = APIRouter(prefix="/v1", tags=["audit"], responses=PROBLEM_RESPONSES)
@@ -66,7 +67,7 @@ async def list_requests(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     tz = settings.display_timezone
-    filters = request_queries.RequestFilters(
+    filters = queries.RequestFilters(
         statuses=list(status) if status else None,
         types=list(type) if type else None,
         overdue=overdue,
@@ -75,7 +76,7 @@ async def list_requests(
         received_to=assume_zone(received_to, tz),
         fulfilment=fulfilment,
     )
-    return await request_queries.list_staff_requests(
+    return await queries.list_staff_requests(
         session,
         settings=settings,
         now=clock.now(),
@@ -103,7 +104,7 @@ async def intake_request(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    submitted = await lifecycle.submit_staff_request(
+    submitted = await intake.submit_staff_request(
         session,
         crypto=crypto,
         settings=settings,
@@ -135,7 +136,7 @@ async def get_request(
     settings: SettingsDep,
     client_ip: ClientIpDep,
 ) -> dict[str, Any]:
-    return await request_queries.view_staff_request(
+    return await queries.view_staff_request(
         session,
         crypto=crypto,
         settings=settings,
@@ -146,7 +147,7 @@ async def get_request(
 
 
 def _row(request: Any, clock: ClockDep, settings: SettingsDep) -> dict[str, Any]:
-    return request_queries.queue_row(request, now=clock.now(), tz=settings.display_timezone)
+    return queries.queue_row(request, now=clock.now(), tz=settings.display_timezone)
 
 
 @router.post("/requests/{request_id}/review", response_model=QueueRow, summary="Start the review")
@@ -159,7 +160,7 @@ async def start_review(
     settings: SettingsDep,
     client_ip: ClientIpDep,
 ) -> dict[str, Any]:
-    request = await lifecycle.start_review(
+    request = await decisions.start_review(
         session,
         crypto=crypto,
         now=clock.now(),
@@ -184,7 +185,7 @@ async def propose_refusal(
     settings: SettingsDep,
     client_ip: ClientIpDep,
 ) -> dict[str, Any]:
-    request = await lifecycle.propose_refusal(
+    request = await decisions.propose_refusal(
         session,
         crypto=crypto,
         now=clock.now(),
@@ -212,7 +213,7 @@ async def approve_request(
     settings: SettingsDep,
     client_ip: ClientIpDep,
 ) -> dict[str, Any]:
-    request = await lifecycle.approve_request(
+    request = await decisions.approve_request(
         session,
         crypto=crypto,
         settings=settings,
@@ -240,7 +241,7 @@ async def refuse_request(
     settings: SettingsDep,
     client_ip: ClientIpDep,
 ) -> dict[str, Any]:
-    request = await lifecycle.refuse_request(
+    request = await decisions.refuse_request(
         session,
         crypto=crypto,
         settings=settings,
@@ -268,7 +269,7 @@ async def extend_request(
     settings: SettingsDep,
     client_ip: ClientIpDep,
 ) -> dict[str, Any]:
-    request = await lifecycle.extend_request(
+    request = await decisions.extend_request(
         session,
         crypto=crypto,
         settings=settings,
@@ -295,7 +296,7 @@ async def withdraw_request(
     settings: SettingsDep,
     client_ip: ClientIpDep,
 ) -> dict[str, Any]:
-    request = await lifecycle.withdraw_request(
+    request = await decisions.withdraw_request(
         session,
         crypto=crypto,
         now=clock.now(),
@@ -319,7 +320,7 @@ async def retry_fulfilment(
     settings: SettingsDep,
     client_ip: ClientIpDep,
 ) -> dict[str, Any]:
-    request = await lifecycle.retry_fulfilment(
+    request = await completion.retry_fulfilment(
         session,
         crypto=crypto,
         now=clock.now(),
@@ -413,10 +414,10 @@ async def read_audit(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     tz = settings.display_timezone
-    return await request_queries.list_audit(
+    return await query.list_audit(
         session,
         now=clock.now(),
-        filters=request_queries.AuditFilters(
+        filters=query.AuditFilters(
             actor=actor,
             action=action,
             target_type=target_type,

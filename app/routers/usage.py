@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from app.deps import CryptoDep, ReadSessionDep, ServicePrincipal
+from app.retention import restrictions
 from app.schemas.common import PROBLEM_RESPONSES
 from app.schemas.usage import UsageCheckCreate, UsageCheckPublic, UsageReasonPublic
-from app.services import restrictions
 
 router = APIRouter(prefix="/v1", tags=["internal systems"])
 

@@ -23,7 +23,7 @@ from app.schemas.verifications import (
     VerificationCreate,
     VerificationPublic,
 )
-from app.services import verifications
+from app.subjects import verification
 
 router = APIRouter(prefix="/v1", tags=["verification"])
 
@@ -50,7 +50,7 @@ async def start_verification(
     clock: ClockDep,
     client_ip: ClientIpDep,
 ) -> VerificationPublic:
-    started = await verifications.start_verification(
+    started = await verification.start_verification(
         session,
         crypto=crypto,
         settings=settings,
@@ -89,7 +89,7 @@ async def confirm_verification(
     settings: SettingsDep,
     clock: ClockDep,
 ) -> TokenPublic:
-    confirmed = await verifications.confirm_verification(
+    confirmed = await verification.confirm_verification(
         session,
         crypto=crypto,
         tokens=tokens,

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.services.webhooks import EVENT_TYPES, EventType
+from app.webhooks.signing import EVENT_TYPES, EventType
 
 ProcessorState = Literal["active", "disabled"]
 DeliveryStatus = Literal["pending", "delivered", "dead", "held", "cancelled"]

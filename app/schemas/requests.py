@@ -8,8 +8,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from app.services.request_bodies import normalise_new_value
-from app.services.vocabulary import CATEGORIES, ITEMS, PURPOSES, ItemCode, PurposeCode
+from app.requests.bodies import normalise_new_value
+from app.vocabulary import CATEGORIES, ITEMS, PURPOSES, ItemCode, PurposeCode
 
 RequestType = Literal["access", "correction", "deletion", "suspension", "consent_withdrawal"]
 RequestStatus = Literal[

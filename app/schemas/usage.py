@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.services.vocabulary import ItemCode as Item
-from app.services.vocabulary import PurposeCode as Purpose
+from app.vocabulary import ItemCode as Item
+from app.vocabulary import PurposeCode as Purpose
 
 
 class UsageIdentifiers(BaseModel):

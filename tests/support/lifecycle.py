@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from app.services import lifecycle, subjects
-from app.services.actors import Actor
+from app.audit.actors import Actor
+from app.requests import completion, decisions
+from app.subjects import identifiers
 
 AGENT = ("support_agent",)
 OFFICER = ("privacy_officer",)
@@ -42,7 +43,7 @@ class Subject:
 async def make_subject(app: FastAPI, value: str = "+821012345678", kind: str = "phone") -> Subject:
     crypto, clock = app.state.crypto, app.state.clock
     async with app.state.db.transaction() as session:
-        row = await subjects.remember_identifier(
+        row = await identifiers.remember_identifier(
             session,
             crypto=crypto,
             kind=kind,  # type: ignore[arg-type]
@@ -89,15 +90,15 @@ async def drive(app: FastAPI, request_id: str, status: str) -> None:
         if status == "received":
             return
         if status == "withdrawn":
-            await lifecycle.withdraw_request(
+            await decisions.withdraw_request(
                 session, crypto=crypto, now=now, request_id=rid, actor=agent
             )
             return
-        await lifecycle.start_review(session, crypto=crypto, now=now, request_id=rid, actor=agent)
+        await decisions.start_review(session, crypto=crypto, now=now, request_id=rid, actor=agent)
         if status == "in_review":
             return
         if status == "refused":
-            await lifecycle.refuse_request(
+            await decisions.refuse_request(
                 session,
                 crypto=crypto,
                 settings=settings,
@@ -108,12 +109,12 @@ async def drive(app: FastAPI, request_id: str, status: str) -> None:
                 explanation="신분 확인 서류가 제출되지 않았습니다.",
             )
             return
-        await lifecycle.approve_request(
+        await decisions.approve_request(
             session, crypto=crypto, settings=settings, now=now, request_id=rid, actor=agent
         )
         if status == "in_progress":
             return
-        await lifecycle.complete_request(
+        await completion.complete_request(
             session,
             crypto=crypto,
             settings=settings,

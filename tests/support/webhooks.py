@@ -13,7 +13,7 @@ from standardwebhooks import Webhook
 
 from app.db import Database
 from app.models import OutboxMessage, WebhookAttempt
-from app.services import processors
+from app.webhooks import notices
 from app.worker import Worker
 from tests.support.servers import Received
 
@@ -41,7 +41,7 @@ async def notify(
     request_ref: uuid.UUID | None = None,
 ) -> uuid.UUID | None:
     async with db.transaction() as session:
-        return await processors.queue_processor_notice(
+        return await notices.queue_processor_notice(
             session,
             crypto=worker.ctx.crypto,
             now=worker.ctx.clock.now(),

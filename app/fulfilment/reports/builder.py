@@ -1,0 +1,477 @@
+"""Access reports (PIPA Art. 35, Decree Art. 41(1)): built from the data map, by section.
+
+Generation streams every collection of the data map through its connector and folds each record
+into per-item aggregates (distinct values with counts, retention clocks, processors, consents),
+so memory depends on how many *distinct* values a subject has, not on how many records.
+Only the subject's own role fields are read, so another person's data in the same record
+(the sender's phone on a delivery the subject received) never reaches the report.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import phonenumbers
+
+from app.datamap.connectors import Connectors, SubjectRecord
+from app.datamap.identifiers import SubjectIdentifiers
+from app.datamap.schema import (
+    CATEGORIES,
+    PURPOSES,
+    ROLES,
+    WITHHOLDING_GROUNDS,
+    CollectionSpec,
+    FieldSpec,
+    HttpSource,
+    Text,
+    Withhold,
+)
+from app.schemas.reports import (
+    AccessReport,
+    LocalizedText,
+    ReportConsent,
+    ReportItem,
+    ReportProvision,
+    ReportPurpose,
+    ReportRetention,
+    ReportSource,
+    ReportSubject,
+    ReportValue,
+    ReportWithheld,
+)
+
+KST = timezone(timedelta(hours=9), "KST")
+DEFAULT_MAX_VALUES = 5000
+
+
+@dataclass(frozen=True)
+class Withholding:
+    """Withhold matching items from one report under PIPA Art. 35(4) (a decision for this
+    request, on top of what the data map withholds). None matches anything."""
+
+    ground: str
+    item: str | None = None
+    collection: str | None = None
+    role: str | None = None
+    explanation: Text | None = None
+
+    def __post_init__(self) -> None:
+        if self.ground not in WITHHOLDING_GROUNDS:
+            raise ValueError(f"unknown withholding ground {self.ground!r}")
+
+    def matches(self, collection: str, role: str, item: str) -> bool:
+        return (
+            (self.item is None or self.item == item)
+            and (self.collection is None or self.collection == collection)
+            and (self.role is None or self.role == role)
+        )
+
+    def as_payload(self) -> dict[str, Any]:
+        return {
+            "ground": self.ground,
+            "item": self.item,
+            "collection": self.collection,
+            "role": self.role,
+            "explanation": self.explanation.model_dump() if self.explanation else None,
+        }
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> Withholding:
+        explanation = data.get("explanation")
+        return cls(
+            ground=data["ground"],
+            item=data.get("item"),
+            collection=data.get("collection"),
+            role=data.get("role"),
+            explanation=Text(**explanation) if explanation else None,
+        )
+
+
+def _lt(text: Text) -> LocalizedText:
+    return LocalizedText(ko=text.ko, en=text.en)
+
+
+def _role_label(spec: CollectionSpec, role: str) -> Text:
+    return spec.roles[role].label or ROLES.get(role) or Text(ko=role, en=role)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(KST).isoformat(timespec="seconds")
+    return str(value)
+
+
+# --- Aggregation -----------------------------------------------------------------------------
+
+
+@dataclass
+class _ItemAgg:
+    spec: CollectionSpec
+    role: str
+    fspec: FieldSpec
+    withhold: Withhold | Withholding | None
+    max_values: int
+    records: int = 0
+    values: dict[str, int] = field(default_factory=dict)
+    omitted: int = 0
+
+    def add(self, value: Any) -> None:
+        self.records += 1
+        if self.withhold is not None:
+            return
+        text = value if isinstance(value, str) else _as_text(value)
+        values = self.values
+        if text in values:
+            values[text] += 1
+        elif len(values) < self.max_values:
+            values[text] = 1
+        else:
+            self.omitted += 1
+
+
+@dataclass
+class _RetentionAgg:
+    records: int = 0
+    latest_start: datetime | None = None
+
+
+@dataclass
+class _ProvisionAgg:
+    items: set[str] = field(default_factory=set)
+    collections: set[str] = field(default_factory=set)
+    records: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+
+
+@dataclass
+class _ConsentAgg:
+    records: int = 0
+    last_changed: datetime | None = None
+
+
+class _ReportBuilder:
+    """Folds streamed records into the five sections."""
+
+    def __init__(
+        self, connectors: Connectors, withheld: Sequence[Withholding], max_values: int
+    ) -> None:
+        self.datamap = connectors.datamap
+        self.withheld = list(withheld)
+        self.max_values = max_values
+        self.items: dict[tuple[str, str, str], _ItemAgg] = {}
+        self.plans: dict[tuple[str, str], list[_ItemAgg]] = {}
+        self.retention: dict[tuple[str, str], _RetentionAgg] = {}
+        self.provisions: dict[str, _ProvisionAgg] = {}
+        self.provided_items: dict[tuple[str, str, tuple[str, ...] | None], list[str]] = {}
+        self.consents: dict[tuple[str, bool], _ConsentAgg] = {}
+        self.sources: dict[str, int] = {}
+
+    def _withhold_for(
+        self, spec: CollectionSpec, role: str, field_spec: FieldSpec
+    ) -> Withhold | Withholding | None:
+        for rule in self.withheld:
+            if rule.matches(spec.name, role, field_spec.item):
+                return rule
+        return field_spec.withhold
+
+    def _plan(self, spec: CollectionSpec, role: str) -> list[_ItemAgg]:
+        key = (spec.name, role)
+        plan = self.plans.get(key)
+        if plan is None:
+            plan = []
+            for field_spec in spec.roles[role].fields:
+                agg = _ItemAgg(
+                    spec,
+                    role,
+                    field_spec,
+                    self._withhold_for(spec, role, field_spec),
+                    self.max_values,
+                )
+                self.items[(spec.name, role, field_spec.column)] = agg
+                plan.append(agg)
+            self.plans[key] = plan
+        return plan
+
+    def _provided(
+        self, spec: CollectionSpec, role: str, limit: tuple[str, ...] | None
+    ) -> list[str]:
+        key = (spec.name, role, limit)
+        items = self.provided_items.get(key)
+        if items is None:
+            items = [
+                f.item
+                for f in spec.roles[role].fields
+                if f.provided and (limit is None or f.item in limit)
+            ]
+            self.provided_items[key] = items
+        return items
+
+    def add(self, spec: CollectionSpec, record: SubjectRecord) -> None:
+        """Fold one record in (the hot path: ~100k calls for a large subject)."""
+        role = record.role
+        fields = record.fields
+        held = False
+        plan = self.plans.get((spec.name, role)) or self._plan(spec, role)
+        for agg in plan:
+            value = fields.get(agg.fspec.column)
+            if value is not None and value != "":
+                agg.add(value)
+                held = True
+        self.sources[spec.source] = self.sources.get(spec.source, 0) + 1
+        if not held:
+            return  # every field of this role is empty (erased): nothing held here
+        key = (spec.name, role)
+        retention = self.retention.get(key)
+        if retention is None:
+            retention = self.retention[key] = _RetentionAgg()
+        retention.records += 1
+        start = record.retention_start
+        if start is not None and (retention.latest_start is None or start > retention.latest_start):
+            retention.latest_start = start
+        for handover in record.handovers:
+            provision = self.provisions.get(handover.processor)
+            if provision is None:
+                provision = self.provisions[handover.processor] = _ProvisionAgg()
+            if provision.records == 0 or spec.name not in provision.collections:
+                provision.collections.add(spec.name)
+            provided = self._provided(spec, role, handover.items)
+            if not provision.items.issuperset(provided):
+                provision.items.update(provided)
+            provision.records += 1
+            at = handover.at
+            if at is not None:
+                if provision.first is None or at < provision.first:
+                    provision.first = at
+                if provision.last is None or at > provision.last:
+                    provision.last = at
+        if record.consent is not None and spec.consent is not None:
+            ckey = (spec.name, record.consent)
+            consent = self.consents.get(ckey)
+            if consent is None:
+                consent = self.consents[ckey] = _ConsentAgg()
+            consent.records += 1
+            changed = record.consent_at
+            if changed is not None and (
+                consent.last_changed is None or changed > consent.last_changed
+            ):
+                consent.last_changed = changed
+
+    def build(
+        self, *, request_id: uuid.UUID, subject: SubjectIdentifiers, now: datetime
+    ) -> AccessReport:
+        held = [agg for agg in self.items.values() if agg.records > 0]
+        return AccessReport(
+            request_id=request_id,
+            generated_at=now,
+            subject=ReportSubject(identifiers=mask_identifiers(subject)),
+            items=self._items(held),
+            purposes=self._purposes(held),
+            retention=self._retention(held),
+            third_parties=self._third_parties(),
+            consents=self._consents(),
+            withheld=self._withheld(held),
+            sources=[
+                ReportSource(
+                    name=name,
+                    connector="http" if isinstance(source, HttpSource) else "postgres",
+                    records=self.sources.get(name, 0),
+                )
+                for name, source in sorted(self.datamap.sources.items())
+            ],
+        )
+
+    def _order(self, agg: _ItemAgg) -> tuple[int, int, int]:
+        collections = self.datamap.collections
+        spec_index = collections.index(agg.spec)
+        roles = list(agg.spec.roles)
+        fields = agg.spec.roles[agg.role].fields
+        return spec_index, roles.index(agg.role), fields.index(agg.fspec)
+
+    def _items(self, held: list[_ItemAgg]) -> list[ReportItem]:
+        out = []
+        for agg in sorted(held, key=lambda a: (a.fspec.effective_category, self._order(a))):
+            category = agg.fspec.effective_category
+            values = sorted(agg.values.items(), key=lambda kv: (-kv[1], kv[0]))
+            out.append(
+                ReportItem(
+                    category=category,
+                    category_label=_lt(CATEGORIES[category]),
+                    item=agg.fspec.item,
+                    item_label=_lt(agg.fspec.item_label),
+                    role=agg.role,
+                    role_label=_lt(_role_label(agg.spec, agg.role)),
+                    collection=agg.spec.name,
+                    collection_label=_lt(agg.spec.label),
+                    records=agg.records,
+                    values=[ReportValue(value=v, records=n) for v, n in values],
+                    values_omitted=agg.omitted,
+                    withheld=agg.withhold is not None,
+                )
+            )
+        return out
+
+    def _purposes(self, held: list[_ItemAgg]) -> list[ReportPurpose]:
+        found: dict[str, tuple[set[str], set[str], bool]] = {}
+        for agg in held:
+            for purpose in agg.spec.field_purposes(agg.fspec):
+                items, collections, optional = found.get(purpose, (set(), set(), False))
+                items.add(agg.fspec.item)
+                collections.add(agg.spec.name)
+                found[purpose] = (items, collections, optional or agg.spec.optional)
+        order = list(PURPOSES)
+        return [
+            ReportPurpose(
+                purpose=purpose,
+                label=_lt(PURPOSES[purpose]),
+                optional=optional,
+                items=sorted(items),
+                collections=sorted(collections),
+            )
+            for purpose, (items, collections, optional) in sorted(
+                found.items(), key=lambda kv: order.index(kv[0])
+            )
+        ]
+
+    def _retention(self, held: list[_ItemAgg]) -> list[ReportRetention]:
+        rows: dict[tuple[str, str], ReportRetention] = {}
+        for agg in sorted(held, key=self._order):
+            spec = agg.spec
+            rule = self.datamap.rule(spec.retention.rule)
+            clock = self.retention.get((spec.name, agg.role), _RetentionAgg())
+            until = rule.retain_until(clock.latest_start) if clock.latest_start else None
+            key = (spec.name, agg.fspec.item)
+            current = rows.get(key)
+            if current is not None:
+                current.records += agg.records
+                if until and (current.retained_until is None or until > current.retained_until):
+                    current.retained_until = until
+                continue
+            rows[key] = ReportRetention(
+                collection=spec.name,
+                collection_label=_lt(spec.label),
+                item=agg.fspec.item,
+                item_label=_lt(agg.fspec.item_label),
+                rule=spec.retention.rule,
+                period=rule.period,
+                period_label=LocalizedText(ko=rule.period_label("ko"), en=rule.period_label("en")),
+                legal_basis=_lt(rule.legal_basis),
+                description=_lt(rule.description) if rule.description else None,
+                retained_until=until,
+                records=agg.records,
+            )
+        return list(rows.values())
+
+    def _third_parties(self) -> list[ReportProvision]:
+        out = []
+        for code, agg in sorted(self.provisions.items()):
+            info = self.datamap.processor(code)
+            items = sorted(agg.items)
+            labels = []
+            for item in items:
+                label = self._item_label(item)
+                labels.append(_lt(label))
+            out.append(
+                ReportProvision(
+                    processor=code,
+                    name=info.name if info else code,
+                    nation=info.nation if info else None,
+                    items=items,
+                    item_labels=labels,
+                    collections=sorted(agg.collections),
+                    records=agg.records,
+                    first_provided_at=agg.first,
+                    last_provided_at=agg.last,
+                )
+            )
+        return out
+
+    def _item_label(self, item: str) -> Text:
+        for agg in self.items.values():
+            if agg.fspec.item == item:
+                return agg.fspec.item_label
+        return Text(ko=item, en=item)
+
+    def _consents(self) -> list[ReportConsent]:
+        out = []
+        for (name, given), agg in sorted(
+            self.consents.items(), key=lambda kv: (kv[0][0], not kv[0][1])
+        ):
+            spec = self.datamap.collection(name)
+            assert spec.consent is not None
+            out.append(
+                ReportConsent(
+                    collection=name,
+                    collection_label=_lt(spec.label),
+                    purpose=spec.consent.purpose,
+                    purpose_label=_lt(PURPOSES[spec.consent.purpose]),
+                    given=given,
+                    records=agg.records,
+                    last_changed_at=agg.last_changed,
+                )
+            )
+        return out
+
+    def _withheld(self, held: list[_ItemAgg]) -> list[ReportWithheld]:
+        out = []
+        for agg in sorted(held, key=self._order):
+            rule = agg.withhold
+            if rule is None:
+                continue
+            out.append(
+                ReportWithheld(
+                    collection=agg.spec.name,
+                    collection_label=_lt(agg.spec.label),
+                    role=agg.role,
+                    role_label=_lt(_role_label(agg.spec, agg.role)),
+                    item=agg.fspec.item,
+                    item_label=_lt(agg.fspec.item_label),
+                    ground=rule.ground,
+                    ground_label=_lt(WITHHOLDING_GROUNDS[rule.ground]),
+                    explanation=_lt(rule.explanation) if rule.explanation else None,
+                )
+            )
+        return out
+
+
+def mask_identifiers(subject: SubjectIdentifiers) -> list[str]:
+    """010-****-0001, d***@example.com: enough for the subject to recognise, no more."""
+    out = []
+    if subject.phone:
+        number = phonenumbers.parse(subject.phone)
+        national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+        parts = national.split("-")
+        if len(parts) == 3:
+            out.append(f"{parts[0]}-{'*' * len(parts[1])}-{parts[2]}")
+        else:
+            out.append(subject.phone[:4] + "*" * (len(subject.phone) - 8) + subject.phone[-4:])
+    if subject.email:
+        local, _, domain = subject.email.partition("@")
+        out.append(f"{local[:1]}{'*' * max(3, len(local) - 1)}@{domain}")
+    return out
+
+
+async def generate_access_report(
+    connectors: Connectors,
+    *,
+    request_id: uuid.UUID,
+    subject: SubjectIdentifiers,
+    now: datetime,
+    withheld: Sequence[Withholding] = (),
+    max_values_per_item: int = DEFAULT_MAX_VALUES,
+) -> AccessReport:
+    """Read every collection in the data map for the subject and build the five sections.
+
+    Raises SourceError (SourceUnavailable / SourceRejected) if any source fails: a report is
+    complete or it is not made.
+    """
+    builder = _ReportBuilder(connectors, withheld, max_values_per_item)
+    for spec in connectors.datamap.collections:
+        connector = connectors.for_collection(spec)
+        async for record in connector.export(spec, subject=subject):
+            builder.add(spec, record)
+    return builder.build(request_id=request_id, subject=subject, now=now)

@@ -1,0 +1,123 @@
+"""The readable access report (Korean first, English on request)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import jinja2
+
+from app.fulfilment.reports.builder import KST
+from app.schemas.reports import (
+    AccessReport,
+)
+
+# --- HTML ------------------------------------------------------------------------------------
+
+TEXTS: dict[str, dict[str, str]] = {
+    "ko": {
+        "title": "개인정보 열람 결과",
+        "intro": "「개인정보 보호법」 제35조 및 같은 법 시행령 제41조에 따라 회사가 보유한 "
+        "귀하의 개인정보를 알려 드립니다. 같은 기록에 담긴 다른 사람의 정보는 표시하지 않습니다.",
+        "subject": "본인 확인 정보",
+        "generated": "작성 일시",
+        "expires": "열람 가능 기한",
+        "items": "1. 보유 중인 개인정보 항목",
+        "purposes": "2. 개인정보의 처리 목적",
+        "retention": "3. 보유 기간 및 근거",
+        "third_parties": "4. 제3자 제공 및 처리위탁 현황",
+        "consents": "5. 동의 현황",
+        "withheld": "열람이 제한된 항목",
+        "category": "분류",
+        "item": "항목",
+        "role": "구분",
+        "collection": "기록",
+        "values": "내용",
+        "records": "건수",
+        "withheld_value": "열람 제한",
+        "omitted": "외 {n}건은 목록에 표시하지 않았습니다.",
+        "purpose": "목적",
+        "optional": "선택",
+        "required": "필수",
+        "period": "보유 기간",
+        "basis": "근거",
+        "until": "보유 종료 예정",
+        "processor": "받는 자",
+        "nation": "국가",
+        "provided": "제공 일시",
+        "ground": "제한 사유",
+        "explanation": "설명",
+        "given": "동의함",
+        "not_given": "동의하지 않음",
+        "status": "상태",
+        "changed": "변경 일시",
+        "none": "해당 없음",
+        "objection": "이 결과에 이의가 있으시면 앱의 요청 내역에서 이의를 제기하시거나 "
+        "고객지원센터(02-2620-1100)로 연락해 주십시오.",
+    },
+    "en": {
+        "title": "Access to your personal information",
+        "intro": "Under Article 35 of the Personal Information Protection Act and Article 41 of "
+        "its Enforcement Decree, this is the personal information we hold about you. Other "
+        "people's information in the same records is not shown.",
+        "subject": "Verified identifiers",
+        "generated": "Generated",
+        "expires": "Available until",
+        "items": "1. Personal information we hold",
+        "purposes": "2. Purposes of processing",
+        "retention": "3. Retention period and legal basis",
+        "third_parties": "4. Provision to third parties and processors",
+        "consents": "5. Consents",
+        "withheld": "Items withheld",
+        "category": "Category",
+        "item": "Item",
+        "role": "As",
+        "collection": "Record",
+        "values": "Values",
+        "records": "Records",
+        "withheld_value": "Withheld",
+        "omitted": "{n} more records are not listed.",
+        "purpose": "Purpose",
+        "optional": "Optional",
+        "required": "Required",
+        "period": "Period",
+        "basis": "Legal basis",
+        "until": "Kept until",
+        "processor": "Recipient",
+        "nation": "Nation",
+        "provided": "Provided",
+        "ground": "Ground",
+        "explanation": "Explanation",
+        "given": "Given",
+        "not_given": "Not given",
+        "status": "Status",
+        "changed": "Changed",
+        "none": "None",
+        "objection": "If you disagree with this result, object from your request in the app "
+        "or call the Customer Support Center (+82-2-2620-1100).",
+    },
+}
+
+
+@lru_cache(maxsize=1)
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("app", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["kst"] = lambda value: (
+        value.astimezone(KST).strftime("%Y-%m-%d %H:%M") if value else ""
+    )
+    env.filters["kst_date"] = lambda value: (
+        value.astimezone(KST).strftime("%Y-%m-%d") if value else ""
+    )
+    return env
+
+
+def render_access_report_html(report: AccessReport, *, lang: str = "ko") -> str:
+    """The report as a self-contained, autoescaped page (Korean unless lang='en')."""
+    lang = "en" if lang == "en" else "ko"
+    template = _templates().get_template("access_report.html")
+    return template.render(report=report, lang=lang, t=TEXTS[lang])

@@ -1,0 +1,333 @@
+"""Review and decisions: approve, refuse (with grounds), extend, withdraw."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.audit.actors import SYSTEM, Actor
+from app.config import Settings
+from app.crypto import Crypto
+from app.errors import (
+    Forbidden,
+    IllegalTransition,
+    InvalidInput,
+    NotFound,
+)
+from app.models import DsrRequest
+from app.models.requests import OPEN_STATUSES
+from app.requests import deadlines, holds
+from app.requests.lifecycle import (
+    check_four_eyes,
+    check_ground,
+    check_refused_items,
+    lock_request,
+    notify,
+    queue_fulfilment,
+    record,
+    seal,
+    transition,
+)
+
+# ---------------------------------------------------------------------------- review and decisions
+
+
+async def start_review(
+    session: AsyncSession, *, crypto: Crypto, now: datetime, request_id: uuid.UUID, actor: Actor
+) -> DsrRequest:
+    """A staff member takes the request into review."""
+    request = await lock_request(session, request_id)
+    await transition(
+        session, crypto=crypto, request=request, action="start_review", actor=actor, now=now
+    )
+    request.review_started_at = now
+    return request
+
+
+async def propose_refusal(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    now: datetime,
+    request_id: uuid.UUID,
+    actor: Actor,
+    ground: str | None,
+    refused_items: list[dict[str, str]] | None,
+    explanation: str,
+) -> DsrRequest:
+    """Propose refusing the whole request (``ground``) or parts of it, for an officer to decide."""
+    request = await lock_request(session, request_id)
+    if request.status != "in_review":
+        raise IllegalTransition(
+            f"A refusal can only be proposed in review; the request is {request.status}.",
+            current_status=request.status,
+            action="propose_refusal",
+        )
+    if request.proposal:
+        raise IllegalTransition(
+            "A proposal is already waiting for a privacy officer.",
+            current_status=request.status,
+            action="propose_refusal",
+        )
+    if (ground is None) == (not refused_items):
+        raise InvalidInput("Give either a ground (whole request) or refused_items (part of it).")
+    if ground is not None:
+        check_ground(ground, request.type)
+    else:
+        check_refused_items(request, refused_items or [])
+    request.proposal = {
+        "by": actor.id,
+        "role": actor.role,
+        "at": now.isoformat(),
+        "ground": ground,
+        "refused_items": refused_items or [],
+    }
+    request.proposal_note_encrypted = seal(crypto, request.id, "proposal", explanation)
+    request.updated_at = now
+    session.add(request)
+    await record(
+        session,
+        crypto=crypto,
+        request=request,
+        actor=actor,
+        action="refusal_proposed",
+        now=now,
+        details={"ground": ground, "refused_items": refused_items or []},
+        note=explanation,
+    )
+    return request
+
+
+def _settle_proposal(request: DsrRequest) -> dict[str, Any] | None:
+    proposal = request.proposal
+    request.proposal = None
+    request.proposal_note_encrypted = None
+    return {"proposed_by": proposal["by"]} if proposal else None
+
+
+async def approve_parts(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    settings: Settings,
+    request: DsrRequest,
+    actor: Actor,
+    now: datetime,
+    refused_items: list[dict[str, str]] | None = None,
+    explanation: str | None = None,
+) -> None:
+    partial = bool(refused_items)
+    settled = _settle_proposal(request)
+    request.decision = "partially_approved" if partial else "approved"
+    request.decided_at = now
+    request.decided_by = actor.id
+    request.refusals = [{**entry, "stage": "decision"} for entry in refused_items or []]
+    request.decision_note_encrypted = (
+        seal(crypto, request.id, "decision", explanation) if explanation else None
+    )
+    await transition(
+        session,
+        crypto=crypto,
+        request=request,
+        action="approve",
+        actor=actor,
+        now=now,
+        details={
+            "decision": request.decision,
+            "refused_items": refused_items or [],
+            "automatic": actor is SYSTEM,
+            **(settled or {}),
+        },
+        note=explanation,
+    )
+    await queue_fulfilment(session, crypto=crypto, request=request, now=now, actor=actor)
+    if partial:
+        await notify(
+            session,
+            crypto=crypto,
+            settings=settings,
+            request=request,
+            template="request_decided",
+            key=f"decided:{request.round}",
+            now=now,
+            explanation=explanation,
+        )
+
+
+async def approve_request(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    settings: Settings,
+    now: datetime,
+    request_id: uuid.UUID,
+    actor: Actor,
+    refused_items: list[dict[str, str]] | None = None,
+    explanation: str | None = None,
+) -> DsrRequest:
+    """Grant the request (or part of it: a partial refusal is a privacy officer's decision)."""
+    request = await lock_request(session, request_id)
+    if request.status != "in_review":
+        raise IllegalTransition(
+            f"A request that is {request.status} cannot be approved.",
+            current_status=request.status,
+            action="approve",
+        )
+    check_four_eyes(request, actor)
+    if refused_items:
+        if not actor.is_officer:
+            raise Forbidden("Only a privacy officer decides a partial refusal; propose it instead.")
+        if not explanation:
+            raise InvalidInput("A partial refusal needs an explanation for the subject.")
+        check_refused_items(request, refused_items)
+    await approve_parts(
+        session,
+        crypto=crypto,
+        settings=settings,
+        request=request,
+        actor=actor,
+        now=now,
+        refused_items=refused_items,
+        explanation=explanation,
+    )
+    return request
+
+
+async def refuse_request(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    settings: Settings,
+    now: datetime,
+    request_id: uuid.UUID,
+    actor: Actor,
+    ground: str,
+    explanation: str,
+) -> DsrRequest:
+    """Refuse the whole request on a legal ground (privacy officer; not their own proposal)."""
+    request = await lock_request(session, request_id)
+    if not actor.is_officer:
+        raise Forbidden("Only a privacy officer refuses a request; propose the refusal instead.")
+    if request.status != "in_review":
+        raise IllegalTransition(
+            f"A request that is {request.status} cannot be refused.",
+            current_status=request.status,
+            action="refuse",
+        )
+    check_four_eyes(request, actor)
+    check_ground(ground, request.type)
+    settled = _settle_proposal(request)
+    request.decision = "refused"
+    request.decided_at = now
+    request.decided_by = actor.id
+    request.refusals = [{"item": None, "ground": ground, "stage": "decision"}]
+    request.decision_note_encrypted = seal(crypto, request.id, "decision", explanation)
+    request.objectable_since = now
+    await holds.release_holds(session, request=request, now=now)
+    await transition(
+        session,
+        crypto=crypto,
+        request=request,
+        action="refuse",
+        actor=actor,
+        now=now,
+        details={"ground": ground, **(settled or {})},
+        note=explanation,
+    )
+    await notify(
+        session,
+        crypto=crypto,
+        settings=settings,
+        request=request,
+        template="request_decided",
+        key=f"decided:{request.round}",
+        now=now,
+        explanation=explanation,
+    )
+    return request
+
+
+async def extend_request(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    settings: Settings,
+    now: datetime,
+    request_id: uuid.UUID,
+    actor: Actor,
+    reason: str,
+    new_due_at: datetime,
+) -> DsrRequest:
+    """Postpone the due date for a stated reason, and tell the subject both."""
+    request = await lock_request(session, request_id)
+    if request.status not in OPEN_STATUSES:
+        raise IllegalTransition(
+            f"A request that is {request.status} has no deadline to extend.",
+            current_status=request.status,
+            action="extend",
+        )
+    tz = settings.display_timezone
+    due = deadlines.end_of_local_day(deadlines.local_date(new_due_at, tz), tz)
+    if due <= request.due_at:
+        raise InvalidInput("The new due date must be after the current one.")
+    latest = deadlines.due_after(request.received_at, days=settings.extension_max_days, tz=tz)
+    if due > latest:
+        raise InvalidInput(
+            f"The due date may not be more than {settings.extension_max_days} days after receipt."
+        )
+    previous = request.due_at
+    request.due_at = due
+    request.extensions += 1
+    request.updated_at = now
+    session.add(request)
+    await record(
+        session,
+        crypto=crypto,
+        request=request,
+        actor=actor,
+        action="extended",
+        now=now,
+        details={
+            "from_due_at": previous.isoformat(),
+            "to_due_at": due.isoformat(),
+            "extension": request.extensions,
+            "after_deadline": now > previous,
+        },
+        note=reason,
+    )
+    await notify(
+        session,
+        crypto=crypto,
+        settings=settings,
+        request=request,
+        template="request_postponed",
+        key=f"postponed:{request.extensions}",
+        now=now,
+        explanation=reason,
+    )
+    return request
+
+
+async def withdraw_request(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    now: datetime,
+    request_id: uuid.UUID,
+    actor: Actor,
+    subject_index: str | None = None,
+) -> DsrRequest:
+    """The subject withdraws (in the app, or by telling an agent) before the decision."""
+    request = await lock_request(session, request_id)
+    if subject_index is not None and subject_index not in request.subject_indexes:
+        raise NotFound("No such request.")
+    _settle_proposal(request)
+    await transition(
+        session, crypto=crypto, request=request, action="withdraw", actor=actor, now=now
+    )
+    request.withdrawn_at = now
+    await holds.release_holds(session, request=request, now=now)
+    return request

@@ -1,0 +1,354 @@
+"""Reading requests: the subject's own, the staff queue (keyset pages), a request's details.
+
+Every staff read of a request, the queue, or the audit trail is itself audited.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.audit import trail
+from app.audit.actors import Actor
+from app.config import Settings
+from app.crypto import Crypto
+from app.errors import InvalidInput, NotFound
+from app.models import DsrObjection, DsrRequest, DsrRequestEvent, SubjectIdentifier
+from app.models.requests import OPEN_STATUSES, STATUSES
+from app.requests import views
+from app.requests.lifecycle import unseal
+from app.requests.notices import objection_until, reference
+from app.requests.objections import open_text
+from app.subjects import identifiers as subjects
+from app.webhooks import acknowledgements
+
+
+@dataclass(frozen=True)
+class RequestFilters:
+    statuses: list[str] | None = None
+    types: list[str] | None = None
+    overdue: bool | None = None
+    due_before: datetime | None = None
+    received_from: datetime | None = None
+    received_to: datetime | None = None
+    fulfilment: str | None = None  # queued | failed | done
+
+    def as_details(self) -> dict[str, Any]:
+        return {
+            key: (value.isoformat() if isinstance(value, datetime) else value)
+            for key, value in self.__dict__.items()
+            if value is not None
+        }
+
+
+def encode_cursor(*parts: Any) -> str:
+    raw = json.dumps([str(part) for part in parts], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, size: int) -> list[str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        parts = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("The cursor is not valid.") from None
+    if (
+        not isinstance(parts, list)
+        or len(parts) != size
+        or not all(isinstance(part, str) for part in parts)
+    ):
+        raise InvalidInput("The cursor is not valid.")
+    return parts
+
+
+def _overdue_clause(now: datetime) -> Any:
+    return sa.and_(col(DsrRequest.status).in_(OPEN_STATUSES), col(DsrRequest.due_at) < now)
+
+
+def _filtered(query: Any, filters: RequestFilters, now: datetime) -> Any:
+    if filters.statuses:
+        query = query.where(col(DsrRequest.status).in_(filters.statuses))
+    if filters.types:
+        query = query.where(col(DsrRequest.type).in_(filters.types))
+    if filters.overdue is True:
+        query = query.where(_overdue_clause(now))
+    elif filters.overdue is False:
+        query = query.where(sa.not_(_overdue_clause(now)))
+    if filters.due_before is not None:
+        query = query.where(col(DsrRequest.due_at) < filters.due_before)
+    if filters.received_from is not None:
+        query = query.where(col(DsrRequest.received_at) >= filters.received_from)
+    if filters.received_to is not None:
+        query = query.where(col(DsrRequest.received_at) < filters.received_to)
+    if filters.fulfilment is not None:
+        query = query.where(col(DsrRequest.fulfilment_state) == filters.fulfilment)
+    return query
+
+
+async def _counts(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
+    by_status = dict.fromkeys(STATUSES, 0)
+    rows = await session.execute(
+        sa.select(col(DsrRequest.status), sa.func.count()).group_by(col(DsrRequest.status))
+    )
+    for status, count in rows.all():
+        by_status[status] = count
+    overdue = (
+        await session.execute(sa.select(sa.func.count()).where(_overdue_clause(now)))
+    ).scalar_one()
+    failed = (
+        await session.execute(
+            sa.select(sa.func.count()).where(col(DsrRequest.fulfilment_state) == "failed")
+        )
+    ).scalar_one()
+    open_objections = (
+        await session.execute(sa.select(sa.func.count()).where(col(DsrObjection.status) == "open"))
+    ).scalar_one()
+    return {
+        "by_status": by_status,
+        "overdue": overdue,
+        "fulfilment_failed": failed,
+        "open_objections": open_objections,
+    }
+
+
+def queue_row(request: DsrRequest, *, now: datetime, tz: str) -> dict[str, Any]:
+    return {
+        **views.summary(request, now=now, tz=tz),
+        "reference": reference(request.id),
+        "intake_channel": request.intake_channel,
+        "verification_method": request.verification_method,
+        "scope": request.scope,
+        "extensions": request.extensions,
+        "proposal_pending": bool(request.proposal),
+        "decision_result": request.decision,
+        "fulfilment_state": request.fulfilment_state,
+    }
+
+
+async def list_staff_requests(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    now: datetime,
+    filters: RequestFilters,
+    cursor: str | None,
+    limit: int,
+    actor: Actor,
+) -> dict[str, Any]:
+    """One page of the queue, earliest due first; the cursor is the last (due_at, id) seen."""
+    query = _filtered(select(DsrRequest), filters, now)
+    if cursor is not None:
+        due_text, id_text = decode_cursor(cursor, 2)
+        try:
+            after = (datetime.fromisoformat(due_text), uuid.UUID(id_text))
+        except ValueError:
+            raise InvalidInput("The cursor is not valid.") from None
+        query = query.where(
+            sa.tuple_(col(DsrRequest.due_at), col(DsrRequest.id)) > sa.tuple_(*after)
+        )
+    query = query.order_by(col(DsrRequest.due_at), col(DsrRequest.id)).limit(limit + 1)
+    rows = list((await session.exec(query)).all())
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = encode_cursor(page[-1].due_at.isoformat(), page[-1].id) if more else None
+    tz = settings.display_timezone
+    await trail.record(
+        session,
+        now=now,
+        actor=actor.id,
+        role=actor.role,
+        action="requests.listed",
+        target_type="request",
+        client_ip=actor.client_ip,
+        details={"filters": filters.as_details(), "ids": [str(row.id) for row in page]},
+    )
+    return {
+        "items": [queue_row(row, now=now, tz=tz) for row in page],
+        "next_cursor": next_cursor,
+        "counts": await _counts(session, now=now),
+    }
+
+
+async def _objection_views(
+    session: AsyncSession, *, crypto: Crypto, request_id: uuid.UUID, tz: str
+) -> list[dict[str, Any]]:
+    rows = (
+        await session.exec(
+            select(DsrObjection)
+            .where(col(DsrObjection.request_id) == request_id)
+            .order_by(col(DsrObjection.submitted_at))
+        )
+    ).all()
+    return [
+        views.objection(
+            row,
+            reason=open_text(crypto, row.id, "reason", row.reason_encrypted) or "",
+            explanation=open_text(crypto, row.id, "outcome", row.outcome_note_encrypted),
+            tz=tz,
+        )
+        for row in rows
+    ]
+
+
+def _answer(
+    request: DsrRequest, *, crypto: Crypto, settings: Settings, now: datetime
+) -> dict[str, Any]:
+    """What both the subject and staff see of a request's answer."""
+    until = objection_until(request, settings)
+    return {
+        **views.summary(request, now=now, tz=settings.display_timezone),
+        "locale": request.locale,
+        "body": unseal(crypto, request.id, "body", request.body_encrypted),
+        "decision": views.decision(
+            request,
+            explanation=unseal(crypto, request.id, "decision", request.decision_note_encrypted),
+            locale=request.locale,
+        ),
+        "fulfilment_refusals": [
+            views.refusal(entry, locale=request.locale)
+            for entry in request.refusals
+            if entry.get("stage") == "fulfilment"
+        ],
+        "completed_at": request.completed_at.isoformat() if request.completed_at else None,
+        "withdrawn_at": request.withdrawn_at.isoformat() if request.withdrawn_at else None,
+        "objection_until": until.isoformat()
+        if until and request.status in ("refused", "partially_completed")
+        else None,
+    }
+
+
+async def list_subject_requests(
+    session: AsyncSession, *, settings: Settings, now: datetime, subject_index: str
+) -> list[dict[str, Any]]:
+    """The subject's own requests, newest first."""
+    rows = (
+        await session.exec(
+            select(DsrRequest)
+            .where(col(DsrRequest.subject_indexes).contains([subject_index]))
+            .order_by(col(DsrRequest.received_at).desc(), col(DsrRequest.id))
+            .limit(200)
+        )
+    ).all()
+    return [views.summary(row, now=now, tz=settings.display_timezone) for row in rows]
+
+
+async def find_subject_request(
+    session: AsyncSession, *, request_id: uuid.UUID, subject_index: str
+) -> DsrRequest:
+    """The request if it was made under one of this subject's identifiers, else NotFound."""
+    request = (
+        await session.exec(
+            select(DsrRequest).where(
+                col(DsrRequest.id) == request_id,
+                col(DsrRequest.subject_indexes).contains([subject_index]),
+            )
+        )
+    ).first()
+    if request is None:
+        raise NotFound("No such request.")
+    return request
+
+
+async def get_subject_request(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    settings: Settings,
+    now: datetime,
+    request_id: uuid.UUID,
+    subject_index: str,
+) -> dict[str, Any]:
+    """One of the subject's own requests; another subject's is NotFound, never Forbidden."""
+    request = await find_subject_request(
+        session, request_id=request_id, subject_index=subject_index
+    )
+    return {
+        **_answer(request, crypto=crypto, settings=settings, now=now),
+        "objections": await _objection_views(
+            session, crypto=crypto, request_id=request.id, tz=settings.display_timezone
+        ),
+    }
+
+
+async def view_staff_request(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    settings: Settings,
+    now: datetime,
+    request_id: uuid.UUID,
+    actor: Actor,
+) -> dict[str, Any]:
+    """Everything about a request, with its full history; the read is audited."""
+    request = await session.get(DsrRequest, request_id)
+    if request is None:
+        raise NotFound("No such request.")
+    identifiers = (
+        await session.exec(
+            select(SubjectIdentifier).where(col(SubjectIdentifier.id).in_(request.identifier_ids))
+        )
+    ).all()
+    events = (
+        await session.exec(
+            select(DsrRequestEvent)
+            .where(col(DsrRequestEvent.request_id) == request.id)
+            .order_by(col(DsrRequestEvent.id))
+        )
+    ).all()
+    proposal = None
+    if request.proposal:
+        proposal = {
+            **request.proposal,
+            "explanation": unseal(crypto, request.id, "proposal", request.proposal_note_encrypted),
+        }
+    view = {
+        **_answer(request, crypto=crypto, settings=settings, now=now),
+        **queue_row(request, now=now, tz=settings.display_timezone),
+        "original_due_at": request.original_due_at.isoformat(),
+        "verification": request.verification,
+        "notice_channel": request.notice_channel,
+        "identifiers": [
+            {
+                "kind": row.kind,
+                "masked": subjects.mask(row.kind, subjects.reveal(crypto, row)),  # type: ignore[arg-type]
+            }
+            for row in identifiers
+        ],
+        "proposal": proposal,
+        "fulfilment": {
+            "state": request.fulfilment_state,
+            "attempts": request.fulfilment_attempts,
+            "error": request.fulfilment_error,
+        },
+        "result": unseal(crypto, request.id, "result", request.result_encrypted),
+        "objections": await _objection_views(
+            session, crypto=crypto, request_id=request.id, tz=settings.display_timezone
+        ),
+        "history": [
+            views.event(row, note=unseal(crypto, request.id, "note", row.note_encrypted))
+            for row in events
+        ],
+        "processor_notices": await acknowledgements.processor_confirmations(
+            session, request_ref=request.id
+        ),
+    }
+    await trail.record(
+        session,
+        now=now,
+        actor=actor.id,
+        role=actor.role,
+        action="request.viewed",
+        target_type="request",
+        target_id=str(request.id),
+        client_ip=actor.client_ip,
+        details={"parts": ["body", "identifiers_masked", "history", "result"]},
+    )
+    return view

@@ -1,0 +1,291 @@
+"""Restrictions while a correction is pending, suspensions of processing, and the usage check.
+
+Policy section 6: while a correction is pending the data is "not used or provided"; PIPA Art. 37:
+processing for a purpose stops when the subject asks. Both are rows keyed by the subject's blind
+indexes (the same keys subject tokens carry), so internal systems can ask "may I use this?" with
+a phone number or an e-mail address and get an answer from index lookups only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.crypto import Crypto
+from app.errors import InvalidInput
+from app.models import ProcessingRestriction, ProcessingSuspension
+from app.subjects.identifiers import normalise_email, normalise_phone
+from app.vocabulary import ITEMS, PURPOSES
+
+ReasonCode = Literal["correction_pending", "processing_suspended"]
+IDENTIFIER_KINDS = ("phone", "email")
+
+
+@dataclass(frozen=True)
+class RestrictedItem:
+    """One item to restrict, optionally only in one role or one record of the subject."""
+
+    item: str
+    role: str | None = None
+    record_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class UsageReason:
+    code: ReasonCode
+    request_id: uuid.UUID
+    item: str | None = None
+    purpose: str | None = None
+
+
+@dataclass(frozen=True)
+class UsageDecision:
+    allowed: bool
+    reasons: list[UsageReason] = field(default_factory=list)
+
+
+def _invalid(pointer: str, message: str) -> InvalidInput:
+    return InvalidInput(message, errors=[{"pointer": pointer, "message": message}])
+
+
+def _check_items(items: Iterable[str], pointer: str) -> None:
+    for index, item in enumerate(items):
+        if item not in ITEMS:
+            raise _invalid(f"{pointer}/{index}", "Unknown item.")
+
+
+def _check_purposes(purposes: Iterable[str], pointer: str) -> None:
+    for index, purpose in enumerate(purposes):
+        if purpose not in PURPOSES:
+            raise _invalid(f"{pointer}/{index}", "Unknown purpose.")
+
+
+def subject_keys_for(crypto: Crypto, identifiers: Mapping[str, str | None]) -> list[str]:
+    """Blind indexes of the given raw identifiers (normalised first); 422 if none or invalid."""
+    keys: list[str] = []
+    for kind, raw in identifiers.items():
+        if kind not in IDENTIFIER_KINDS:
+            raise _invalid(f"/identifiers/{kind}", "Unknown identifier kind.")
+        if raw is None:
+            continue
+        try:
+            normalised = normalise_phone(raw) if kind == "phone" else normalise_email(raw)
+        except InvalidInput as exc:
+            raise _invalid(f"/identifiers/{kind}", exc.detail) from None
+        keys.append(crypto.blind_index(kind, normalised))
+    if not keys:
+        raise _invalid("/identifiers", "At least one identifier (phone or email) is required.")
+    return keys
+
+
+async def restrict_items(
+    session: AsyncSession,
+    *,
+    subject_keys: Sequence[str],
+    items: Iterable[str | RestrictedItem],
+    request_id: uuid.UUID,
+    now: datetime,
+) -> int:
+    """Restrict items of a subject until the correction ``request_id`` is done; returns new rows."""
+    scoped = [
+        entry if isinstance(entry, RestrictedItem) else RestrictedItem(entry) for entry in items
+    ]
+    _check_items((entry.item for entry in scoped), "/items")
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "subject_key": key,
+            "item": entry.item,
+            "role": entry.role,
+            "record_ref": entry.record_ref,
+            "request_id": request_id,
+            "created_at": now,
+        }
+        for key in dict.fromkeys(subject_keys)
+        for entry in dict.fromkeys(scoped)
+    ]
+    if not rows:
+        return 0
+    result = await session.execute(
+        insert(ProcessingRestriction)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning(col(ProcessingRestriction.id))
+    )
+    return len(result.all())
+
+
+async def lift_restrictions(
+    session: AsyncSession,
+    *,
+    request_id: uuid.UUID,
+    now: datetime,
+    items: Sequence[str] | None = None,
+) -> int:
+    """Lift the restrictions of ``request_id`` (only ``items`` when given); returns rows lifted."""
+    statement = (
+        sa.update(ProcessingRestriction)
+        .where(
+            col(ProcessingRestriction.request_id) == request_id,
+            col(ProcessingRestriction.lifted_at).is_(None),
+        )
+        .values(lifted_at=now)
+    )
+    if items is not None:
+        statement = statement.where(col(ProcessingRestriction.item).in_(list(items)))
+    result = await session.execute(statement)
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def suspend_purposes(
+    session: AsyncSession,
+    *,
+    subject_keys: Sequence[str],
+    purposes: Iterable[str],
+    request_id: uuid.UUID,
+    now: datetime,
+    consent_withdrawal: bool = False,
+) -> int:
+    """Suspend processing for these purposes (PIPA Art. 37); returns new rows."""
+    chosen = list(dict.fromkeys(purposes))
+    _check_purposes(chosen, "/purposes")
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "subject_key": key,
+            "purpose": purpose,
+            "request_id": request_id,
+            "consent_withdrawal": consent_withdrawal,
+            "since": now,
+        }
+        for key in dict.fromkeys(subject_keys)
+        for purpose in chosen
+    ]
+    if not rows:
+        return 0
+    result = await session.execute(
+        insert(ProcessingSuspension)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning(col(ProcessingSuspension.id))
+    )
+    return len(result.all())
+
+
+async def lift_suspension(
+    session: AsyncSession,
+    *,
+    request_id: uuid.UUID,
+    now: datetime,
+    purposes: Sequence[str] | None = None,
+) -> int:
+    """End the suspensions of ``request_id`` (only ``purposes`` when given); returns rows lifted."""
+    statement = (
+        sa.update(ProcessingSuspension)
+        .where(
+            col(ProcessingSuspension.request_id) == request_id,
+            col(ProcessingSuspension.lifted_at).is_(None),
+        )
+        .values(lifted_at=now)
+    )
+    if purposes is not None:
+        statement = statement.where(col(ProcessingSuspension.purpose).in_(list(purposes)))
+    result = await session.execute(statement)
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def active_restrictions(
+    session: AsyncSession, *, subject_keys: Sequence[str]
+) -> list[ProcessingRestriction]:
+    """The subject's restrictions in force (for staff views and access reports)."""
+    rows = await session.execute(
+        sa.select(ProcessingRestriction)
+        .where(
+            col(ProcessingRestriction.subject_key).in_(list(subject_keys)),
+            col(ProcessingRestriction.lifted_at).is_(None),
+        )
+        .order_by(col(ProcessingRestriction.created_at))
+    )
+    return list(rows.scalars().all())
+
+
+async def active_suspensions(
+    session: AsyncSession, *, subject_keys: Sequence[str]
+) -> list[ProcessingSuspension]:
+    """The subject's suspensions in force (for staff views and access reports)."""
+    rows = await session.execute(
+        sa.select(ProcessingSuspension)
+        .where(
+            col(ProcessingSuspension.subject_key).in_(list(subject_keys)),
+            col(ProcessingSuspension.lifted_at).is_(None),
+        )
+        .order_by(col(ProcessingSuspension.since))
+    )
+    return list(rows.scalars().all())
+
+
+def _usage_query(*, with_items: bool) -> sa.TextClause:
+    """Built once: the active restrictions and suspensions of these keys, one round trip.
+
+    Each half is served by its partial index (``lifted_at IS NULL``).
+    """
+    item_filter = "AND item = ANY(:items)" if with_items else ""
+    statement = sa.text(
+        f"""
+        SELECT 'correction_pending' AS code, request_id, item, NULL AS purpose
+          FROM processing_restriction
+         WHERE subject_key = ANY(:keys) AND lifted_at IS NULL {item_filter}
+        UNION ALL
+        SELECT 'processing_suspended', request_id, NULL, purpose
+          FROM processing_suspension
+         WHERE subject_key = ANY(:keys) AND lifted_at IS NULL AND purpose = :purpose
+        """
+    )
+    params = [sa.bindparam("keys", type_=ARRAY(sa.String)), sa.bindparam("purpose")]
+    if with_items:
+        params.append(sa.bindparam("items", type_=ARRAY(sa.String)))
+    return statement.bindparams(*params)
+
+
+_USAGE_ANY_ITEM = _usage_query(with_items=False)
+_USAGE_ITEMS = _usage_query(with_items=True)
+
+
+async def check_usage(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    identifiers: Mapping[str, str | None],
+    purpose: str,
+    items: Sequence[str] | None = None,
+) -> UsageDecision:
+    """May this person's data (``items``, or any item when None) be used for ``purpose`` now?"""
+    if purpose not in PURPOSES:
+        raise _invalid("/purpose", "Unknown purpose.")
+    chosen = None if items is None else list(dict.fromkeys(items))
+    if chosen is not None:
+        _check_items(chosen, "/items")
+    keys = subject_keys_for(crypto, identifiers)
+    if chosen is None:
+        result = await session.execute(_USAGE_ANY_ITEM, {"keys": keys, "purpose": purpose})
+    else:
+        result = await session.execute(
+            _USAGE_ITEMS, {"keys": keys, "purpose": purpose, "items": chosen}
+        )
+    rows = result.all()
+    reasons = list(
+        dict.fromkeys(
+            UsageReason(code=code, request_id=request_id, item=item, purpose=row_purpose)
+            for code, request_id, item, row_purpose in rows
+        )
+    )
+    reasons.sort(key=lambda r: (r.code, str(r.request_id), r.item or "", r.purpose or ""))
+    return UsageDecision(allowed=not reasons, reasons=reasons)

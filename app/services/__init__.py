@@ -1,1 +1,0 @@
-"""The domain: rules live here and never import FastAPI."""

@@ -1,0 +1,113 @@
+"""Data subjects' identifiers: normalising, masking, and keeping them encrypted."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.crypto import Crypto
+from app.datamap.identifiers import SubjectIdentifiers
+from app.errors import InvalidInput
+from app.models import SubjectIdentifier
+
+IdentifierKind = Literal["phone", "email"]
+
+
+def normalise_phone(raw: str, *, region: str = "KR") -> str:
+    """E.164 for a number as people type it (010-1234-5678, 01012345678, +82 10 1234 5678)."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        raise InvalidInput("The phone number is not valid.") from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidInput("The phone number is not valid.")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_email(raw: str) -> str:
+    """The address with its domain normalised and the whole lower-cased (as it is matched)."""
+    try:
+        result = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError:
+        raise InvalidInput("The e-mail address is not valid.") from None
+    return result.normalized.lower()
+
+
+def normalise(kind: IdentifierKind, raw: str) -> str:
+    return normalise_phone(raw) if kind == "phone" else normalise_email(raw)
+
+
+def mask(kind: IdentifierKind, value: str) -> str:
+    """What may be shown back: a number's last digits, an address's first letter and domain."""
+    if kind == "phone":
+        national = phonenumbers.format_number(
+            phonenumbers.parse(value), phonenumbers.PhoneNumberFormat.NATIONAL
+        )
+        groups = national.split("-")
+        if len(groups) < 3:
+            return "*" * max(0, len(national) - 4) + national[-4:]
+        middle = ["*" * len(group) for group in groups[1:-1]]
+        return "-".join([groups[0], *middle, groups[-1]])
+    local, _, domain = value.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def blind_index(crypto: Crypto, kind: IdentifierKind, normalised: str) -> str:
+    return crypto.blind_index(kind, normalised)
+
+
+async def remember_identifier(
+    session: AsyncSession, *, crypto: Crypto, kind: IdentifierKind, value: str, now: datetime
+) -> SubjectIdentifier:
+    """Store a verified, normalised identifier once (encrypted); return its row."""
+    index = crypto.blind_index(kind, value)
+    await session.execute(
+        insert(SubjectIdentifier)
+        .values(
+            kind=kind,
+            blind_index=index,
+            value_encrypted=crypto.encrypt(value, context=f"identifier:{index}"),
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["blind_index"])
+    )
+    found = await find_identifier(session, blind_index=index)
+    assert found is not None
+    return found
+
+
+async def identifiers_of(
+    session: AsyncSession, *, crypto: Crypto, identifier_ids: list[uuid.UUID]
+) -> SubjectIdentifiers:
+    """The verified identifiers with these ids, decrypted (phone E.164, e-mail lower-case)."""
+    rows = (
+        await session.exec(
+            select(SubjectIdentifier).where(col(SubjectIdentifier.id).in_(identifier_ids))
+        )
+    ).all()
+    values: dict[str, str] = {}
+    for row in rows:
+        values.setdefault(row.kind, reveal(crypto, row))
+    return SubjectIdentifiers(phone=values.get("phone"), email=values.get("email"))
+
+
+async def find_identifier(session: AsyncSession, *, blind_index: str) -> SubjectIdentifier | None:
+    return (
+        await session.exec(
+            select(SubjectIdentifier).where(col(SubjectIdentifier.blind_index) == blind_index)
+        )
+    ).first()
+
+
+def reveal(crypto: Crypto, identifier: SubjectIdentifier) -> str:
+    """The identifier in clear, for sending a notice or querying a source; never log it."""
+    return crypto.decrypt_str(
+        identifier.value_encrypted, context=f"identifier:{identifier.blind_index}"
+    )
