@@ -40,6 +40,12 @@ def token(
             fg=typer.colors.RED,
         )
         raise typer.Exit(2)
+    known = {item.value for item in Role}
+    unknown = [name for name in role if name not in known]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown role; use {', '.join(sorted(known))}", param_hint="--role"
+        )
     keys = (settings.data_dir / "keys.json").resolve()
     if not settings.token_signing_key and not keys.exists():
         # A key made up here would sign tokens the running service rejects (401).
@@ -53,12 +59,6 @@ def token(
         )
         raise typer.Exit(2)
     settings = load_settings()
-    known = {item.value for item in Role}
-    unknown = [name for name in role if name not in known]
-    if unknown:
-        raise typer.BadParameter(
-            f"unknown role; use {', '.join(sorted(known))}", param_hint="--role"
-        )
     issued = TokenService(settings).issue_staff_token(
         sub=sub, roles=list(dict.fromkeys(role)), now=SystemClock().now(), ttl=parse_ttl(ttl)
     )
