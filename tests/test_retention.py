@@ -102,7 +102,7 @@ def test_the_policy_table_is_the_default(settings: Settings) -> None:
         "access_logs_3m": ("3m", "Protection of Communications Secrets Act"),
         "access_logs_12m": ("12m", "Protection of Communications Secrets Act"),
     }
-    assert rules["transactions"].legal_basis("ko") == "국세기본법"
+    assert rules["transactions"].legal_basis.ko == "국세기본법"
     assert retention_rules.retention_rule(settings, "access_logs_12m").months == 12
     with pytest.raises(UnknownRetentionRule):
         retention_rules.retention_rule(settings, "forever")

@@ -11,7 +11,7 @@ from typing import Any
 
 from app.errors import DomainError
 from app.subjects.identifiers import normalise_email, normalise_phone
-from app.vocabulary import CATEGORIES, ITEMS, PURPOSES
+from app.vocabulary import CATEGORIES, ITEMS, PURPOSES, items_in
 
 _CUSTOMS_CODE = re.compile(r"^P\d{12}$")
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
@@ -88,7 +88,7 @@ def refusable_parts(request_type: str, scope: dict[str, list[str]]) -> set[str]:
     if request_type in ("suspension", "consent_withdrawal"):
         return set(scope.get("purposes", []))
     categories = set(scope.get("categories", []))
-    in_categories = {code for code, item in ITEMS.items() if item.category in categories}
+    in_categories = items_in(categories)
     named = set(scope.get("items", [])) | categories | in_categories
     if request_type == "deletion" and named:
         return named
