@@ -8,8 +8,8 @@ Refusal grounds and the withholding grounds of access reports map each code to i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
