@@ -25,12 +25,21 @@ class ConfigError(RuntimeError):
     """The configuration cannot be used; the message names the setting."""
 
 
-class RetentionRule(BaseModel):
-    """A retention period required by law (privacy policy section 2) and its legal basis."""
+class RetentionSetting(BaseModel):
+    """One DSR_RETENTION_RULES entry, parsed into ``app.retention.rules.RetentionRule``."""
 
-    period: str = Field(pattern=r"^[1-9][0-9]{0,2}[ym]$", description="'5y', '3m', '12m'")
+    period: str = Field(description="'5y', '3m', '12m' (at least one month)")
     legal_basis_ko: str = Field(min_length=1)
     legal_basis_en: str = Field(min_length=1)
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        # Imported here: the rules module imports the vocabulary, which imports this module.
+        from app.retention.rules import parse_period
+
+        parse_period(value, setting="DSR_RETENTION_RULES")
+        return value
 
 
 _ECOMMERCE = (
@@ -40,7 +49,7 @@ _ECOMMERCE = (
 _SECRETS = ("통신비밀보호법", "Protection of Communications Secrets Act")
 
 
-def default_retention_rules() -> dict[str, RetentionRule]:
+def default_retention_rules() -> dict[str, RetentionSetting]:
     """The privacy policy's section 2 table, one named rule per row."""
     table = {
         "transactions": ("5y", ("국세기본법", "Framework Act on National Taxes")),
@@ -52,7 +61,7 @@ def default_retention_rules() -> dict[str, RetentionRule]:
         "access_logs_12m": ("12m", _SECRETS),
     }
     return {
-        name: RetentionRule(period=period, legal_basis_ko=ko, legal_basis_en=en)
+        name: RetentionSetting(period=period, legal_basis_ko=ko, legal_basis_en=en)
         for name, (period, (ko, en)) in table.items()
     }
 
@@ -202,12 +211,12 @@ class Settings(BaseSettings):
 
     # Retention (privacy policy section 2). DSR_RETENTION_RULES (JSON) overrides or adds rules
     # by name; the others keep their defaults.
-    retention_rules: dict[str, RetentionRule] = Field(default_factory=default_retention_rules)
+    retention_rules: dict[str, RetentionSetting] = Field(default_factory=default_retention_rules)
     retention_purge_batch_size: int = Field(default=1000, ge=1, le=50_000)
 
     @field_validator("retention_rules", mode="after")
     @classmethod
-    def _keep_default_rules(cls, value: dict[str, RetentionRule]) -> dict[str, RetentionRule]:
+    def _keep_default_rules(cls, value: dict[str, RetentionSetting]) -> dict[str, RetentionSetting]:
         return {**default_retention_rules(), **value}
 
     def key_bytes(self, name: str) -> bytes:

@@ -130,7 +130,7 @@ async def test_demo_subject_report_lists_every_item_in_both_roles(
     assert records[("deliveries", "sender")] == len(s.sent_with)
     assert records[("deliveries", "recipient")] == len(s.received_with)
     categories = {i.item: i.category for i in report.items}
-    assert categories["customs_code"] == "identification" and categories["phone"] == "contact"
+    assert categories["customs_code"] == "customs" and categories["phone"] == "contact"
     assert report.complete and report.subject.identifiers == [
         "010-****-0001",
         "d***********@example.com",
@@ -343,7 +343,7 @@ async def test_http_source_is_in_the_report_and_its_values_are_escaped(
                         "fields": [
                             {
                                 "column": "nickname",
-                                "item": "nickname",
+                                "item": "name",
                                 "label": {"ko": "닉네임", "en": "Nickname"},
                             },
                             {"column": "phone", "item": "phone"},
@@ -354,7 +354,7 @@ async def test_http_source_is_in_the_report_and_its_values_are_escaped(
         )
         report = await make_report(demo_loaded, settings, parse_datamap(data))
     items = held(report)
-    assert items[("chats", "customer", "nickname")] == ["<script>alert(1)</script>"]
+    assert items[("chats", "customer", "name")] == ["<script>alert(1)</script>"]
     assert {s.name: s.records for s in report.sources} == {"crm": 1, "demo": 12}
     assert "channel-corp" in {p.processor for p in report.third_parties}
     html = render_access_report_html(report)

@@ -50,7 +50,7 @@ from app.outbox.jobs import Dead, Outcome, Retry, Sent, WorkerContext
 from app.requests import completion, deadlines, lifecycle
 from app.retention import rules, store
 from app.subjects import identifiers as subjects
-from app.vocabulary import ITEMS, item_label
+from app.vocabulary import item_label, items_in
 from app.webhooks import notices
 
 logger = logging.getLogger("dsr.deletion")
@@ -119,10 +119,12 @@ class Found:
 
 def items_in_scope(scope: dict[str, Any]) -> set[str] | None:
     """The item codes a deletion covers; None: everything."""
-    items = set(scope.get("items") or [])
-    categories = set(scope.get("categories") or [])
-    items |= {code for code, kind in ITEMS.items() if kind.category in categories}
-    return items or None
+    named, categories = scope.get("items") or [], scope.get("categories") or []
+    if not named and not categories:
+        return None
+    # A category no longer in the vocabulary (a request stored before it changed) covers nothing,
+    # never everything.
+    return set(named) | items_in(categories)
 
 
 async def find_targets(
@@ -147,7 +149,7 @@ async def find_targets(
                 continue
             whole = len(fields) == len(role.fields)
             columns = None if whole else [f.column for f in fields]
-            item_codes = list(dict.fromkeys(f.item for f in fields))
+            item_codes: list[str] = list(dict.fromkeys(f.item for f in fields))
             target = Target(
                 source=spec.source,
                 collection=spec.name,
@@ -190,7 +192,7 @@ def retain_input(
     record: SubjectRecord,
     fields: Sequence[FieldSpec],
     *,
-    term: rules.RetentionTerm,
+    term: rules.RetentionRule,
     subject_key: str,
     request_id: uuid.UUID,
 ) -> store.RetainInput:
@@ -216,7 +218,7 @@ def retain_input(
 
 def running_term(
     settings: Settings, spec: CollectionSpec, clock_start: datetime | None, now: datetime
-) -> rules.RetentionTerm | None:
+) -> rules.RetentionRule | None:
     """The collection's retention rule if it still runs for this record, else None."""
     if spec.retention.rule not in settings.retention_rules or clock_start is None:
         return None  # until_purpose_achieved, or no clock: nothing requires keeping it

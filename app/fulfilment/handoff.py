@@ -22,9 +22,7 @@ from app.fulfilment.access import AccessReportReady
 from app.fulfilment.reports.store import load_access_report
 from app.requests import completion, queries
 from app.schemas.reports import AccessReport
-
-# The data map's Art. 35(4) withholding grounds and the lifecycle's refusal grounds.
-WITHHOLDING_TO_REFUSAL_GROUND = {"art35_4_1": "pipa_35_4_1", "art35_4_2": "pipa_35_4_2"}
+from app.vocabulary import WITHHOLDING_TO_REFUSAL_GROUND
 
 
 def access_report_ready(*, crypto: Crypto, settings: Settings) -> AccessReportReady:
