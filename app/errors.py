@@ -150,6 +150,17 @@ class ServiceUnavailable(DomainError):
     title = "Service unavailable"
 
 
+class CommitFailed(ServiceUnavailable):
+    """The unit of work could not be committed: nothing is known stored; retry shortly."""
+
+    code = "commit-failed"
+    title = "The change could not be saved; try again"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.headers["Retry-After"] = str(max(1, int(retry_after)))
+
+
 def problem_type(code: str) -> str:
     return PROBLEM_BASE + code
 
