@@ -34,6 +34,7 @@ from app.schemas.staff import (
     QueuePage,
     QueueRow,
     RefuseIn,
+    ResumeIn,
     StaffObjectionList,
     StaffObjectionOut,
     StaffRequestCreate,
@@ -278,6 +279,33 @@ async def extend_request(
         actor=actor_of(principal, client_ip),
         reason=body.reason,
         new_due_at=body.new_due_at,
+    )
+    return _row(request, clock, settings)
+
+
+@router.post(
+    "/requests/{request_id}/resume",
+    response_model=QueueRow,
+    summary="The reason for postponing access has ended: give access now (privacy officer)",
+)
+async def resume_request(
+    request_id: uuid.UUID,
+    body: ResumeIn,
+    principal: DeciderPrincipal,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+) -> dict[str, Any]:
+    request = await decisions.resume_request(
+        session,
+        crypto=crypto,
+        settings=settings,
+        now=clock.now(),
+        request_id=request_id,
+        actor=actor_of(principal, client_ip),
+        note=body.note,
     )
     return _row(request, clock, settings)
 
