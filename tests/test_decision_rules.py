@@ -237,3 +237,64 @@ async def test_one_officer_may_refuse_alone_where_the_company_allows_it(
         headers=staff(app, *OFFICER, sub="officer-1"),
     )
     assert refused.status_code == 200, refused.text
+
+
+def notices(gateway: RecordingServer, template: str) -> list[str]:
+    return [r.json()["body"] for r in gateway.requests("/sms") if r.json()["template"] == template]
+
+
+@pytest.mark.parametrize("who", ["subject", "agent"])
+async def test_a_withdrawal_is_confirmed_to_the_subject(
+    app: FastAPI, client: httpx.AsyncClient, worker: Worker, gateway: RecordingServer, who: str
+) -> None:
+    subject = await make_subject(app, PHONE)
+    request_id = await new_request(client, subject, "correction")
+    if who == "subject":
+        url, headers = f"/v1/requests/{request_id}/withdraw", subject.headers
+    else:
+        url, headers = f"/v1/staff/requests/{request_id}/withdraw", staff(app, *AGENT)
+    assert (await client.post(url, headers=headers)).status_code == 200
+    await worker.drain()
+    [body] = notices(gateway, "request_withdrawn")
+    assert "철회되었습니다" in body
+    assert ("고객센터에 말씀하신 대로" in body) is (who == "agent")
+    assert "이용도 다시 시작됩니다" in body  # the correction's restriction is lifted
+
+
+@pytest.mark.parametrize("request_type", ["correction", "deletion"])
+async def test_an_approval_under_way_is_announced(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    worker: Worker,
+    gateway: RecordingServer,
+    request_type: str,
+) -> None:
+    request_id = await in_review(app, client, request_type)
+    approved = await client.post(
+        f"/v1/staff/requests/{request_id}/approve", json={}, headers=staff(app, *AGENT)
+    )
+    assert approved.status_code == 200
+    await worker.drain()
+    [body] = notices(gateway, "request_approved")
+    assert "승인되어 처리하고 있습니다" in body and "2026-12-06까지" in body
+    held_back = "정정이 끝날 때까지 해당 개인정보는 이용하거나 제3자에게 제공하지 않습니다"
+    assert (held_back in body) is (request_type == "correction")
+
+
+async def test_a_refusal_notice_names_the_external_remedies(
+    app: FastAPI, client: httpx.AsyncClient, worker: Worker, gateway: RecordingServer
+) -> None:
+    request_id = await in_review(app, client, "deletion")
+    refusal = {"ground": "pipa_36_1_proviso", "explanation": "5년간 보관합니다."}
+    await propose_refusal(app, client, request_id, refusal)
+    refused = await client.post(
+        f"/v1/staff/requests/{request_id}/refuse",
+        json=refusal,
+        headers=staff(app, *OFFICER, sub="officer-1"),
+    )
+    assert refused.status_code == 200
+    await worker.drain()
+    [body] = notices(gateway, "request_decided")
+    for remedy in ("118", "1833-6972", "182", "1301", "개인정보분쟁조정위원회"):
+        assert remedy in body
+    assert "제38조제5항" in body

@@ -156,7 +156,7 @@ async def test_every_notice_of_a_request_goes_once(
     await worker.drain()
     assert len(sent(gateway)) == 5
     # Nothing personal in the logs: not the number, not the explanations or the reason.
-    for secret in ("12345678", "5년간 보관", "보관 기간이 지났다"):
+    for secret in ("12345678", "열람이 제한됩니다", "보관 기간이 지났다"):
         assert secret not in caplog.text
     formatted = "\n".join(JsonFormatter().format(record) for record in caplog.records)
     assert "12345678" not in formatted
@@ -181,5 +181,6 @@ async def test_completion_notices_full_and_partial(
     assert "2026-12-26까지" in text
     assert Counter(notice["template"] for notice in sent(gateway)) == {
         "request_received": 2,
+        "request_approved": 1,  # the correction, when it was approved and under way
         "request_completed": 2,
     }

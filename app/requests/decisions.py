@@ -147,6 +147,18 @@ async def approve_parts(
         note=explanation,
     )
     await queue_fulfilment(session, crypto=crypto, request=request, now=now, actor=actor)
+    if not partial and request.type in ("correction", "deletion"):
+        # The subject hears that the work has started (and, for a correction, that the data is
+        # held back meanwhile); access and suspension finish within moments of approval.
+        await notify(
+            session,
+            crypto=crypto,
+            settings=settings,
+            request=request,
+            template="request_approved",
+            key=f"approved:{request.round}",
+            now=now,
+        )
     if partial:
         await notify(
             session,
@@ -374,6 +386,7 @@ async def withdraw_request(
     session: AsyncSession,
     *,
     crypto: Crypto,
+    settings: Settings,
     now: datetime,
     request_id: uuid.UUID,
     actor: Actor,
@@ -389,6 +402,19 @@ async def withdraw_request(
     )
     request.withdrawn_at = now
     await holds.release_holds(session, request=request, now=now)
+    await notify(
+        session,
+        crypto=crypto,
+        settings=settings,
+        request=request,
+        template="request_withdrawn",
+        key="withdrawn",
+        now=now,
+        extra={
+            "by_staff": actor.role != "subject",
+            "restriction_lifted": request.type == "correction",
+        },
+    )
     return request
 
 

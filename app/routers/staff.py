@@ -327,6 +327,7 @@ async def withdraw_request(
     request = await decisions.withdraw_request(
         session,
         crypto=crypto,
+        settings=settings,
         now=clock.now(),
         request_id=request_id,
         actor=actor_of(principal, client_ip),

@@ -91,7 +91,7 @@ async def drive(app: FastAPI, request_id: str, status: str) -> None:
             return
         if status == "withdrawn":
             await decisions.withdraw_request(
-                session, crypto=crypto, now=now, request_id=rid, actor=agent
+                session, crypto=crypto, settings=settings, now=now, request_id=rid, actor=agent
             )
             return
         await decisions.start_review(session, crypto=crypto, now=now, request_id=rid, actor=agent)
