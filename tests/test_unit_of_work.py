@@ -55,7 +55,7 @@ async def test_a_201_is_readable_at_once_on_another_connection(app: FastAPI, ser
             created = await writer.post(
                 "/v1/staff/requests",
                 json={
-                    "request": {"type": "deletion", "categories": ["marketing"]},
+                    "request": {"type": "deletion", "categories": ["identity"]},
                     "identifiers": {"phone": f"010-5{n:03d}-{n:04d}"},
                     "intake_channel": "phone",
                     "verification": {"method": "agent", "check": "callback_to_number_on_record"},

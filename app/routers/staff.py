@@ -27,6 +27,7 @@ from app.schemas.staff import (
     QueuePage,
     QueueRow,
     RefuseIn,
+    ResumeIn,
     StaffObjectionList,
     StaffObjectionOut,
     StaffRequestCreate,
@@ -220,13 +221,36 @@ async def extend_request(request_id: uuid.UUID, body: ExtendIn, ctx: DeciderDep)
 
 
 @router.post(
+    "/requests/{request_id}/resume",
+    response_model=QueueRow,
+    summary="The reason for postponing access has ended: give access now (privacy officer)",
+)
+async def resume_request(request_id: uuid.UUID, body: ResumeIn, ctx: DeciderDep) -> QueueRow:
+    request = await decisions.resume_request(
+        ctx.session,
+        crypto=ctx.crypto,
+        settings=ctx.settings,
+        now=ctx.now,
+        request_id=request_id,
+        actor=ctx.actor,
+        note=body.note,
+    )
+    return queue_row(request, ctx)
+
+
+@router.post(
     "/requests/{request_id}/withdraw",
     response_model=QueueRow,
     summary="Withdraw on the subject's behalf (they asked by phone or at the counter)",
 )
 async def withdraw_request(request_id: uuid.UUID, ctx: StaffDep) -> QueueRow:
     request = await decisions.withdraw_request(
-        ctx.session, crypto=ctx.crypto, now=ctx.now, request_id=request_id, actor=ctx.actor
+        ctx.session,
+        crypto=ctx.crypto,
+        settings=ctx.settings,
+        now=ctx.now,
+        request_id=request_id,
+        actor=ctx.actor,
     )
     return queue_row(request, ctx)
 
