@@ -160,15 +160,8 @@ async def approve_parts(
             now=now,
         )
     if partial:
-        await notify(
-            session,
-            crypto=crypto,
-            settings=settings,
-            request=request,
-            template="request_decided",
-            key=f"decided:{request.round}",
-            now=now,
-            explanation=explanation,
+        await _notify_decision(
+            session, crypto=crypto, settings=settings, request=request, now=now, note=explanation
         )
 
 
@@ -297,6 +290,21 @@ async def _refuse(
         },
         note=explanation,
     )
+    await _notify_decision(
+        session, crypto=crypto, settings=settings, request=request, now=now, note=explanation
+    )
+
+
+async def _notify_decision(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    settings: Settings,
+    request: DsrRequest,
+    now: datetime,
+    note: str | None,
+) -> None:
+    """The decision notice of this round (refusal or partial grant), with its explanation."""
     await notify(
         session,
         crypto=crypto,
@@ -305,7 +313,7 @@ async def _refuse(
         template="request_decided",
         key=f"decided:{request.round}",
         now=now,
-        explanation=explanation,
+        explanation=note,
     )
 
 
