@@ -15,10 +15,12 @@ from fastapi import FastAPI
 
 import app as app_package
 from app.errors import DomainError, WebhookUrlRefused
+from app.outbox.jobs import WorkerContext
+from app.outbox.worker import Worker
 from app.problems import _HTTP_CODES
 from app.requests.lifecycle import CANNOT, TRANSITIONS
 from app.webhooks.url_guard import check_webhook_url
-from app.worker import Worker, WorkerContext, build_registry
+from app.worker import build_registry
 from tests.support.lifecycle import OFFICER, make_subject, new_request, staff, submit
 from tests.support.servers import RecordingServer
 from tests.support.webhooks import attempts, notify, register
@@ -121,7 +123,7 @@ async def test_extend_accepts_a_plain_date_and_points_at_a_bad_one(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     subject = await make_subject(app)
-    request_id = await new_request(client, subject, "deletion")
+    request_id = await new_request(client, subject, "access")
     url = f"/v1/staff/requests/{request_id}/extend"
     officer = staff(app, *OFFICER)
     reason = "보관 의무 확인에 시간이 필요합니다."
@@ -320,3 +322,4 @@ async def test_a_refused_delivery_says_why_in_its_log_line(
     assert line.__dict__["outcome"] == "refused"
     assert line.__dict__["reason"].startswith("destination refused: ")
     assert "private" in line.__dict__["reason"]
+

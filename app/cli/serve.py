@@ -26,7 +26,8 @@ from app.demo.load import DEMO_SUBJECT
 from app.demo.state import load_state, remember_service
 from app.main import create_app, http_client
 from app.migrate import upgrade
-from app.worker import Worker, build_context, build_registry
+from app.outbox.worker import Worker
+from app.worker import build_context, build_registry
 
 
 def serve(
