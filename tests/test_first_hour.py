@@ -6,6 +6,7 @@ import importlib
 import logging
 import pkgutil
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ import pytest
 from fastapi import FastAPI
 
 import app as app_package
+from app.clock import FrozenClock
 from app.errors import DomainError, WebhookUrlRefused
-from app.outbox.jobs import WorkerContext
+from app.outbox.jobs import PeriodicJob, Registry, WorkerContext
 from app.outbox.worker import Worker
 from app.problems import _HTTP_CODES
 from app.requests.lifecycle import CANNOT, TRANSITIONS
@@ -323,3 +325,26 @@ async def test_a_refused_delivery_says_why_in_its_log_line(
     assert line.__dict__["reason"].startswith("destination refused: ")
     assert "private" in line.__dict__["reason"]
 
+
+# --- periodic jobs log only when they did something -------------------------------------------
+
+
+async def test_a_periodic_job_that_did_nothing_logs_at_debug_only(
+    worker: Worker, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    counts = iter([0, 3])
+
+    async def run(ctx: WorkerContext) -> int:
+        return next(counts)
+
+    job = PeriodicJob("probe.every-second", timedelta(seconds=1), run)
+    loop = Worker(worker.ctx, Registry(periodic=[job]))
+    caplog.set_level(logging.DEBUG, logger="dsr.worker")
+    await loop.run_periodic()  # nothing to do: DEBUG, not on a dev console at INFO
+    clock.advance(timedelta(seconds=2))
+    await loop.run_periodic()  # did something: INFO
+    done = [r for r in caplog.records if r.__dict__.get("event") == "worker.periodic"]
+    assert [(r.levelno, r.__dict__["count"]) for r in done] == [
+        (logging.DEBUG, 0),
+        (logging.INFO, 3),
+    ]
