@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Path(".dsr")
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] | None = Field(
+        default=None, description="text (a readable line) or json; unset: text in dev, else json"
+    )
     public_base_url: str = "http://127.0.0.1:8000"
 
     # Key material: 32 random bytes, base64 (url-safe or standard).

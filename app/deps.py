@@ -25,7 +25,7 @@ from app.clock import Clock
 from app.config import Settings
 from app.crypto import Crypto
 from app.db import Database
-from app.errors import CommitFailed, Forbidden, Unauthenticated
+from app.errors import CommitFailed, CredentialsMissing, Forbidden
 from app.security import Principal, Role, TokenService
 from app.subjects import identifiers
 
@@ -110,7 +110,7 @@ async def get_principal(
 ) -> Principal:
     """The verified caller (any issuer, any kind); 401 without a valid bearer token."""
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthenticated("A bearer token is required.")
+        raise CredentialsMissing("A bearer token is required.")
     now = clock.now()
     authentication = await tokens.authenticate(credentials.credentials, now=now, http=http)
     if authentication.identifier is not None:

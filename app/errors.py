@@ -24,15 +24,15 @@ class DomainError(Exception):
 
 
 class InvalidInput(DomainError):
+    """The body or query is not valid: the same code as a schema error (one code per kind)."""
+
     status = 422
-    code = "invalid-input"
+    code = "validation-failed"
     title = "The request is not valid"
 
 
 class ValidationFailed(InvalidInput):
     """One body field is not valid; names it by JSON pointer, never echoes its value."""
-
-    code = "validation-failed"
 
     def __init__(self, pointer: str, message: str) -> None:
         super().__init__(
@@ -42,13 +42,24 @@ class ValidationFailed(InvalidInput):
 
 
 class Unauthenticated(DomainError):
+    """A bearer token was sent and does not verify."""
+
     status = 401
     code = "unauthenticated"
     title = "Authentication required"
+    # RFC 6750 3.1: the error code only when the request carried a token.
+    challenge: ClassVar[str | None] = 'Bearer error="invalid_token"'
 
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
         super().__init__(detail, **extra)
-        self.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        if self.challenge:
+            self.headers["WWW-Authenticate"] = self.challenge
+
+
+class CredentialsMissing(Unauthenticated):
+    """No bearer token at all: challenge without an error code (RFC 6750 3.1)."""
+
+    challenge = "Bearer"
 
 
 class Forbidden(DomainError):
@@ -72,6 +83,17 @@ class Conflict(DomainError):
 class IllegalTransition(Conflict):
     code = "illegal-transition"
     title = "Not allowed in the request's current state"
+
+
+class ReportNotReady(Conflict):
+    """The access report is still being prepared: try again after Retry-After."""
+
+    code = "report-not-ready"
+    title = "The access report is not ready yet"
+
+    def __init__(self, detail: str, *, status: str, retry_after: int) -> None:
+        super().__init__(detail, current_status=status)
+        self.headers["Retry-After"] = str(retry_after)
 
 
 class DuplicateRequest(Conflict):
@@ -178,3 +200,5 @@ class WebhookUrlRefused(InvalidInput):
 class SignatureInvalid(Unauthenticated):
     code = "signature-invalid"
     title = "The signature does not verify"
+    # Partners authenticate with Standard Webhooks signatures, not bearer tokens.
+    challenge = None

@@ -90,6 +90,7 @@ class BodySizeLimitMiddleware:
                 "detail": f"The body exceeds {self.max_bytes} bytes.",
                 "code": "payload-too-large",
                 "instance": scope.get("path", ""),
+                "request_id": scope.get("state", {}).get("request_id"),
             }
         ).encode()
         await send(

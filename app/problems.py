@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -70,17 +70,89 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# pydantic prefixes the message of a ValueError/AssertionError raised in a validator.
+_MESSAGE_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def _message(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", "invalid"))
+    for prefix in _MESSAGE_PREFIXES:
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
+
+
+def _is_json(content_type: str | None) -> bool:
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    return mime == "application/json" or (
+        mime.startswith("application/") and mime.endswith("+json")
+    )
+
+
+def _expects_json_body(request: Request) -> bool:
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    return body_field is not None and not isinstance(body_field.field_info, params.Form)
+
+
+def _unsupported_media_type(request: Request) -> JSONResponse:
+    # Accept-Post / Accept-Patch name what the endpoint takes (RFC 5789, W3C LDP).
+    accept = {"POST": "Accept-Post", "PATCH": "Accept-Patch"}.get(request.method)
+    headers = {accept: "application/json"} if accept else {}
+    return problem(
+        request,
+        status=415,
+        code="unsupported-media-type",
+        title="Unsupported media type",
+        detail="Send the body as JSON, with the header Content-Type: application/json.",
+        headers=headers or None,
+    )
+
+
+def _malformed_json(request: Request, error: dict[str, Any], document: Any) -> JSONResponse:
+    """The parser's reason and where it stopped; a character offset is not a JSON pointer."""
+    loc = tuple(error.get("loc", ()))
+    position = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    reason = str((error.get("ctx") or {}).get("error") or "not valid JSON")
+    detail = f"The body is not valid JSON: {reason}"
+    if position is not None:
+        detail += f" at character {position}"
+        if isinstance(document, str | bytes):
+            text = document if isinstance(document, str) else document.decode("utf-8", "replace")
+            line = text.count("\n", 0, position) + 1
+            column = position - (text.rfind("\n", 0, position) + 1) + 1
+            detail += f" (line {line}, column {column})"
+    return problem(
+        request,
+        status=422,
+        code="validation-failed",
+        title="The request is not valid",
+        detail=detail + ".",
+        errors=[{"location": "body", "message": detail + ".", "type": "json_invalid"}],
+    )
+
+
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    raw = list(exc.errors())
+    whole_body = [error for error in raw if tuple(error.get("loc", ())) == ("body",)]
+    if (
+        whole_body
+        and _expects_json_body(request)
+        and not _is_json(request.headers.get("content-type"))
+    ):
+        return _unsupported_media_type(request)
+    for error in raw:
+        if error.get("type") == "json_invalid":
+            return _malformed_json(request, error, exc.body)
     # Never echo the input: it is often personal data.
     errors = [
         {
             "pointer": _pointer(tuple(error.get("loc", ()))),
             "location": error.get("loc", ("body",))[0],
-            "message": error.get("msg", "invalid"),
+            "message": _message(error),
             "type": error.get("type", "value_error"),
         }
-        for error in exc.errors()
+        for error in raw
     ]
     return problem(
         request,

@@ -132,7 +132,7 @@ async def test_no_report_before_fulfilment_and_gone_after_expiry(
 ) -> None:
     subject, request_id = await request_access(app, client)
     early = await client.get(f"/v1/requests/{request_id}/report", headers=subject.headers)
-    assert early.status_code == 404
+    assert early.status_code == 409 and early.json()["code"] == "report-not-ready"
     await worker.drain()
     clock.advance(timedelta(days=app.state.settings.access_report_ttl_days + 1))
     await worker.run_periodic()

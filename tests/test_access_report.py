@@ -127,7 +127,7 @@ async def test_demo_subject_report_lists_every_item_in_both_roles(
     assert items[("marketing_contacts", "subscriber", "phone")] == ["01055550001"]
     assert items[("access_logs", "account", "ip_address")] == [s.ip_address]
     records = {(i.collection, i.role): i.records for i in report.items}
-    assert records[("deliveries", "sender")] == len(s.sent_with)
+    assert records[("deliveries", "sender")] == len(s.sent_with) + 1  # one under way
     assert records[("deliveries", "recipient")] == len(s.received_with)
     categories = {i.item: i.category for i in report.items}
     assert categories["customs_code"] == "customs" and categories["phone"] == "contact"
@@ -135,7 +135,7 @@ async def test_demo_subject_report_lists_every_item_in_both_roles(
         "010-****-0001",
         "d***********@example.com",
     ]
-    assert report.sources[0].name == "demo" and report.sources[0].records == 12
+    assert report.sources[0].name == "demo" and report.sources[0].records == 13
 
 
 async def test_the_other_party_on_a_delivery_is_left_out(
@@ -157,9 +157,9 @@ async def test_retention_and_legal_basis_per_item(
     delivery = rows[("deliveries", "phone")]
     assert delivery.rule == "contracts" and delivery.period == "5y"
     assert "전자상거래" in delivery.legal_basis.ko
-    assert delivery.records == len(DEMO_SUBJECT.sent_with) + len(DEMO_SUBJECT.received_with)
-    # The newest delivery (as recipient, 10 days ago) runs the clock.
-    assert delivery.retained_until == (FROZEN_AT - timedelta(days=10)).replace(year=2031)
+    assert delivery.records == len(DEMO_SUBJECT.sent_with) + 1 + len(DEMO_SUBJECT.received_with)
+    # The newest delivery (the parcel under way, sent yesterday) runs the clock.
+    assert delivery.retained_until == (FROZEN_AT - timedelta(days=1)).replace(year=2031)
     logs = rows[("access_logs", "ip_address")]
     assert logs.period == "3m" and "Communications Secrets" in logs.legal_basis.en
     assert rows[("email_counseling", "inquiry")].period == "3y"
@@ -179,7 +179,7 @@ async def test_processors_and_what_each_received(
     assert carriers | {"yuhan-technos", "lguplus"} == set(provided)
     assert provided["hct"].items == ["address", "name", "phone"]
     assert provided["hct"].name == "HCT" and provided["hct"].nation == "TW"
-    assert provided["hanjin"].records == 2  # once as sender, once as recipient
+    assert provided["hanjin"].records == 3  # twice as sender (one under way), once as recipient
     assert provided["yuhan-technos"].items == ["address", "customs_code", "name"]
     assert provided["lguplus"].items == ["name", "phone"]
     assert provided["hct"].first_provided_at is not None
@@ -355,7 +355,7 @@ async def test_http_source_is_in_the_report_and_its_values_are_escaped(
         report = await make_report(demo_loaded, settings, parse_datamap(data))
     items = held(report)
     assert items[("chats", "customer", "name")] == ["<script>alert(1)</script>"]
-    assert {s.name: s.records for s in report.sources} == {"crm": 1, "demo": 12}
+    assert {s.name: s.records for s in report.sources} == {"crm": 1, "demo": 13}
     assert "channel-corp" in {p.processor for p in report.third_parties}
     html = render_access_report_html(report)
     assert "<script>alert(1)</script>" not in html

@@ -181,7 +181,7 @@ async def test_bad_signatures_and_unknown_senders_are_refused(
     bad = {"webhook_id": webhook_id(message_id), "status": "done"}
     body, headers = signed(secret, bad, at=clock.now(), processor="hct")
     response = await client.post(url, content=body, headers=headers)
-    assert response.status_code == 422 and response.json()["code"] == "invalid-input"
+    assert response.status_code == 422 and response.json()["code"] == "validation-failed"
 
 
 async def test_a_processor_cannot_acknowledge_another_processors_notice(

@@ -153,7 +153,7 @@ async def test_deletion_erases_expired_separates_kept_and_notifies(
     before = await subject_deliveries(conn)
     sent = {t for t, r in before.items() if r["sender_phone"] == DEMO_SUBJECT.phone}
     received = set(before) - sent
-    assert OLD_TRACKING in sent and len(sent) == 5 and len(received) == 3
+    assert OLD_TRACKING in sent and len(sent) == 6 and len(received) == 3
     request_id = await approved_deletion(app, client)
 
     await worker.drain()
@@ -186,7 +186,7 @@ async def test_deletion_erases_expired_separates_kept_and_notifies(
     by_collection: dict[str, list[store.RetainedSummary]] = {}
     for summary in kept:
         by_collection.setdefault(summary.collection, []).append(summary)
-    assert len(by_collection["deliveries"]) == 7  # not the six-year-old one
+    assert len(by_collection["deliveries"]) == 8  # not the six-year-old one
     assert OLD_TRACKING not in {s.record_key for s in kept}
     assert {s.role for s in by_collection["deliveries"]} == {"sender", "recipient"}
     assert len(by_collection["intl_reservations"]) == 1
@@ -337,7 +337,7 @@ async def test_deletion_of_nothing_kept_completes_fully(
         await demo_db.fetchval(
             "SELECT count(*) FROM demo.deliveries WHERE sender_phone = $1", DEMO_SUBJECT.phone
         )
-        == 5
+        == 6
     )
 
 

@@ -74,7 +74,7 @@ async def test_dsr_demo_creates_the_documented_subject(scratch_url: str, tmp_pat
         )
         assert code[0] == "P" and len(code) == 13 and code[1:].isdigit()
         total = await conn.fetchval("SELECT count(*) FROM demo.deliveries")
-        assert total == 50 * 2 + 7
+        assert total == 50 * 2 + 8
         assert await conn.fetchval("SELECT count(*) FROM demo.carriers") == len(PROCESSORS)
     finally:
         await conn.close()
@@ -86,7 +86,7 @@ async def test_dsr_demo_creates_the_documented_subject(scratch_url: str, tmp_pat
     assert reset.returncode == 0 and "demo schema loaded" in reset.stdout
     conn = await connect(scratch_url)
     try:
-        assert await conn.fetchval("SELECT count(*) FROM demo.deliveries") == 5 * 5 + 7
+        assert await conn.fetchval("SELECT count(*) FROM demo.deliveries") == 5 * 5 + 8
     finally:
         await conn.close()
 

@@ -93,7 +93,7 @@ async def test_officers_register_list_read_and_change_processors(
         json={
             "code": "hct",
             "name": "HCT",
-            "nation": "Taiwan",
+            "nation": "TW",
             "contact": "privacy@hct.example",
             "webhook_url": f"{receiver.url}/in",
             "events": ["personal_data.corrected", "personal_data.deleted"],
@@ -143,7 +143,7 @@ async def test_registration_failure_paths(
     client: httpx.AsyncClient, staff_headers: Any, receiver: Any
 ) -> None:
     headers = staff_headers("privacy_officer")
-    good = {"code": "hct", "name": "HCT", "nation": "Taiwan", "webhook_url": receiver.url}
+    good = {"code": "hct", "name": "HCT", "nation": "TW", "webhook_url": receiver.url}
     assert (await client.post("/v1/processors", json=good, headers=headers)).status_code == 201
 
     response = await client.post("/v1/processors", json=good, headers=headers)

@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from jose import jwk, jwt
 
 from app.clock import FrozenClock
-from app.config import KEY_FIELDS, ConfigError, Settings, new_key
+from app.config import KEY_FIELDS, ConfigError, Settings, ensure_keys, new_key
 from app.db import Database
 from app.errors import ServiceUnavailable, Unauthenticated
 from app.security import (
@@ -733,6 +733,7 @@ def run_cli(
 
 
 def test_dsr_token_prints_a_dev_staff_token(tmp_path: Path) -> None:
+    ensure_keys(Settings(env="dev", data_dir=tmp_path))  # the keys `dsr serve` made
     result = run_cli(
         tmp_path, "--role", "privacy_officer", "--role", "admin", "--sub", "dpo", "--ttl", "8h"
     )

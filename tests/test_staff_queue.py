@@ -101,7 +101,7 @@ async def test_filters_and_counts(
     assert row["reference"] == row["id"].replace("-", "")[:8].upper()
     assert "body" not in row and "identifiers" not in row
     bad = await client.get("/v1/staff/requests?cursor=not-a-cursor", headers=agent)
-    assert bad.status_code == 422 and bad.json()["code"] == "invalid-input"
+    assert bad.status_code == 422 and bad.json()["code"] == "validation-failed"
     wrong = await client.get("/v1/staff/requests?status=lost", headers=agent)
     assert wrong.status_code == 422
 

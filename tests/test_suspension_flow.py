@@ -95,6 +95,11 @@ async def test_delivery_suspension_tells_each_carrier_its_own_parcels(
     receiver: RecordingServer,  # noqa: F811
     secrets: dict[str, str],  # noqa: F811
 ) -> None:
+    async with db.transaction() as session:  # the demo's parcel under way arrives
+        await session.execute(
+            sa.text("UPDATE demo.deliveries SET delivered_at = now() WHERE tracking_no = :t"),
+            {"t": DEMO_SUBJECT.under_way_tracking},
+        )
     before = await deliveries(db)
     mine = [
         r
@@ -130,14 +135,13 @@ async def test_in_flight_delivery_is_a_partial_refusal_under_37_2_4(
     receiver: RecordingServer,  # noqa: F811
     secrets: dict[str, str],  # noqa: F811
 ) -> None:
-    async with db.transaction() as session:
-        await session.execute(
-            sa.text(
-                "UPDATE demo.deliveries SET delivered_at = NULL"
-                " WHERE id = (SELECT min(id) FROM demo.deliveries WHERE sender_phone = :p)"
-            ),
-            {"p": DEMO_SUBJECT.phone},
-        )
+    # The demo subject's parcel under way, as loaded (README: the in-flight refusal).
+    under_way = await rows(
+        db,
+        "SELECT delivered_at FROM demo.deliveries WHERE tracking_no = :t",
+        t=DEMO_SUBJECT.under_way_tracking,
+    )
+    assert [r["delivered_at"] for r in under_way] == [None]
     subject = await make_subject(app, DEMO_PHONE)
     request_id = await submit(client, subject, "suspension", ["delivery", "marketing"])
     await approve(app, client, request_id)

@@ -9,7 +9,7 @@ import typer
 from app.audit import trail
 from app.cli.common import load_settings, open_database
 
-app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
+app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command()

@@ -4,28 +4,69 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 import typer
 
 from app.config import ConfigError, Settings, check_production, ensure_keys, get_settings
 from app.db import Database, database_url, stop_embedded
+from app.demo.state import load_state
 from app.observability import configure_logging
 
 T = TypeVar("T")
 
 
+@dataclass
+class ConsoleOptions:
+    """Set once by the root `dsr` callback (`dsr --verbose …`), read by every command."""
+
+    verbose: bool = False
+
+
+CONSOLE = ConsoleOptions()
+
+
+def set_verbose(verbose: bool) -> None:
+    CONSOLE.verbose = verbose
+    if not verbose:
+        # platformdirs warns on every start of the embedded server when there is no session bus
+        # (containers, ssh); it falls back to /tmp and nothing is wrong.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+
+def read_settings() -> Settings:
+    """Settings from the environment, nothing written; exits with the reason."""
+    try:
+        return get_settings()
+    except (ConfigError, ValueError) as exc:
+        typer.secho(f"configuration error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+
+
 def load_settings() -> Settings:
     """Settings from the environment, keys filled (dev) or checked (prod); exits with the reason."""
     try:
-        settings = ensure_keys(get_settings())
+        settings = ensure_keys(read_settings())
         check_production(settings)
     except ConfigError as exc:
         typer.secho(f"configuration error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None
-    configure_logging(settings.log_level)
+    fmt = settings.log_format or ("text" if settings.env == "dev" else "json")
+    configure_logging(settings.log_level, fmt=fmt, verbose=CONSOLE.verbose)
+    return settings
+
+
+def with_demo_webhooks(settings: Settings, *, demo: bool = False) -> Settings:
+    """In dev, allow the stand-in partner's 127.0.0.1 URLs when serving the demo (``--demo``,
+    or a data dir that `dsr serve --demo` or `dsr demo` loaded before)."""
+    if settings.env != "dev" or settings.allow_private_webhooks:
+        return settings
+    if demo or load_state(settings.data_dir) is not None:
+        return settings.model_copy(update={"allow_private_webhooks": True})
     return settings
 
 

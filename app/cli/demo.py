@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import typer
 import uvicorn
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.cli.common import load_settings
+from app.cli.common import (
+    embedded_database_stopped_on_exit,
+    load_settings,
+    open_database,
+    read_settings,
+)
 from app.config import Settings
 from app.crypto import Crypto
 from app.datamap.connectors.postgres import connect
 from app.datamap.loader import datamap_path
 from app.db import Database, database_url
-from app.demo.load import DEMO_SUBJECT, DemoLoaded, load_demo, write_demo_datamap
-from app.demo.partner import load_secrets, partner_app, save_secrets
+from app.demo.load import DEMO_SUBJECT, DemoLoaded, demo_present, load_demo, write_demo_datamap
+from app.demo.partner import load_secrets, partner_app, point_processors_at, save_secrets
 from app.demo.processors import PROCESSORS
+from app.demo.state import load_state, mark_demo, remember_partner
 from app.migrate import upgrade
+from app.schemas.processors import SEVERAL_NATIONS
 from app.webhooks import processors
 
 
@@ -27,6 +35,8 @@ async def _load(
 ) -> DemoLoaded:
     conn = await connect(url)
     try:
+        if not reset and await demo_present(conn):
+            return DemoLoaded(created=False, rows=0)  # before any progress bar: nothing to do
         if not show_progress:
             return await load_demo(
                 conn,
@@ -57,7 +67,7 @@ async def _load(
         await conn.close()
 
 
-async def _seed_processors(settings: Settings, url: str) -> None:
+async def _seed_processors(settings: Settings, url: str, *, partner_url: str | None = None) -> None:
     """Register the policy's section 3 processors, pointing at the stand-in partner."""
     db = Database.connect(url, pool_size=1)
     try:
@@ -67,10 +77,10 @@ async def _seed_processors(settings: Settings, url: str) -> None:
                 crypto=Crypto.from_settings(settings),
                 now=datetime.now(UTC),
                 processors=[
-                    {"code": p.code, "name": p.name, "nation": p.nation or "other"}
+                    {"code": p.code, "name": p.name, "nation": p.nation or SEVERAL_NATIONS}
                     for p in PROCESSORS
                 ],
-                webhook_base_url=settings.demo_partner_url,
+                webhook_base_url=partner_url or settings.demo_partner_url,
             )
     finally:
         await db.dispose()
@@ -88,6 +98,8 @@ def ensure_demo(
     show_progress: bool = True,
 ) -> DemoLoaded:
     """Load the demo schema unless present (or reset) and write its data map."""
+    # Remembered first: a later `dsr serve` keeps allowing the partner's 127.0.0.1 URLs.
+    state = mark_demo(settings.data_dir, partner_url=settings.demo_partner_url)
     loaded = asyncio.run(
         _load(
             url,
@@ -98,7 +110,7 @@ def ensure_demo(
             show_progress=show_progress,
         )
     )
-    asyncio.run(_seed_processors(settings, url))
+    asyncio.run(_seed_processors(settings, url, partner_url=state.partner_url))
     path = datamap_path(settings)
     if not write_demo_datamap(path):
         typer.secho(
@@ -135,18 +147,56 @@ def demo(
 
 
 def demo_partner(
-    port: int = typer.Option(8900, help="Port of the stand-in partner (DSR_DEMO_PARTNER_URL)"),
+    port: int | None = typer.Option(
+        None,
+        help="Port of the stand-in partner; the demo processors are re-pointed to it "
+        "[default: the last one, else 8900 (DSR_DEMO_PARTNER_URL)]",
+    ),
     no_ack: bool = typer.Option(False, "--no-ack", help="Receive only; do not acknowledge"),
 ) -> None:
     """Run a stand-in partner carrier that verifies the demo processors' webhooks."""
-    settings = load_settings()
-    secrets = load_secrets(settings.data_dir)
+    raw = read_settings()
+    secrets = load_secrets(raw.data_dir)
     if not secrets:
-        typer.secho("no demo processors yet: run `dsr demo` first", err=True, fg="red")
+        typer.secho(
+            f"no demo processors in {raw.data_dir.resolve()}: run `dsr demo` (or "
+            "`dsr serve --demo`) first, or point DSR_DATA_DIR at the service's data dir",
+            err=True,
+            fg="red",
+        )
         raise typer.Exit(2)
-    typer.echo(f"stand-in partner for {len(secrets)} processors on http://127.0.0.1:{port}")
-    app = partner_app(secrets, service_url=settings.public_base_url, acknowledge=not no_ack)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    settings = load_settings()
+    state = load_state(settings.data_dir)
+    current = state.partner_url if state else settings.demo_partner_url
+    listen = (urlsplit(current).port or 8900) if port is None else port
+    wanted = f"http://127.0.0.1:{listen}"
+    if wanted != current.rstrip("/"):
+        moved = _repoint(settings, codes=sorted(secrets), old_url=current, new_url=wanted)
+        remember_partner(settings.data_dir, wanted)
+        typer.echo(f"{moved} demo processors now send their webhooks to {wanted}")
+    # Acknowledge to where the service really listens: DSR_PUBLIC_BASE_URL when set, else the
+    # address `dsr serve` last used in this data dir.
+    explicit = "public_base_url" in settings.model_fields_set
+    service_url = settings.public_base_url
+    if not explicit and state is not None and state.service_url:
+        service_url = state.service_url
+    typer.echo(
+        f"stand-in partner for {len(secrets)} processors on {wanted}, acknowledging to "
+        f"{service_url}"
+    )
+    app = partner_app(secrets, service_url=service_url, acknowledge=not no_ack)
+    uvicorn.run(app, host="127.0.0.1", port=listen, log_config=None, access_log=False)
+
+
+def _repoint(settings: Settings, *, codes: list[str], old_url: str, new_url: str) -> int:
+    async def main() -> int:
+        async with open_database(settings) as db, db.transaction() as session:
+            return await point_processors_at(
+                session, now=datetime.now(UTC), codes=codes, old_url=old_url, new_url=new_url
+            )
+
+    with embedded_database_stopped_on_exit(settings):
+        return asyncio.run(main())
 
 
 def register(cli: typer.Typer) -> None:

@@ -10,7 +10,12 @@ from typing import Any
 import typer
 import uvicorn
 
-from app.cli.common import embedded_database_stopped_on_exit, load_settings, open_database
+from app.cli.common import (
+    embedded_database_stopped_on_exit,
+    load_settings,
+    open_database,
+    with_demo_webhooks,
+)
 from app.cli.demo import ensure_demo
 from app.clock import SystemClock
 from app.config import ConfigError
@@ -18,6 +23,7 @@ from app.crypto import Crypto
 from app.datamap.loader import load_configured_datamap
 from app.db import database_url
 from app.demo.load import DEMO_SUBJECT
+from app.demo.state import load_state, remember_service
 from app.main import create_app, http_client
 from app.migrate import upgrade
 from app.outbox.worker import Worker
@@ -36,9 +42,10 @@ def serve(
     settings = load_settings()
     if no_worker:
         settings = settings.model_copy(update={"run_worker": False})
-    if with_demo and settings.env == "dev":
-        # The demo's processors are the stand-in partner on 127.0.0.1 (`dsr demo-partner`).
-        settings = settings.model_copy(update={"allow_private_webhooks": True})
+    # The demo's processors are the stand-in partner on 127.0.0.1 (`dsr demo-partner`); a data
+    # dir that holds the demo keeps allowing them after a restart without --demo.
+    remembered = not with_demo and load_state(settings.data_dir) is not None
+    settings = with_demo_webhooks(settings, demo=with_demo)
     with embedded_database_stopped_on_exit(settings):
         url = database_url(settings)
         upgrade(url)
@@ -50,6 +57,15 @@ def serve(
         except ConfigError as exc:
             typer.secho(f"configuration error: {exc}", err=True, fg=typer.colors.RED)
             raise typer.Exit(2) from None
+        if remembered and settings.allow_private_webhooks:
+            typer.echo(
+                f"{settings.data_dir} holds the demo: webhooks to 127.0.0.1 (the demo partner) "
+                "are allowed"
+            )
+        if load_state(settings.data_dir) is not None:
+            # Where `dsr demo-partner` sends its acknowledgements.
+            local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+            remember_service(settings.data_dir, f"http://{local}:{port}")
         typer.echo(f"qx-dsr on http://{host}:{port} (API docs at /docs)")
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
@@ -58,7 +74,7 @@ def worker(
     once: bool = typer.Option(False, "--once", help="Send what is due, then exit"),
 ) -> None:
     """Run the worker loop alone (scale out with several on one database)."""
-    settings = load_settings()
+    settings = with_demo_webhooks(load_settings())
     try:
         datamap = load_configured_datamap(settings)
     except ConfigError as exc:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import typer
 
-from app.cli.common import load_settings
+from app.cli.common import load_settings, read_settings
 from app.clock import SystemClock
 from app.security import Role, TokenService
 
@@ -31,7 +31,7 @@ def token(
     ttl: str = typer.Option("1h", "--ttl", help="Lifetime: seconds, or 90m, 8h, 1d"),
 ) -> None:
     """Print a staff or service token signed with the dev key (refused when DSR_ENV=prod)."""
-    settings = load_settings()
+    settings = read_settings()
     if settings.env == "prod":
         typer.secho(
             "dsr token is for development: in prod, staff and service tokens come from the "
@@ -46,6 +46,19 @@ def token(
         raise typer.BadParameter(
             f"unknown role; use {', '.join(sorted(known))}", param_hint="--role"
         )
+    keys = (settings.data_dir / "keys.json").resolve()
+    if not settings.token_signing_key and not keys.exists():
+        # A key made up here would sign tokens the running service rejects (401).
+        typer.secho(
+            f"no development keys at {keys}: dsr token signs with the key of the service, "
+            "which `dsr serve` keeps in its data dir. Run dsr token in the folder where you "
+            "ran dsr serve, or point DSR_DATA_DIR at that data dir "
+            "(or set DSR_TOKEN_SIGNING_KEY to the service's key).",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(2)
+    settings = load_settings()
     issued = TokenService(settings).issue_staff_token(
         sub=sub, roles=list(dict.fromkeys(role)), now=SystemClock().now(), ttl=parse_ttl(ttl)
     )

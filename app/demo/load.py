@@ -42,6 +42,15 @@ class DemoSubject:
     # Carriers of the demo subject's deliveries, by role.
     sent_with: tuple[str, ...] = ("hct", "yamato", "ninjavan", "hanjin")
     received_with: tuple[str, ...] = ("sf-express", "dhlec-my", "hanjin")
+    # A parcel still under way (handed over, not delivered): a suspension of "delivery" is then
+    # refused in part (PIPA Art. 37(2)4), as the README shows.
+    under_way_with: str = "hanjin"
+    under_way_tracking: str = "HAN2026DEMO01"
+    under_way_to: tuple[str, str, str] = (
+        "박서준",
+        "010-5555-0002",
+        "부산광역시 해운대구 센텀중앙로 79, 1401호",
+    )
 
     @property
     def person(self) -> Person:
@@ -172,7 +181,9 @@ class DemoGenerator:
 
     def __init__(self, *, now: datetime, seed: int = 2026) -> None:
         self.now = now
-        self.factory = PeopleFactory(seed, reserved_phones={DEMO_SUBJECT.phone_e164})
+        self.factory = PeopleFactory(
+            seed, reserved_phones={DEMO_SUBJECT.phone_e164, "+821055550002"}
+        )
         self.rng = self.factory.rng
         self.rows = Rows()
         self.known: list[Person] = []
@@ -228,6 +239,19 @@ class DemoGenerator:
                 me_as_recipient,
                 created=self.now - timedelta(days=10 + 25 * index),
             )
+        # Fixed values, no draw from the generator: the generated people stay the same.
+        created = self.now - timedelta(days=1)
+        self.rows.add(
+            "deliveries",
+            s.under_way_tracking,
+            s.under_way_with,
+            *me_as_sender,
+            *s.under_way_to,
+            4000,
+            created,
+            created + timedelta(hours=3),
+            None,
+        )
         created = self.now - timedelta(days=75)
         self.rows.add(
             "intl_reservations",

@@ -14,12 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from app.audit import trail
+from app.models import Processor
 
 SECRETS_FILE = "demo-partner-secrets.json"
 
@@ -44,6 +49,37 @@ def save_secrets(data_dir: Path, secrets: dict[str, str]) -> None:
 def load_secrets(data_dir: Path) -> dict[str, str]:
     path = secrets_path(data_dir)
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+async def point_processors_at(
+    session: AsyncSession, *, now: datetime, codes: list[str], old_url: str, new_url: str
+) -> int:
+    """Move the demo processors still on the stand-in partner's old address to its new one.
+
+    A URL someone changed by hand (not ``<old_url>/<code>``) is left alone. Returns how many moved.
+    """
+    old, new = old_url.rstrip("/"), new_url.rstrip("/")
+    rows = (await session.exec(select(Processor).where(col(Processor.code).in_(codes)))).all()
+    moved = 0
+    for processor in rows:
+        if processor.webhook_url != f"{old}/{processor.code}":
+            continue
+        processor.webhook_url = f"{new}/{processor.code}"
+        processor.updated_at = now
+        session.add(processor)
+        await trail.record(
+            session,
+            now=now,
+            actor="cli:demo-partner",
+            role="system",
+            action="processor.updated",
+            target_type="processor",
+            target_id=processor.code,
+            details={"fields": ["webhook_url"], "state": processor.state},
+        )
+        moved += 1
+    await session.flush()
+    return moved
 
 
 def signed_acknowledgement(

@@ -17,13 +17,17 @@ from app.audit import trail
 from app.audit.actors import Actor
 from app.config import Settings
 from app.crypto import Crypto
-from app.errors import NotFound
+from app.errors import NotFound, ReportNotReady
 from app.fulfilment import common
 from app.fulfilment.access import AccessReportReady
 from app.fulfilment.reports.store import load_access_report
 from app.requests import queries
 from app.schemas.reports import AccessReport
 from app.vocabulary import WITHHOLDING_TO_REFUSAL_GROUND
+
+# Seconds to wait before asking again for a report still being prepared: the worker builds it
+# within seconds once approved; a request still waiting for review may wait for staff.
+RETRY_AFTER_SECONDS = {"in_progress": 2, "received": 60, "in_review": 60}
 
 
 def access_report_ready(*, crypto: Crypto, settings: Settings) -> AccessReportReady:
@@ -71,9 +75,18 @@ async def download_access_report(
     )
     if request.type != "access":
         raise NotFound("No such access request.")
-    report = await load_access_report(
-        session, crypto=crypto, request_id=request.id, subject=None, now=now
-    )
+    try:
+        report = await load_access_report(
+            session, crypto=crypto, request_id=request.id, subject=None, now=now
+        )
+    except NotFound:
+        if request.status in RETRY_AFTER_SECONDS:
+            raise ReportNotReady(
+                "The access report is being prepared: ask again when the request is completed.",
+                status=request.status,
+                retry_after=RETRY_AFTER_SECONDS[request.status],
+            ) from None
+        raise
     actor = Actor.subject(subject_index, client_ip)
     await trail.record(
         session,

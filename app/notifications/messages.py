@@ -19,6 +19,7 @@ import jinja2
 from app.config import Settings
 from app.crypto import Crypto
 from app.models import OutboxMessage
+from app.observability import dev_console_line
 from app.outbox import queue
 from app.outbox.jobs import Outcome, Retry, Sent, WorkerContext
 
@@ -103,9 +104,13 @@ async def send_notice(
     if url is None:
         if settings.env == "dev":
             # Development without a gateway: show the message so a person can try the flow.
-            print(
-                f"[dsr dev {payload['channel']} to {payload['to']}] {payload['body']}", flush=True
-            )
+            code = (payload.get("variables") or {}).get("code")
+            if payload.get("template") == "verification_code" and code:
+                dev_console_line(f"one-time code {code} ({payload['channel']} to {payload['to']})")
+            else:
+                dev_console_line(
+                    f"[dsr dev {payload['channel']} to {payload['to']}] {payload['body']}"
+                )
             return True, None
         return False, "no gateway configured"
     body = {key: payload.get(key) for key in ("channel", "to", "template", "variables", "body")}

@@ -181,7 +181,9 @@ class Worker:
                 session, job=job.name, slot=slot, now=self.ctx.clock.now(), count=count, error=error
             )
         if error is None:
-            logger.info(
+            # A job that found nothing to do (audit.seal every 2 s) is not news on the console.
+            logger.log(
+                logging.INFO if count else logging.DEBUG,
                 "periodic job done",
                 extra={"event": "worker.periodic", "job": job.name, "count": count},
             )

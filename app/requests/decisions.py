@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -22,6 +22,7 @@ from app.models import DsrRequest
 from app.models.requests import OPEN_STATUSES
 from app.requests import deadlines, holds
 from app.requests.lifecycle import (
+    STATUS_WORDS,
     check_four_eyes,
     check_ground,
     check_refusal_proposed,
@@ -65,7 +66,8 @@ async def propose_refusal(
     request = await lock_request(session, request_id)
     if request.status != "in_review":
         raise IllegalTransition(
-            f"A refusal can only be proposed in review; the request is {request.status}.",
+            "A refusal can only be proposed in review; "
+            f"the request is {STATUS_WORDS[request.status]}.",
             current_status=request.status,
             action="propose_refusal",
         )
@@ -180,7 +182,7 @@ async def approve_request(
     request = await lock_request(session, request_id)
     if request.status != "in_review":
         raise IllegalTransition(
-            f"A request that is {request.status} cannot be approved.",
+            f"A request that is {STATUS_WORDS[request.status]} cannot be approved.",
             current_status=request.status,
             action="approve",
         )
@@ -235,7 +237,7 @@ async def refuse_request(
         raise Forbidden("Only a privacy officer refuses a request; propose the refusal instead.")
     if request.status != "in_review":
         raise IllegalTransition(
-            f"A request that is {request.status} cannot be refused.",
+            f"A request that is {STATUS_WORDS[request.status]} cannot be refused.",
             current_status=request.status,
             action="refuse",
         )
@@ -326,13 +328,13 @@ async def extend_request(
     request_id: uuid.UUID,
     actor: Actor,
     reason: str,
-    new_due_at: datetime,
+    new_due_at: datetime | date,
 ) -> DsrRequest:
     """Postpone an access request's due date for a stated reason, and tell the subject both."""
     request = await lock_request(session, request_id)
     if request.status not in OPEN_STATUSES:
         raise IllegalTransition(
-            f"A request that is {request.status} has no deadline to extend.",
+            f"A request that is {STATUS_WORDS[request.status]} has no deadline to extend.",
             current_status=request.status,
             action="extend",
         )
@@ -349,7 +351,9 @@ async def extend_request(
             "(Decree Art. 42(2)). Decide the request now."
         )
     tz = settings.display_timezone
-    due = deadlines.end_of_local_day(deadlines.local_date(new_due_at, tz), tz)
+    # A plain date is a day in the display zone; a time names the day it falls on there.
+    day = deadlines.local_date(new_due_at, tz) if isinstance(new_due_at, datetime) else new_due_at
+    due = deadlines.end_of_local_day(day, tz)
     if due <= request.due_at:
         raise InvalidInput("The new due date must be after the current one.")
     latest = deadlines.due_after(request.received_at, days=settings.extension_max_days, tz=tz)
@@ -442,7 +446,8 @@ async def resume_request(
         raise PostponementNotAllowed("Only a postponed access request can be resumed.")
     if request.status not in ("received", "in_review"):
         raise IllegalTransition(
-            f"A request that is {request.status} is no longer waiting on its postponement.",
+            f"A request that is {STATUS_WORDS[request.status]} is no longer waiting on its "
+            "postponement.",
             current_status=request.status,
             action="resume",
         )

@@ -50,6 +50,27 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "reopen": (frozenset({"refused", "partially_completed"}), "in_review"),
 }
 
+# Each refusal written whole: a verb built from the action name reads "start reviewd".
+CANNOT = {
+    "start_review": "cannot be taken into review",
+    "approve": "cannot be approved",
+    "refuse": "cannot be refused",
+    "complete": "cannot be completed",
+    "complete_partially": "cannot be completed in part",
+    "withdraw": "cannot be withdrawn",
+    "reopen": "cannot be reopened",
+}
+# A status as words, for messages: "A request that is in review cannot be approved."
+STATUS_WORDS = {
+    "received": "received",
+    "in_review": "in review",
+    "in_progress": "in progress",
+    "completed": "completed",
+    "partially_completed": "partially completed",
+    "refused": "refused",
+    "withdrawn": "withdrawn",
+}
+
 Outcome = Literal["completed", "partially_completed"]
 SUBJECT_INDEXES = ARRAY(sa.String(64))
 KINDS: tuple[subjects.IdentifierKind, ...] = ("phone", "email")
@@ -172,7 +193,7 @@ async def transition(
     allowed, target = TRANSITIONS[action]
     if request.status not in allowed:
         raise IllegalTransition(
-            f"A request that is {request.status} cannot be {action.replace('_', ' ')}d.",
+            f"A request that is {STATUS_WORDS[request.status]} {CANNOT[action]}.",
             current_status=request.status,
             action=action,
         )
@@ -239,7 +260,9 @@ def check_ground(ground: str, request_type: str) -> None:
     if ground not in GROUNDS:
         raise InvalidInput("The refusal ground is not one of GET /v1/refusal-grounds.")
     if request_type not in GROUNDS[ground].applies_to:
-        raise InvalidInput(f"The ground {ground} does not apply to a {request_type} request.")
+        raise InvalidInput(
+            f"The ground {ground} does not apply to requests of type {request_type}."
+        )
 
 
 def check_refused_items(request: DsrRequest, refused: list[dict[str, str]]) -> None:

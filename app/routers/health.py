@@ -17,6 +17,12 @@ async def healthz() -> HealthStatus:
     return HealthStatus(status="ok")
 
 
+# Load balancers and `curl -I` probe with HEAD; kept out of the contract like any HEAD twin.
+@router.head("/healthz", include_in_schema=False)
+async def healthz_head() -> Response:
+    return Response(media_type="application/json")
+
+
 @router.get(
     "/readyz",
     response_model=HealthStatus,

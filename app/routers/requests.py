@@ -184,6 +184,11 @@ async def refusal_grounds() -> dict[str, Any]:
     summary="The access report (PIPA Art. 35): JSON, or a readable page with Accept: text/html",
     responses={
         200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+        409: {
+            **PROBLEM_RESPONSES[409],
+            "description": "Still being prepared (`report-not-ready`, the request's "
+            "`current_status`): ask again after `Retry-After` seconds",
+        },
         410: {"description": "The report has expired and was destroyed"},
     },
 )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.webhooks.signing import EVENT_TYPES, EventType
 
@@ -16,13 +16,49 @@ AckStatus = Literal["applied", "rejected"]
 
 CODE_PATTERN = r"^[a-z0-9][a-z0-9_-]{1,31}$"
 
+# ISO 3166-1 alpha-2, the officially assigned codes; ZZ (user-assigned, "unknown region" in
+# CLDR) for a processor serving several or unnamed countries (the policy's "other nations").
+_ALPHA2_CODES = """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR
+    BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ
+    EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW
+    GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY
+    KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV
+    MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY
+    QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG
+    TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM
+    ZW
+"""
+ISO_3166_ALPHA2 = frozenset(_ALPHA2_CODES.split())
+SEVERAL_NATIONS = "ZZ"
+
+
+def _nation(value: str) -> str:
+    code = value.upper()
+    if code != SEVERAL_NATIONS and code not in ISO_3166_ALPHA2:
+        raise ValueError(
+            "Use an ISO 3166-1 alpha-2 country code (KR, TW, JP), or ZZ for several countries."
+        )
+    return code
+
+
+Nation = Annotated[
+    str,
+    Field(
+        examples=["TW"],
+        json_schema_extra={"pattern": "^[A-Za-z]{2}$"},
+        description="ISO 3166-1 alpha-2 country code; ZZ for several or unnamed countries",
+    ),
+    AfterValidator(_nation),
+]
+
 
 class ProcessorCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(pattern=CODE_PATTERN, examples=["hct-tw"], description="Stable short code")
     name: str = Field(min_length=1, max_length=200, examples=["HCT"])
-    nation: str = Field(min_length=2, max_length=64, examples=["Taiwan"])
+    nation: Nation
     contact: str | None = Field(default=None, max_length=320, examples=["privacy@hct.example"])
     webhook_url: str = Field(max_length=2048, examples=["https://hooks.hct.example/qx-dsr"])
     events: list[EventType] = Field(
@@ -35,7 +71,7 @@ class ProcessorUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    nation: str | None = Field(default=None, min_length=2, max_length=64)
+    nation: Nation | None = None
     contact: str | None = Field(default=None, max_length=320)
     webhook_url: str | None = Field(default=None, max_length=2048)
     events: list[EventType] | None = Field(default=None, min_length=1)

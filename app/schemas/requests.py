@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.requests.bodies import normalise_new_value
 from app.vocabulary import CATEGORIES, ITEMS, PURPOSES, CategoryCode, ItemCode, PurposeCode
@@ -61,6 +61,20 @@ class EvidenceIn(BaseModel):
     reference: str | None = Field(default=None, max_length=200)
 
 
+_FIELDS_OF_TYPE: dict[str, set[str]] = {
+    "access": set(),
+    "correction": {"corrections", "evidence"},
+    "deletion": {"items", "categories"},
+    "suspension": {"purposes"},
+    "consent_withdrawal": {"purposes"},
+}
+_REQUIRED_FOR_TYPE: dict[str, set[str]] = {
+    "correction": {"corrections"},
+    "suspension": {"purposes"},
+    "consent_withdrawal": {"purposes"},
+}
+
+
 class RequestCreate(BaseModel):
     """A request. Fields beyond ``type`` depend on it:
 
@@ -76,44 +90,44 @@ class RequestCreate(BaseModel):
     locale: Literal["ko", "en"] | None = Field(
         default=None, description="language of notices (default: Korean)"
     )
-    corrections: list[CorrectionIn] | None = Field(default=None, min_length=1, max_length=20)
-    evidence: list[EvidenceIn] | None = Field(default=None, max_length=5)
-    items: list[ItemCode] | None = Field(default=None, min_length=1, max_length=len(ITEMS))
-    categories: list[CategoryCode] | None = Field(
-        default=None, min_length=1, max_length=len(CATEGORIES)
+    corrections: list[CorrectionIn] | None = Field(
+        default=None, min_length=1, max_length=20, validate_default=True
     )
-    purposes: list[PurposeCode] | None = Field(default=None, min_length=1, max_length=len(PURPOSES))
+    evidence: list[EvidenceIn] | None = Field(default=None, max_length=5, validate_default=True)
+    items: list[ItemCode] | None = Field(
+        default=None, min_length=1, max_length=len(ITEMS), validate_default=True
+    )
+    categories: list[CategoryCode] | None = Field(
+        default=None, min_length=1, max_length=len(CATEGORIES), validate_default=True
+    )
+    purposes: list[PurposeCode] | None = Field(
+        default=None, min_length=1, max_length=len(PURPOSES), validate_default=True
+    )
 
-    @model_validator(mode="after")
-    def _fields_fit_the_type(self) -> RequestCreate:
-        allowed = {
-            "access": set(),
-            "correction": {"corrections", "evidence"},
-            "deletion": {"items", "categories"},
-            "suspension": {"purposes"},
-            "consent_withdrawal": {"purposes"},
-        }[self.type]
-        given = {
-            name
-            for name in ("corrections", "evidence", "items", "categories", "purposes")
-            if getattr(self, name) is not None
-        }
-        extra = sorted(given - allowed)
-        if extra:
-            raise ValueError(f"{', '.join(extra)} not allowed for a {self.type} request")
-        if self.type == "correction" and self.corrections is None:
-            raise ValueError("corrections is required for a correction request")
-        if self.type in ("suspension", "consent_withdrawal") and self.purposes is None:
-            raise ValueError(f"purposes is required for a {self.type} request")
-        if self.corrections:
-            keys = [(entry.item, entry.record_ref) for entry in self.corrections]
-            if len(set(keys)) != len(keys):
-                raise ValueError("corrections names the same item and record twice")
-        for name in ("items", "categories", "purposes"):
-            values = getattr(self, name)
-            if values is not None:
-                setattr(self, name, list(dict.fromkeys(values)))
-        return self
+    # Checked per field (not on the whole model) so that each error points at its field.
+    @field_validator("corrections", "evidence", "items", "categories", "purposes")
+    @classmethod
+    def _fits_the_type(cls, value: list[Any] | None, info: ValidationInfo) -> list[Any] | None:
+        kind = info.data.get("type")
+        name = info.field_name
+        if kind is None or name is None:
+            return value  # the type itself is invalid; that error is reported
+        if value is not None and name not in _FIELDS_OF_TYPE[kind]:
+            raise ValueError(f"Not allowed when type is {kind}.")
+        if value is None and name in _REQUIRED_FOR_TYPE.get(kind, ()):
+            raise ValueError(f"Required when type is {kind}.")
+        if name == "corrections" and value:
+            seen: set[tuple[str, str | None]] = set()
+            for position, entry in enumerate(value):
+                key = (entry.item, entry.record_ref)
+                if key in seen:
+                    raise ValueError(
+                        f"Entry {position} names the same item and record as an earlier one."
+                    )
+                seen.add(key)
+        if name in ("items", "categories", "purposes") and value is not None:
+            return list(dict.fromkeys(value))
+        return value
 
     def body(self) -> dict[str, Any]:
         """The type-specific body as stored (encrypted)."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.schemas.processors import ProcessorConfirmationPublic
 from app.schemas.requests import (
@@ -31,6 +32,7 @@ GroundCode = Literal[
     "policy_6_3",
 ]
 Explanation = Annotated[str, Field(min_length=1, max_length=2000)]
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class IdentifiersIn(BaseModel):
@@ -44,7 +46,7 @@ class IdentifiersIn(BaseModel):
     @model_validator(mode="after")
     def _at_least_one(self) -> IdentifiersIn:
         if not (self.phone or self.email):
-            raise ValueError("give the subject's phone or email")
+            raise ValueError("Give the subject's phone or email.")
         return self
 
 
@@ -145,15 +147,28 @@ class ExtendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Explanation
-    new_due_at: datetime = Field(
-        description="the new due day; the deadline becomes the end of that day in Asia/Seoul"
+    new_due_at: datetime | date = Field(
+        description="the new due day, as a date (2026-12-20) or a time with its offset; the "
+        "deadline becomes the end of that day in Asia/Seoul",
+        examples=["2026-12-20"],
     )
 
-    @model_validator(mode="after")
-    def _aware(self) -> ExtendIn:
-        if self.new_due_at.tzinfo is None:
-            raise ValueError("new_due_at needs a time zone offset")
-        return self
+    @field_validator("new_due_at", mode="before")
+    @classmethod
+    def _date_or_aware_time(cls, value: Any) -> Any:
+        # One message for every wrong form (a union would report one error per member).
+        text = value.strip() if isinstance(value, str) else None
+        try:
+            if text is not None and _DATE.fullmatch(text):
+                return date.fromisoformat(text)
+            parsed = datetime.fromisoformat(text) if text is not None else value
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, datetime) or parsed.tzinfo is None:
+            raise ValueError(
+                "Give a date (2026-12-20) or a time with its offset (2026-12-20T18:00:00+09:00)."
+            )
+        return parsed
 
 
 class ObjectionDecisionIn(BaseModel):

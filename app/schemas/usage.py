@@ -22,7 +22,7 @@ class UsageIdentifiers(BaseModel):
     @model_validator(mode="after")
     def _at_least_one(self) -> UsageIdentifiers:
         if self.phone is None and self.email is None:
-            raise ValueError("at least one identifier (phone or email) is required")
+            raise ValueError("Give at least one identifier: phone or email.")
         return self
 
 

@@ -323,6 +323,7 @@ def _log_attempt(message: OutboxMessage, code: str, result: AttemptResult) -> No
             "outcome": result.outcome,
             "status": result.status_code,
             "duration_ms": result.latency_ms,
+            "reason": result.error,  # why it failed (a refused destination says so), or None
         },
     )
 

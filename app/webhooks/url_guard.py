@@ -28,6 +28,14 @@ async def resolve_host(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
+def metadata_address(address: str) -> bool:
+    """True for a cloud metadata endpoint (also in its IPv4-mapped IPv6 form)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip in METADATA_ADDRESSES
+
+
 def forbidden_address(address: str) -> bool:
     """True for private, loopback, link-local, reserved, multicast and metadata addresses."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -63,6 +71,7 @@ async def check_webhook_url(
     if parts.fragment:
         raise WebhookUrlRefused("The webhook URL must not have a fragment.")
     if allow_private:
+        await _refuse_metadata(host, port or (443 if parts.scheme == "https" else 80), resolver)
         return
     if host.rstrip(".").lower() in METADATA_HOSTNAMES or host.lower().endswith(".internal"):
         raise WebhookUrlRefused("The webhook URL points at a metadata or internal host.")
@@ -79,3 +88,19 @@ async def check_webhook_url(
         raise WebhookUrlRefused(
             "The webhook host resolves to a private, loopback, link-local or metadata address."
         )
+
+
+async def _refuse_metadata(host: str, port: int, resolver: Resolver) -> None:
+    """Even where private targets are allowed (tests, the demo), never a cloud metadata service:
+    it hands out the machine's credentials."""
+    if host.rstrip(".").lower() in METADATA_HOSTNAMES:
+        raise WebhookUrlRefused("The webhook URL points at a cloud metadata service.")
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        try:
+            addresses = await resolver(host, port)
+        except OSError:
+            return  # private targets allowed: an unresolvable name fails at send time
+    if any(metadata_address(address) for address in addresses):
+        raise WebhookUrlRefused("The webhook URL points at a cloud metadata service.")

@@ -23,7 +23,7 @@ Headers = Callable[..., dict[str, str]]
 async def register(
     client: httpx.AsyncClient, staff_headers: Headers, *, code: str, url: str, **extra: Any
 ) -> dict[str, Any]:
-    body = {"code": code, "name": code.upper(), "nation": "Taiwan", "webhook_url": url, **extra}
+    body = {"code": code, "name": code.upper(), "nation": "TW", "webhook_url": url, **extra}
     response = await client.post(
         "/v1/processors", json=body, headers=staff_headers("privacy_officer")
     )

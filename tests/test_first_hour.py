@@ -1,0 +1,350 @@
+"""What a new user meets in the first hour: answers that say what to fix (issue 17)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+import app as app_package
+from app.clock import FrozenClock
+from app.errors import DomainError, WebhookUrlRefused
+from app.outbox.jobs import PeriodicJob, Registry, WorkerContext
+from app.outbox.worker import Worker
+from app.problems import _HTTP_CODES
+from app.requests.lifecycle import CANNOT, TRANSITIONS
+from app.webhooks.url_guard import check_webhook_url
+from app.worker import build_registry
+from tests.support.lifecycle import OFFICER, make_subject, new_request, staff, submit
+from tests.support.servers import RecordingServer
+from tests.support.webhooks import attempts, notify, register
+
+ERRORS_DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"allow_private_webhooks": True, "webhook_processor_cache_seconds": 0}
+
+
+# --- 415 for a body that is not sent as JSON ---------------------------------------------------
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+async def test_a_body_not_sent_as_json_is_415_naming_application_json(
+    client: httpx.AsyncClient, content_type: str | None
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = await client.post(
+        "/v1/verifications",
+        content=b'{"channel": "sms", "destination": "010-5555-0001"}',
+        headers=headers,
+    )
+    assert response.status_code == 415
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["code"] == "unsupported-media-type"
+    assert "application/json" in problem["detail"]
+    assert response.headers["accept-post"] == "application/json"
+    assert problem["request_id"] == response.headers["x-request-id"]
+
+
+async def test_a_json_body_with_the_wrong_shape_is_still_422(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/verifications", json=["sms"])
+    assert response.status_code == 422
+    assert response.json()["code"] == "validation-failed"
+
+
+# --- validation errors that point at the field ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer", "message"),
+    [
+        ({"type": "suspension"}, "/purposes", "Required when type is suspension."),
+        (
+            {"type": "access", "purposes": ["marketing"]},
+            "/purposes",
+            "Not allowed when type is access.",
+        ),
+        ({"type": "correction"}, "/corrections", "Required when type is correction."),
+        (
+            {
+                "type": "correction",
+                "corrections": [
+                    {"item": "name", "new_value": "김철수"},
+                    {"item": "name", "new_value": "김영희"},
+                ],
+            },
+            "/corrections",
+            "Entry 1 names the same item and record as an earlier one.",
+        ),
+    ],
+)
+async def test_body_errors_point_at_the_field_in_plain_words(
+    app: FastAPI, client: httpx.AsyncClient, body: dict[str, Any], pointer: str, message: str
+) -> None:
+    subject = await make_subject(app)
+    response = await submit(client, subject, body)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        {"pointer": pointer, "location": "body", "message": message, "type": "value_error"}
+    ]
+    assert "Value error" not in response.text
+
+
+async def test_malformed_json_gives_the_position_in_detail_not_as_a_pointer(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/v1/verifications",
+        content=b'{"channel": "sms",\n "destination": }',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["code"] == "validation-failed"
+    assert problem["detail"] == (
+        "The body is not valid JSON: Expecting value at character 35 (line 2, column 17)."
+    )
+    assert all("pointer" not in error for error in problem["errors"])
+
+
+# --- extend: a plain date is the end of that Seoul day ----------------------------------------
+
+
+async def test_extend_accepts_a_plain_date_and_points_at_a_bad_one(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    subject = await make_subject(app)
+    request_id = await new_request(client, subject, "access")
+    url = f"/v1/staff/requests/{request_id}/extend"
+    officer = staff(app, *OFFICER)
+    reason = "보관 의무 확인에 시간이 필요합니다."
+    naive = await client.post(
+        url, json={"reason": reason, "new_due_at": "2026-12-20T12:00:00"}, headers=officer
+    )
+    assert naive.status_code == 422
+    assert [error["pointer"] for error in naive.json()["errors"]] == ["/new_due_at"]
+    ok = await client.post(
+        url, json={"reason": reason, "new_due_at": "2026-12-20"}, headers=officer
+    )
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["due_at_local"] == "2026-12-20T23:59:59+09:00"
+
+
+# --- messages written whole; one code per kind, in one table --------------------------------
+
+
+def test_every_transition_has_its_refusal_written_whole() -> None:
+    assert set(CANNOT) == set(TRANSITIONS)
+    assert not [text for text in CANNOT.values() if re.search(r"\b\w+_\w+|reviewd|drawd", text)]
+
+
+async def test_an_illegal_transition_reads_as_a_sentence(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    subject = await make_subject(app)
+    request_id = await new_request(client, subject, "deletion")
+    first = await client.post(f"/v1/requests/{request_id}/withdraw", headers=subject.headers)
+    assert first.status_code == 200
+    again = await client.post(f"/v1/requests/{request_id}/withdraw", headers=subject.headers)
+    assert again.status_code == 409
+    assert again.json()["detail"] == "A request that is withdrawn cannot be withdrawn."
+
+
+def _domain_error_codes() -> set[str]:
+    for module in pkgutil.walk_packages(app_package.__path__, "app."):
+        if not module.name.startswith(("app.cli", "app.demo")):
+            importlib.import_module(module.name)
+    found: set[str] = set()
+    pending: list[type[DomainError]] = [DomainError]
+    while pending:
+        cls = pending.pop()
+        found.add(cls.code)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def test_every_error_code_is_in_the_one_table_of_docs_errors_md() -> None:
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \|", ERRORS_DOC.read_text(), flags=re.MULTILINE)
+    assert len(rows) == len(set(rows)), "a code has two rows"
+    codes = _domain_error_codes() | {code for code, _ in _HTTP_CODES.values()}
+    codes |= {"validation-failed", "internal-error", "payload-too-large"}
+    assert sorted(codes - set(rows)) == []  # every code the service answers is documented
+    assert sorted(set(rows) - codes) == []  # and the table names no code it never answers
+
+
+async def test_a_service_error_and_a_schema_error_share_one_code(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    agent = staff(app, "support_agent")
+    service = await client.get("/v1/staff/requests?cursor=not-a-cursor", headers=agent)
+    schema = await client.get("/v1/staff/requests?status=lost", headers=agent)
+    assert service.status_code == schema.status_code == 422
+    assert service.json()["code"] == schema.json()["code"] == "validation-failed"
+
+
+# --- authentication challenges, 413, HEAD -----------------------------------------------------
+
+
+async def test_no_credentials_get_a_bare_bearer_challenge(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/v1/me")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    wrong = await client.get("/v1/me", headers={"Authorization": "Bearer not-a-token"})
+    assert wrong.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+async def test_the_signed_partner_endpoint_sends_no_bearer_challenge(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/v1/partner/acknowledgements",
+        content=b'{"webhook_id": "msg_x", "status": "applied"}',
+        headers={"content-type": "application/json", "webhook-id": "ack_1"},
+    )
+    assert response.status_code == 401
+    assert response.json()["code"] == "signature-invalid"
+    assert "www-authenticate" not in response.headers
+
+
+async def test_the_413_body_carries_the_request_id(client: httpx.AsyncClient, app: FastAPI) -> None:
+    big = b"x" * (app.state.settings.max_body_bytes + 1)
+    response = await client.post(
+        "/v1/verifications",
+        content=big,
+        headers={"content-type": "application/json", "x-request-id": "big-1"},
+    )
+    assert response.status_code == 413
+    assert response.json()["request_id"] == "big-1"
+
+
+async def test_head_healthz_answers_like_get(client: httpx.AsyncClient) -> None:
+    response = await client.head("/healthz")
+    assert response.status_code == 200
+    assert response.content == b""
+
+
+# --- the access report while it is being prepared --------------------------------------------
+
+
+async def test_a_report_still_being_prepared_is_409_with_the_status_and_retry_after(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    subject = await make_subject(app)
+    created = await submit(client, subject, {"type": "access"})
+    assert created.status_code == 201 and created.json()["status"] == "in_progress"
+    report = await client.get(
+        f"/v1/requests/{created.json()['id']}/report", headers=subject.headers
+    )
+    assert report.status_code == 409
+    assert report.headers["retry-after"] == "2"
+    problem = report.json()
+    assert problem["code"] == "report-not-ready"
+    assert problem["current_status"] == "in_progress"
+    deletion_id = await new_request(client, subject, "deletion")
+    other = await client.get(f"/v1/requests/{deletion_id}/report", headers=subject.headers)
+    assert other.status_code == 404  # not an access request: there is no report to wait for
+
+
+# --- processors: nation codes, cloud metadata -------------------------------------------------
+
+
+async def test_processor_nation_is_an_iso_3166_alpha_2_code(
+    client: httpx.AsyncClient, staff_headers: Any, receiver_url: str
+) -> None:
+    headers = staff_headers("privacy_officer")
+    body = {"code": "hct", "name": "HCT", "webhook_url": receiver_url}
+    korea = await client.post("/v1/processors", json={**body, "nation": "Korea"}, headers=headers)
+    assert korea.status_code == 422
+    assert [error["pointer"] for error in korea.json()["errors"]] == ["/nation"]
+    ok = await client.post("/v1/processors", json={**body, "nation": "tw"}, headers=headers)
+    assert ok.status_code == 201 and ok.json()["nation"] == "TW"
+    patched = await client.patch("/v1/processors/hct", json={"nation": "XX"}, headers=headers)
+    assert patched.status_code == 422
+
+
+@pytest.fixture
+def receiver_url() -> Any:
+    with RecordingServer() as server:
+        yield server.url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://metadata.google.internal/",
+        "http://looks-harmless.example/",
+    ],
+)
+async def test_cloud_metadata_is_refused_even_when_private_webhooks_are_allowed(url: str) -> None:
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["169.254.169.254"]
+
+    with pytest.raises(WebhookUrlRefused, match="metadata"):
+        await check_webhook_url(url, env="dev", allow_private=True, resolver=resolver)
+    await check_webhook_url("http://127.0.0.1:8900/hct", env="dev", allow_private=True)
+
+
+async def test_a_refused_delivery_says_why_in_its_log_line(
+    client: httpx.AsyncClient,
+    staff_headers: Any,
+    worker: Worker,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with RecordingServer() as receiver:
+        await register(client, staff_headers, code="hct", url=receiver.url)
+        message_id = await notify(worker.ctx.db, worker, code="hct")
+        assert message_id is not None
+        strict = worker.ctx.settings.model_copy(update={"allow_private_webhooks": False})
+        ctx = WorkerContext(
+            settings=strict,
+            db=worker.ctx.db,
+            crypto=worker.ctx.crypto,
+            clock=worker.ctx.clock,
+            http=worker.ctx.http,
+        )
+        caplog.set_level(logging.INFO, logger="dsr")
+        await Worker(ctx, build_registry()).run_once()
+    [attempt] = await attempts(worker.ctx.db, message_id)
+    assert attempt.outcome == "refused"
+    [line] = [r for r in caplog.records if r.__dict__.get("event") == "webhook.attempt"]
+    assert line.__dict__["outcome"] == "refused"
+    assert line.__dict__["reason"].startswith("destination refused: ")
+    assert "private" in line.__dict__["reason"]
+
+
+# --- periodic jobs log only when they did something -------------------------------------------
+
+
+async def test_a_periodic_job_that_did_nothing_logs_at_debug_only(
+    worker: Worker, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    counts = iter([0, 3])
+
+    async def run(ctx: WorkerContext) -> int:
+        return next(counts)
+
+    job = PeriodicJob("probe.every-second", timedelta(seconds=1), run)
+    loop = Worker(worker.ctx, Registry(periodic=[job]))
+    caplog.set_level(logging.DEBUG, logger="dsr.worker")
+    await loop.run_periodic()  # nothing to do: DEBUG, not on a dev console at INFO
+    clock.advance(timedelta(seconds=2))
+    await loop.run_periodic()  # did something: INFO
+    done = [r for r in caplog.records if r.__dict__.get("event") == "worker.periodic"]
+    assert [(r.levelno, r.__dict__["count"]) for r in done] == [
+        (logging.DEBUG, 0),
+        (logging.INFO, 3),
+    ]
