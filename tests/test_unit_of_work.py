@@ -145,7 +145,7 @@ async def test_one_actor_id_for_processor_changes_and_request_decisions(
         json={
             "code": "hct",
             "name": "HCT",
-            "nation": "Taiwan",
+            "nation": "TW",
             "webhook_url": "http://127.0.0.1:9/hct",
         },
         headers=alice,
