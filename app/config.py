@@ -173,6 +173,13 @@ class Settings(BaseSettings):
     privacy_officer_email: str | None = Field(
         default=None, description="where alerts go (dead webhooks, notices held for a processor)"
     )
+    staff_email_template: str | None = Field(
+        default=None,
+        description="a staff member's address from their user id, e.g. `{sub}@example.com` "
+        "(the daily digest to each request's owner)",
+    )
+    sla_digest_hour: int = Field(default=9, ge=0, le=23, description="local hour of the digest")
+    sla_digest_within_days: int = Field(default=2, ge=0, le=10)
 
     # Worker
     run_worker: bool = Field(default=True, description="run the worker loop inside `dsr serve`")

@@ -36,7 +36,7 @@ from app.outbox.jobs import (
     Sent,
     WorkerContext,
 )
-from app.requests import jobs
+from app.requests import jobs, sla
 from app.retention import store
 from app.subjects import verification
 from app.webhooks import delivery
@@ -68,6 +68,7 @@ def build_registry() -> Registry:
                 run=delivery.alert_held_notices,
             ),
             trail.SEAL_JOB,
+            *sla.JOBS,
             access.purge_job(),
             store.PURGE_JOB,
             jobs.PURGE_IDEMPOTENCY,
