@@ -34,6 +34,15 @@ def _can_assign_others(actor: Actor) -> bool:
     return bool(actor.roles & {"privacy_officer", "admin"})
 
 
+def _check_open(request: DsrRequest, action: str) -> None:
+    if request.status not in OPEN_STATUSES:
+        raise IllegalTransition(
+            f"A request that is {request.status} has no owner to change.",
+            current_status=request.status,
+            action=action,
+        )
+
+
 async def _set_owner(
     session: AsyncSession,
     *,
@@ -44,12 +53,7 @@ async def _set_owner(
     now: datetime,
     action: str,
 ) -> DsrRequest:
-    if request.status not in OPEN_STATUSES:
-        raise IllegalTransition(
-            f"A request that is {request.status} has no owner to change.",
-            current_status=request.status,
-            action=action,
-        )
+    _check_open(request, action)
     previous = request.assignee
     request.assignee = assignee
     request.assigned_at = now if assignee else None
@@ -73,6 +77,7 @@ async def take_request(
     """The caller takes the request; another's request only if the caller may assign others."""
     request = await lock_request(session, request_id)
     me = staff_user(actor)
+    _check_open(request, "take")
     if request.assignee == me:
         return request
     if request.assignee is not None and not _can_assign_others(actor):

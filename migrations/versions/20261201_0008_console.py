@@ -22,7 +22,9 @@ def upgrade() -> None:
         "dsr_request",
         sa.Column("assignee", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
     )
-    op.add_column("dsr_request", sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column(
+        "dsr_request", sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=True)
+    )
     op.add_column(
         "dsr_request", sa.Column("overdue_alerted_at", sa.DateTime(timezone=True), nullable=True)
     )
