@@ -149,6 +149,15 @@ class Settings(BaseSettings):
         default_factory=dict, description="IdP role name -> our role; unset: names as ours"
     )
     # Optional: the mobile app's own session token with a verified phone counts as an OTP.
+    # The support console's sign-in (OpenID Connect, code + PKCE, at DSR_STAFF_IDP_ISSUER)
+    console_oidc_client_id: str | None = Field(
+        default=None, description="the console's client id at the staff identity provider"
+    )
+    console_oidc_client_secret: str | None = Field(
+        default=None, description="its secret, for a confidential client (PKCE is always used)"
+    )
+    console_session_hours: float = Field(default=8.0, gt=0, le=24)
+
     mobile_tokens_enabled: bool = False
     mobile_token_issuer: str | None = None
     mobile_token_audience: str | None = None

@@ -29,6 +29,8 @@ from app.migrate import head_revision
 from app.observability import Metrics
 from app.problems import install_problem_handlers
 from app.routers import (
+    console,
+    console_auth,
     health,
     partner,
     processors,
@@ -138,6 +140,8 @@ def create_app(
     app.include_router(staff.router)
     app.include_router(staff.audit_router)
     app.include_router(support.router)
+    app.include_router(console_auth.router)
+    app.include_router(console.router)
     app.include_router(usage.router)
     app.include_router(processors.router)
     app.include_router(partner.router)

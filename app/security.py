@@ -42,6 +42,8 @@ logger = logging.getLogger("dsr.security")
 ISSUER = "qx-dsr"
 SUBJECT_AUDIENCE = "qx-dsr:subject"
 STAFF_AUDIENCE = "qx-dsr:staff"
+# The support console's session (after signing in with the identity provider; any env).
+CONSOLE_AUDIENCE = "qx-dsr:console"
 DEV_KEY_ID = "dsr-dev-1"
 ALGORITHMS = ["HS256"]  # our own tokens' allow-list; never taken from the token
 
@@ -263,7 +265,7 @@ class TokenService:
         self._leeway = settings.token_leeway_seconds
         self._role_map = _role_map(settings.staff_idp_role_map)
         self.issuers: dict[str, TrustedIssuer] = {}
-        own_audiences = {SUBJECT_AUDIENCE}
+        own_audiences = {SUBJECT_AUDIENCE, CONSOLE_AUDIENCE}
         if settings.env != "prod":
             own_audiences.add(STAFF_AUDIENCE)  # `dsr token` staff/service tokens: dev/test only
         self._add(
@@ -368,6 +370,60 @@ class TokenService:
             }
         )
 
+    def issue_console_token(
+        self, *, sub: str, roles: list[str], amr: list[str], now: datetime, ttl: timedelta
+    ) -> str:
+        """The console's session token, once the identity provider (or, in dev, the development
+        sign-in) said who this is; it carries the roles the provider's token mapped to."""
+        issued = int(now.timestamp())
+        return self._sign(
+            {
+                "iss": ISSUER,
+                "aud": CONSOLE_AUDIENCE,
+                "sub": sub,
+                "roles": roles,
+                "amr": amr,
+                "iat": issued,
+                "nbf": issued,
+                "exp": issued + int(ttl.total_seconds()),
+                "jti": uuid.uuid4().hex,
+            }
+        )
+
+    async def verify_id_token(
+        self,
+        token: str,
+        *,
+        now: datetime,
+        http: httpx.AsyncClient | None,
+        client_id: str,
+        nonce: str,
+    ) -> Principal:
+        """An OpenID Connect ID token from the staff identity provider, for the console's
+        sign-in: its keys and algorithms, audience the console's client id, our nonce, and the
+        roles claim mapped as for the provider's API tokens."""
+        parsed = self._parse(token)
+        if parsed.issuer.name != "staff_idp":
+            raise Unauthenticated("The token's issuer is not accepted.")
+        key = await parsed.issuer.keys.resolve(parsed.kid, http=http, now=now)
+        if key is None:
+            raise Unauthenticated("The token's key is unknown.")
+        claims, _ = self._claims(parsed, key, now, audiences=frozenset({client_id}))
+        if not isinstance(nonce, str) or claims.get("nonce") != nonce:
+            raise Unauthenticated("The token was not issued for this sign-in.")
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise Unauthenticated("The token names no subject.")
+        raw = _listed(claims.get(self.settings.staff_idp_roles_claim))
+        roles = frozenset(self._role_map[name] for name in raw if name in self._role_map)
+        return Principal(
+            kind="staff",
+            subject=sub,
+            roles=frozenset(roles) & STAFF_ROLES,
+            issuer=parsed.issuer.issuer,
+            amr=("oidc",),
+        )
+
     # -- verifying -------------------------------------------------------------------------
 
     def verify(self, token: str, *, now: datetime) -> Principal:
@@ -409,7 +465,15 @@ class TokenService:
             raise Unauthenticated("The token's algorithm is not accepted.")
         return _Parsed(token=token, issuer=issuer, alg=alg, kid=kid)
 
-    def _finish(self, parsed: _Parsed, key: VerificationKey, now: datetime) -> Authentication:
+    def _claims(
+        self,
+        parsed: _Parsed,
+        key: VerificationKey,
+        now: datetime,
+        *,
+        audiences: frozenset[str],
+    ) -> tuple[dict[str, Any], datetime]:
+        """The verified claims (signature, issuer, one of ``audiences``, times) and the expiry."""
         issuer = parsed.issuer
         try:
             claims = jwt.decode(
@@ -427,11 +491,17 @@ class TokenService:
             )
         except JOSEError:
             raise Unauthenticated("The token is not valid.") from None
-        audiences = claims.get("aud")
-        audiences = [audiences] if isinstance(audiences, str) else audiences
-        if not isinstance(audiences, list) or not issuer.audiences.intersection(audiences):
+        named = claims.get("aud")
+        named = [named] if isinstance(named, str) else named
+        if not isinstance(named, list) or not audiences.intersection(named):
             raise Unauthenticated("The token's audience is not accepted.")
-        expires_at = _check_times(claims, now, self._leeway)
+        return claims, _check_times(claims, now, self._leeway)
+
+    def _finish(self, parsed: _Parsed, key: VerificationKey, now: datetime) -> Authentication:
+        issuer = parsed.issuer
+        claims, expires_at = self._claims(parsed, key, now, audiences=issuer.audiences)
+        named = claims.get("aud")
+        audiences: list[Any] = [named] if isinstance(named, str) else list(named or [])
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise Unauthenticated("The token names no subject.")
