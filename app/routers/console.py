@@ -239,8 +239,11 @@ async def request_page(
     )
 
 
-def _back(request_id: uuid.UUID, done: str) -> Response:
-    return RedirectResponse(f"/console/requests/{request_id}?done={done}", status_code=303)
+async def _redirect(session: SessionDep, url: str) -> Response:
+    """Commit, then send the browser on: its next GET must see what this POST wrote (the session
+    dependency commits only after the response has gone)."""
+    await session.commit()
+    return RedirectResponse(url, status_code=303)
 
 
 @router.post("/requests/{request_id}/{action}")
@@ -318,7 +321,7 @@ async def request_action(
         await decisions.withdraw_request(session, **common)
     else:
         raise InvalidInput("No such action.")
-    return _back(request_id, action)
+    return await _redirect(session, f"/console/requests/{request_id}?done={action}")
 
 
 # ------------------------------------------------------------------------------------- intake
@@ -423,9 +426,7 @@ async def intake_submit(
         verification=body.verification.model_dump(exclude_none=True),
         actor=_actor(principal, client_ip),
     )
-    return RedirectResponse(
-        f"/console/requests/{submitted.answer['id']}?done=intake", status_code=303
-    )
+    return await _redirect(session, f"/console/requests/{submitted.answer['id']}?done=intake")
 
 
 # ------------------------------------------------------------------ processors and statistics
@@ -472,7 +473,7 @@ async def replay(
         client_ip=client_ip,
         delivery_id=delivery_id,
     )
-    return RedirectResponse("/console/processors?done=replayed", status_code=303)
+    return await _redirect(session, "/console/processors?done=replayed")
 
 
 def _month(settings: SettingsDep, clock: ClockDep) -> tuple[date, date]:
