@@ -31,6 +31,7 @@ from app.problems import install_problem_handlers
 from app.routers import (
     console,
     console_auth,
+    console_intake,
     health,
     partner,
     processors,
@@ -142,6 +143,7 @@ def create_app(
     app.include_router(support.router)
     app.include_router(console_auth.router)
     app.include_router(console.router)
+    app.include_router(console_intake.router)
     app.include_router(usage.router)
     app.include_router(processors.router)
     app.include_router(partner.router)

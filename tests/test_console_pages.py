@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from app.clock import FrozenClock
 from app.db import Database
-from tests.support.lifecycle import make_subject, new_request
+from tests.support.lifecycle import make_subject, new_request, staff
 from tests.support.oidc import OidcProvider
 
 
@@ -165,3 +165,43 @@ async def test_no_session_no_console(browser_like: httpx.AsyncClient) -> None:
     assert response.status_code == 401 and "text/html" in response.headers["content-type"]
     english = await browser_like.get("/console/sign-in?lang=en")
     assert "Sign in to the support console" in english.text
+
+
+async def test_phone_intake_of_a_representative_with_proof(
+    browser_like: httpx.AsyncClient, client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    await dev_sign_in(browser_like, "support_agent", "kim")
+    form = await browser_like.get("/console/intake")
+    assert form.status_code == 200
+    token = csrf_of(form.text)
+    incomplete = await browser_like.post(
+        "/console/intake", data={"csrf_token": token, "type": "access", "channel": "phone"}
+    )
+    assert incomplete.status_code == 422 and "error-summary" in incomplete.text
+    taken = await browser_like.post(
+        "/console/intake",
+        data={
+            "csrf_token": token,
+            "type": "suspension",
+            "purposes": ["marketing", "app_service"],
+            "phone": "010-7777-1234",
+            "channel": "counter",
+            "method": "representative",
+            "relation": "legal_representative_of_child_under_14",
+            "document_kind": "family_relation_certificate",
+            "id_check": "id_document_in_person",
+            "document_ref": "docs:2026/11/0077",
+            "notify_channel": "sms",
+            "notify_to": "010-8888-1234",
+        },
+    )
+    assert taken.status_code == 303, taken.text
+    request_id = taken.headers["location"].split("/")[-1].split("?")[0]
+    detail = await client.get(
+        f"/v1/staff/requests/{request_id}", headers=staff(app, "support_agent")
+    )
+    body = detail.json()
+    assert body["intake_channel"] == "counter" and body["verification_method"] == "representative"
+    assert body["verification"]["document_ref"] == "docs:2026/11/0077"
+    assert body["verification"]["checked_by"] == "staff:kim"
+    assert sorted(body["scope"]["purposes"]) == ["app_service", "marketing"]

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
-from pydantic import ValidationError
 
 from app.audit.actors import Actor
 from app.deps import (
@@ -31,7 +30,6 @@ from app.requests import (
     deadlines,
     decisions,
     exports,
-    intake,
     notes,
     queries,
     sla,
@@ -39,9 +37,8 @@ from app.requests import (
     workbench,
 )
 from app.routers.console_auth import ConsolePrincipal, signed_in_context
-from app.schemas.staff import StaffRequestCreate
 from app.security import Principal
-from app.vocabulary import ITEMS, PURPOSES, TYPE_LABELS
+from app.vocabulary import TYPE_LABELS
 from app.web.deps import PagesDep
 from app.webhooks import deliveries, health
 
@@ -52,7 +49,7 @@ Optional = Annotated[str, Form(max_length=254)]
 MANAGERS = frozenset({"privacy_officer", "admin"})
 
 
-def _actor(principal: Principal, client_ip: str) -> Actor:
+def actor_of(principal: Principal, client_ip: str) -> Actor:
     return Actor.staff(principal.subject, principal.roles, client_ip)
 
 
@@ -61,7 +58,7 @@ def _require(principal: Principal, roles: frozenset[str]) -> None:
         raise Forbidden("Your role may not do this.")
 
 
-def _page(
+def console_page(
     pages: PagesDep,
     request: Request,
     template: str,
@@ -97,7 +94,7 @@ async def _queue(
     searched: bool,
     status_code: int = 200,
 ) -> Response:
-    actor = _actor(principal, client_ip)
+    actor = actor_of(principal, client_ip)
     page = await queries.list_staff_requests(
         session,
         settings=settings,
@@ -111,7 +108,7 @@ async def _queue(
     overview = await sla.sla_overview(
         session, settings=settings, now=clock.now(), within_days=2, assignee=None, actor=actor
     )
-    return _page(
+    return console_page(
         pages,
         request,
         "console/queue.html",
@@ -221,11 +218,11 @@ async def request_page(
         settings=settings,
         now=clock.now(),
         request_id=request_id,
-        actor=_actor(principal, client_ip),
+        actor=actor_of(principal, client_ip),
         locale=lang,
     )
     today = deadlines.local_date(clock.now(), settings.display_timezone)
-    return _page(
+    return console_page(
         pages,
         request,
         "console/request.html",
@@ -239,7 +236,7 @@ async def request_page(
     )
 
 
-async def _redirect(session: SessionDep, url: str) -> Response:
+async def redirect_after(session: SessionDep, url: str) -> Response:
     """Commit, then send the browser on: its next GET must see what this POST wrote (the session
     dependency commits only after the response has gone)."""
     await session.commit()
@@ -262,7 +259,7 @@ async def request_action(
     new_due: Annotated[str, Form(max_length=10)] = "",
     assignee: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
-    actor = _actor(principal, client_ip)
+    actor = actor_of(principal, client_ip)
     now = clock.now()
     common: dict[str, Any] = {
         "crypto": crypto,
@@ -321,112 +318,7 @@ async def request_action(
         await decisions.withdraw_request(session, **common)
     else:
         raise InvalidInput("No such action.")
-    return await _redirect(session, f"/console/requests/{request_id}?done={action}")
-
-
-# ------------------------------------------------------------------------------------- intake
-
-
-def _intake_body(form: dict[str, Any]) -> dict[str, Any]:
-    kind = form.get("type", "")
-    body: dict[str, Any] = {"type": kind}
-    if kind == "correction":
-        body["corrections"] = [
-            {"item": form.get("item", ""), "new_value": form.get("new_value", "")}
-        ]
-    elif kind in ("suspension", "consent_withdrawal"):
-        body["purposes"] = form.getlist("purposes") if hasattr(form, "getlist") else []
-    identifiers = {k: form[k].strip() for k in ("phone", "email") if form.get(k, "").strip()}
-    if form.get("method") == "representative":
-        verification = {
-            "method": "representative",
-            "relation": form.get("relation", ""),
-            "document_kind": form.get("document_kind", ""),
-            "representative_id_check": form.get("id_check", ""),
-        }
-        if form.get("document_ref", "").strip():
-            verification["document_ref"] = form["document_ref"].strip()
-    else:
-        verification = {"method": "agent", "check": form.get("check", "")}
-    answer: dict[str, Any] = {
-        "request": body,
-        "identifiers": identifiers,
-        "intake_channel": form.get("channel", ""),
-        "verification": verification,
-    }
-    if form.get("notify_to", "").strip():
-        answer["notify"] = {
-            "channel": form.get("notify_channel", "sms"),
-            "destination": form["notify_to"].strip(),
-        }
-    return answer
-
-
-def _intake_context(lang: str) -> dict[str, Any]:
-    return {
-        "types": TYPES,
-        "type_labels": TYPE_LABELS,
-        "items": [
-            (code, item.ko if lang == "ko" else item.en)
-            for code, item in ITEMS.items()
-            if item.correctable
-        ],
-        "purposes": [(code, labels[lang]) for code, labels in PURPOSES.items()],
-    }
-
-
-@router.get("/intake")
-async def intake_page(request: Request, pages: PagesDep, principal: ConsolePrincipal) -> Response:
-    return _page(
-        pages,
-        request,
-        "console/intake.html",
-        principal,
-        {**_intake_context(pages.locale(request)), "form": {}},
-    )
-
-
-@router.post("/intake")
-async def intake_submit(
-    request: Request,
-    pages: PagesDep,
-    principal: ConsolePrincipal,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    client_ip: ClientIpDep,
-) -> Response:
-    form = await request.form()
-    try:
-        body = StaffRequestCreate.model_validate(_intake_body(form))  # type: ignore[arg-type]
-    except ValidationError as exc:
-        fields = {".".join(str(part) for part in error["loc"][:2]) for error in exc.errors()}
-        return _page(
-            pages,
-            request,
-            "console/intake.html",
-            principal,
-            {
-                **_intake_context(pages.locale(request)),
-                "form": {k: v for k, v in form.items() if isinstance(v, str)},
-                "invalid": sorted(fields),
-            },
-            status=422,
-        )
-    submitted = await intake.submit_staff_request(
-        session,
-        crypto=crypto,
-        settings=settings,
-        now=clock.now(),
-        body=body.request,
-        identifiers=body.identifiers.model_dump(exclude_none=True),
-        notify_via=body.notify.model_dump(exclude_none=True) if body.notify else None,
-        intake_channel=body.intake_channel,
-        verification=body.verification.model_dump(exclude_none=True),
-        actor=_actor(principal, client_ip),
-    )
-    return await _redirect(session, f"/console/requests/{submitted.answer['id']}?done=intake")
+    return await redirect_after(session, f"/console/requests/{request_id}?done={action}")
 
 
 # ------------------------------------------------------------------ processors and statistics
@@ -450,9 +342,11 @@ async def processors_page(
         crypto=crypto,
         settings=settings,
         now=clock.now(),
-        actor=_actor(principal, client_ip),
+        actor=actor_of(principal, client_ip),
     )
-    return _page(pages, request, "console/processors.html", principal, {**view, "done": done})
+    return console_page(
+        pages, request, "console/processors.html", principal, {**view, "done": done}
+    )
 
 
 @router.post("/deliveries/{delivery_id}/replay")
@@ -473,7 +367,7 @@ async def replay(
         client_ip=client_ip,
         delivery_id=delivery_id,
     )
-    return await _redirect(session, "/console/processors?done=replayed")
+    return await redirect_after(session, "/console/processors?done=replayed")
 
 
 def _month(settings: SettingsDep, clock: ClockDep) -> tuple[date, date]:
@@ -501,9 +395,9 @@ async def statistics_page(
         now=clock.now(),
         day_from=day_from or first,
         day_to=day_to or last,
-        actor=_actor(principal, client_ip),
+        actor=actor_of(principal, client_ip),
     )
-    return _page(
+    return console_page(
         pages,
         request,
         "console/statistics.html",
@@ -535,7 +429,7 @@ async def export_csv(
         day_from=day_from,
         day_to=day_to,
         personal=personal,
-        actor=_actor(principal, client_ip),
+        actor=actor_of(principal, client_ip),
     )
     name = f"dsr-requests-{day_from.isoformat()}-{day_to.isoformat()}.csv"
     return StreamingResponse(

@@ -62,7 +62,7 @@ def error_page(
             "key": error_key(translator, status=status, code=code),
             "wait": wait_text(translator, retry_after) if retry_after else None,
             "home_href": f"/{area}/",
-            "sign_in_href": f"/{area}/verify" if area == "privacy" else f"/{area}/",
+            "sign_in_href": f"/{area}/verify" if area == "privacy" else f"/{area}/sign-in",
             "request_id": request.scope.get("state", {}).get("request_id"),
         }
         return pages.render(request, "error.html", context, status=status, headers=kept)

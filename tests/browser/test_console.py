@@ -124,9 +124,13 @@ async def test_agent_finds_a_caller_proposes_and_an_officer_decides(
         await expect(officer.get_by_role("status")).to_have_text("제안대로 결정했습니다.")
         await expect(officer.locator("dd", has_text="처리 중")).to_be_visible()
         await officer.goto("/console/statistics")
+        await expect(
+            officer.get_by_role("heading", name="통계와 내보내기", level=1)
+        ).to_be_visible()
         await assert_accessible(officer)
         await save_screenshots(officer, "console-statistics")
         await officer.goto("/console/intake")
+        await expect(officer.get_by_role("heading", name="전화·방문 접수", level=1)).to_be_visible()
         await assert_accessible(officer)
         await save_screenshots(officer, "console-intake")
         await officer.goto(f"/console/requests/{request_id}?lang=en")
