@@ -27,6 +27,7 @@ from app.middleware import (
 )
 from app.migrate import head_revision
 from app.observability import Metrics
+from app.outbox.worker import Worker
 from app.problems import install_problem_handlers
 from app.routers import (
     console,
@@ -46,7 +47,7 @@ from app.web import docs
 from app.web.csrf import CsrfMiddleware
 from app.web.errors import refuse_csrf
 from app.web.templating import Pages
-from app.worker import Worker, build_context, build_registry
+from app.worker import build_context, build_registry
 
 logger = logging.getLogger("dsr.app")
 

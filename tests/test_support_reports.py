@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.clock import FrozenClock
-from app.worker import Worker
+from app.outbox.worker import Worker
 from tests.support.lifecycle import AGENT, BODIES, OFFICER, drive, make_subject, new_request, staff
 from tests.support.servers import RecordingServer
 
@@ -285,15 +285,8 @@ async def test_an_overdue_request_is_alerted_once_per_due_date(
     officer = staff(app, *OFFICER, sub="officer-1")
     history = (await client.get(f"/v1/staff/requests/{late}", headers=officer)).json()["history"]
     assert [event["action"] for event in history].count("overdue_alerted") == 1
-    # Postponed (access), then overdue again: one more alert.
-    await client.post(f"/v1/staff/requests/{late}/review", headers=officer)
-    extended = await client.post(
-        f"/v1/staff/requests/{late}/extend",
-        json={"reason": "자료 수집", "new_due_at": "2026-11-27T00:00:00+09:00"},
-        headers=officer,
-    )
-    assert extended.status_code == 200, extended.text
-    clock.set(start + timedelta(days=2))
+    # The next day it is still overdue (a passed due date cannot be postponed): no second alert.
+    clock.set(start + timedelta(days=1))
     await asyncio.gather(worker.run_periodic(), Worker(worker.ctx, worker.registry).run_periodic())
     await worker.drain()
-    assert len([p for p in digests(gateway) if p[1] == "request_overdue"]) == 4
+    assert len([p for p in digests(gateway) if p[1] == "request_overdue"]) == 2

@@ -4,7 +4,7 @@ from app.models.audit import AuditEntry
 from app.models.base import metadata
 from app.models.fulfilment import ProcessingRestriction, ProcessingSuspension
 from app.models.notes import DsrRequestNote
-from app.models.outbox import OutboxMessage
+from app.models.outbox import OutboxMessage, PeriodicRun
 from app.models.processor import Processor, WebhookAcknowledgement, WebhookAttempt
 from app.models.reports import AccessReportRecord
 from app.models.requests import DsrObjection, DsrRequest, DsrRequestEvent, IdempotencyRecord
@@ -21,6 +21,7 @@ __all__ = [
     "DsrRequestNote",
     "IdempotencyRecord",
     "OutboxMessage",
+    "PeriodicRun",
     "ProcessingRestriction",
     "ProcessingSuspension",
     "Processor",

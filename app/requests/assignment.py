@@ -14,6 +14,7 @@ from typing import Literal
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit.actors import Actor
+from app.config import Settings
 from app.crypto import Crypto
 from app.errors import Conflict, DomainError, Forbidden, IllegalTransition, InvalidInput
 from app.models import DsrRequest
@@ -143,10 +144,16 @@ class BulkResult:
 
 
 async def _withdraw_spam(
-    session: AsyncSession, *, crypto: Crypto, now: datetime, request_id: uuid.UUID, actor: Actor
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    settings: Settings,
+    now: datetime,
+    request_id: uuid.UUID,
+    actor: Actor,
 ) -> DsrRequest:
     request = await decisions.withdraw_request(
-        session, crypto=crypto, now=now, request_id=request_id, actor=actor
+        session, crypto=crypto, settings=settings, now=now, request_id=request_id, actor=actor
     )
     await record(
         session,
@@ -164,6 +171,7 @@ async def bulk_action(
     session: AsyncSession,
     *,
     crypto: Crypto,
+    settings: Settings,
     now: datetime,
     action: BulkAction,
     request_ids: list[uuid.UUID],
@@ -196,7 +204,12 @@ async def bulk_action(
                     )
                 else:
                     request = await _withdraw_spam(
-                        session, crypto=crypto, now=now, request_id=request_id, actor=actor
+                        session,
+                        crypto=crypto,
+                        settings=settings,
+                        now=now,
+                        request_id=request_id,
+                        actor=actor,
                     )
         except DomainError as exc:
             results.append(BulkResult(id=request_id, ok=False, code=exc.code))

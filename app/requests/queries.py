@@ -192,6 +192,15 @@ async def _counts(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class QueuePageView:
+    """One page of the staff queue: the requests, the keyset cursor, counts over all requests."""
+
+    requests: list[DsrRequest]
+    next_cursor: str | None
+    counts: dict[str, Any]
+
+
 def queue_row(request: DsrRequest, *, now: datetime, tz: str) -> dict[str, Any]:
     return {
         **views.summary(request, now=now, tz=tz),
@@ -211,16 +220,18 @@ def queue_row(request: DsrRequest, *, now: datetime, tz: str) -> dict[str, Any]:
 async def list_staff_requests(
     session: AsyncSession,
     *,
-    settings: Settings,
     now: datetime,
     filters: RequestFilters,
     cursor: str | None,
     limit: int,
     actor: Actor,
     crypto: Crypto | None = None,
-) -> dict[str, Any]:
-    """One page of the queue, earliest due first; the cursor is the last (due_at, id) seen."""
-    query = _filtered(select(DsrRequest), filters, now, crypto=crypto, tz=settings.display_timezone)
+    tz: str = "Asia/Seoul",
+) -> QueuePageView:
+    """One page of the queue, earliest due first (or latest: ``filters.descending``); the
+    cursor is the last (due_at, id) seen. ``crypto`` for an identifier search, ``tz`` (the
+    display zone) for ``due_within_days``."""
+    query = _filtered(select(DsrRequest), filters, now, crypto=crypto, tz=tz)
     key = sa.tuple_(col(DsrRequest.due_at), col(DsrRequest.id))
     if cursor is not None:
         due_text, id_text = decode_cursor(cursor, 2)
@@ -239,7 +250,6 @@ async def list_staff_requests(
     rows = list((await session.exec(query)).all())
     page, more = rows[:limit], len(rows) > limit
     next_cursor = encode_cursor(page[-1].due_at.isoformat(), page[-1].id) if more else None
-    tz = settings.display_timezone
     await trail.record(
         session,
         now=now,
@@ -250,11 +260,7 @@ async def list_staff_requests(
         client_ip=actor.client_ip,
         details={"filters": filters.as_details(), "ids": [str(row.id) for row in page]},
     )
-    return {
-        "items": [queue_row(row, now=now, tz=tz) for row in page],
-        "next_cursor": next_cursor,
-        "counts": await _counts(session, now=now),
-    }
+    return QueuePageView(page, next_cursor, await _counts(session, now=now))
 
 
 async def _objection_views(

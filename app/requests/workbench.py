@@ -69,7 +69,15 @@ async def request_workbench(
             limit=100,
             actor=actor,
         )
-        trail = page["items"]
+        trail = [
+            {
+                "at": entry.at.isoformat(),
+                "actor": entry.actor,
+                "role": entry.role,
+                "action": entry.action,
+            }
+            for entry in page.entries
+        ]
     return {
         **view,
         "holds": held,

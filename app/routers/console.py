@@ -50,7 +50,7 @@ MANAGERS = frozenset({"privacy_officer", "admin"})
 
 
 def actor_of(principal: Principal, client_ip: str) -> Actor:
-    return Actor.staff(principal.subject, principal.roles, client_ip)
+    return Actor.of(principal, client_ip)
 
 
 def _require(principal: Principal, roles: frozenset[str]) -> None:
@@ -95,16 +95,21 @@ async def _queue(
     status_code: int = 200,
 ) -> Response:
     actor = actor_of(principal, client_ip)
-    page = await queries.list_staff_requests(
+    tz = settings.display_timezone
+    listed = await queries.list_staff_requests(
         session,
-        settings=settings,
         now=clock.now(),
         filters=filters,
         cursor=cursor,
         limit=50,
         actor=actor,
         crypto=crypto,
+        tz=tz,
     )
+    page = {
+        "items": [queries.queue_row(row, now=clock.now(), tz=tz) for row in listed.requests],
+        "next_cursor": listed.next_cursor,
+    }
     overview = await sla.sla_overview(
         session, settings=settings, now=clock.now(), within_days=2, assignee=None, actor=actor
     )
@@ -230,6 +235,8 @@ async def request_page(
         {
             "r": view,
             "done": done,
+            # Without a colleague's proposal an officer may refuse alone only if so configured.
+            "single_officer": settings.single_officer_refusals,
             "type_labels": TYPE_LABELS,
             "extend_min": (today + timedelta(days=1)).isoformat(),
         },
@@ -363,8 +370,7 @@ async def replay(
         session,
         crypto=crypto,
         now=clock.now(),
-        actor=principal,
-        client_ip=client_ip,
+        actor=actor_of(principal, client_ip),
         delivery_id=delivery_id,
     )
     return await redirect_after(session, "/console/processors?done=replayed")

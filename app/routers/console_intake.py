@@ -65,7 +65,9 @@ def _intake_context(lang: str) -> dict[str, Any]:
             for code, item in ITEMS.items()
             if item.correctable
         ],
-        "purposes": [(code, labels[lang]) for code, labels in PURPOSES.items()],
+        "purposes": [
+            (code, labels.ko if lang == "ko" else labels.en) for code, labels in PURPOSES.items()
+        ],
     }
 
 

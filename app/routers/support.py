@@ -38,7 +38,7 @@ To = Annotated[date, Query(description="last day received, inclusive")]
 
 
 def _actor(principal: Principal, client_ip: str) -> Actor:
-    return Actor.staff(principal.subject, principal.roles, client_ip)
+    return Actor.of(principal, client_ip)
 
 
 @router.post("/requests/{request_id}/take", response_model=QueueRow, summary="Take the request")
@@ -170,11 +170,13 @@ async def bulk(
     session: SessionDep,
     clock: ClockDep,
     crypto: CryptoDep,
+    settings: SettingsDep,
     client_ip: ClientIpDep,
 ) -> dict[str, Any]:
     results = await assignment.bulk_action(
         session,
         crypto=crypto,
+        settings=settings,
         now=clock.now(),
         action=body.action,
         request_ids=body.ids,

@@ -13,7 +13,7 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from app.db import Database
 from app.outbox import queue
-from app.worker import Worker
+from app.outbox.worker import Worker
 from tests.browser.conftest import AssertAccessible, save_screenshots
 from tests.support.lifecycle import staff
 from tests.support.servers import RecordingServer
@@ -38,7 +38,7 @@ async def phone_request(client: httpx.AsyncClient, app: FastAPI) -> str:
     response = await client.post(
         "/v1/staff/requests",
         json={
-            "request": {"type": "deletion", "categories": ["contact", "marketing"]},
+            "request": {"type": "deletion", "categories": ["contact"]},
             "identifiers": {"phone": CALLER},
             "intake_channel": "phone",
             "verification": {"method": "agent", "check": "callback_to_number_on_record"},
@@ -93,10 +93,10 @@ async def test_agent_finds_a_caller_proposes_and_an_officer_decides(
     await expect(page.get_by_role("status")).to_have_text("담당자로 지정되었습니다.")
     await page.get_by_role("button", name="검토 시작").click()
     proposal = page.locator("form[action$='/propose']")
-    await proposal.get_by_label("마케팅·이벤트", exact=True).check()
+    await proposal.get_by_label("주소", exact=True).check()
     await proposal.get_by_label("법적 근거").select_option("pipa_36_1_proviso")
     await proposal.get_by_label("정보주체에게 보낼 설명").fill(
-        "마케팅 정보는 다른 법령이 보관을 정하고 있어 삭제할 수 없습니다."
+        "배송 주소는 다른 법령이 보관을 정하고 있어 삭제할 수 없습니다."
     )
     await proposal.get_by_role("button", name="거절 제안하기").click()
     await expect(page.get_by_role("status")).to_have_text(
