@@ -8,57 +8,37 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from app.audit.actors import Actor
-from app.deps import (
-    ClientIpDep,
-    ClockDep,
-    CryptoDep,
-    DatabaseDep,
-    OfficerPrincipal,
-    SessionDep,
-    SettingsDep,
-    StaffPrincipal,
-)
+from app.deps import DatabaseDep, OfficerDep, StaffContext, StaffDep
+from app.models import DsrRequest
 from app.requests import assignment, exports, notes, queries, sla, statistics
 from app.schemas.common import PROBLEM_RESPONSES
 from app.schemas.notes import NoteIn, NoteList, NoteOut
 from app.schemas.staff import QueueRow
 from app.schemas.support import AssignIn, BulkIn, BulkOut, SlaOut, StatisticsOut
-from app.security import Principal
 
 router = APIRouter(prefix="/v1/staff", tags=["support console"], responses=PROBLEM_RESPONSES)
 
 From = Annotated[date, Query(alias="from", description="first day received (Asia/Seoul)")]
-To = Annotated[date, Query(description="last day received, inclusive")]
+To = Annotated[date, Query(alias="to", description="last day received, inclusive")]
 
 
-def _actor(principal: Principal, client_ip: str) -> Actor:
-    return Actor.of(principal, client_ip)
+def _row(request: DsrRequest, ctx: StaffContext) -> QueueRow:
+    return QueueRow.model_validate(
+        queries.queue_row(request, now=ctx.now, tz=ctx.settings.display_timezone)
+    )
 
 
 @router.post("/requests/{request_id}/take", response_model=QueueRow, summary="Take the request")
-async def take_request(
-    request_id: uuid.UUID,
-    principal: StaffPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
-) -> dict[str, Any]:
+async def take_request(request_id: uuid.UUID, ctx: StaffDep) -> QueueRow:
     request = await assignment.take_request(
-        session,
-        crypto=crypto,
-        now=clock.now(),
-        request_id=request_id,
-        actor=_actor(principal, client_ip),
+        ctx.session, crypto=ctx.crypto, now=ctx.now, request_id=request_id, actor=ctx.actor
     )
-    return queries.queue_row(request, now=clock.now(), tz=settings.display_timezone)
+    return _row(request, ctx)
 
 
 @router.post(
@@ -66,25 +46,16 @@ async def take_request(
     response_model=QueueRow,
     summary="Give the request to a staff member (privacy officer or admin)",
 )
-async def assign_request(
-    request_id: uuid.UUID,
-    body: AssignIn,
-    principal: OfficerPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
-) -> dict[str, Any]:
+async def assign_request(request_id: uuid.UUID, body: AssignIn, ctx: OfficerDep) -> QueueRow:
     request = await assignment.assign_request(
-        session,
-        crypto=crypto,
-        now=clock.now(),
+        ctx.session,
+        crypto=ctx.crypto,
+        now=ctx.now,
         request_id=request_id,
         assignee=body.assignee,
-        actor=_actor(principal, client_ip),
+        actor=ctx.actor,
     )
-    return queries.queue_row(request, now=clock.now(), tz=settings.display_timezone)
+    return _row(request, ctx)
 
 
 @router.post(
@@ -92,23 +63,11 @@ async def assign_request(
     response_model=QueueRow,
     summary="Give the request back to the queue (its owner, or an officer)",
 )
-async def unassign_request(
-    request_id: uuid.UUID,
-    principal: StaffPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
-) -> dict[str, Any]:
+async def unassign_request(request_id: uuid.UUID, ctx: StaffDep) -> QueueRow:
     request = await assignment.unassign_request(
-        session,
-        crypto=crypto,
-        now=clock.now(),
-        request_id=request_id,
-        actor=_actor(principal, client_ip),
+        ctx.session, crypto=ctx.crypto, now=ctx.now, request_id=request_id, actor=ctx.actor
     )
-    return queries.queue_row(request, now=clock.now(), tz=settings.display_timezone)
+    return _row(request, ctx)
 
 
 @router.get(
@@ -116,22 +75,11 @@ async def unassign_request(
     response_model=NoteList,
     summary="Internal notes, oldest first (audited)",
 )
-async def list_notes(
-    request_id: uuid.UUID,
-    principal: StaffPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    client_ip: ClientIpDep,
-) -> dict[str, Any]:
+async def list_notes(request_id: uuid.UUID, ctx: StaffDep) -> NoteList:
     items = await notes.list_notes(
-        session,
-        crypto=crypto,
-        now=clock.now(),
-        request_id=request_id,
-        actor=_actor(principal, client_ip),
+        ctx.session, crypto=ctx.crypto, now=ctx.now, request_id=request_id, actor=ctx.actor
     )
-    return {"items": items}
+    return NoteList.model_validate({"items": items})
 
 
 @router.post(
@@ -140,23 +88,16 @@ async def list_notes(
     response_model=NoteOut,
     summary="Add an internal note (encrypted; never shown to the subject)",
 )
-async def add_note(
-    request_id: uuid.UUID,
-    body: NoteIn,
-    principal: StaffPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    client_ip: ClientIpDep,
-) -> dict[str, Any]:
-    return await notes.add_note(
-        session,
-        crypto=crypto,
-        now=clock.now(),
+async def add_note(request_id: uuid.UUID, body: NoteIn, ctx: StaffDep) -> NoteOut:
+    note = await notes.add_note(
+        ctx.session,
+        crypto=ctx.crypto,
+        now=ctx.now,
         request_id=request_id,
         text=body.text,
-        actor=_actor(principal, client_ip),
+        actor=ctx.actor,
     )
+    return NoteOut.model_validate(note)
 
 
 @router.post(
@@ -164,26 +105,18 @@ async def add_note(
     response_model=BulkOut,
     summary="Take, assign (officer) or withdraw as spam (officer) a selection, each audited",
 )
-async def bulk(
-    body: BulkIn,
-    principal: StaffPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
-) -> dict[str, Any]:
+async def bulk(body: BulkIn, ctx: StaffDep) -> BulkOut:
     results = await assignment.bulk_action(
-        session,
-        crypto=crypto,
-        settings=settings,
-        now=clock.now(),
+        ctx.session,
+        crypto=ctx.crypto,
+        settings=ctx.settings,
+        now=ctx.now,
         action=body.action,
         request_ids=body.ids,
         assignee=body.assignee,
-        actor=_actor(principal, client_ip),
+        actor=ctx.actor,
     )
-    return {"items": [asdict(result) for result in results]}
+    return BulkOut.model_validate({"items": [asdict(result) for result in results]})
 
 
 @router.get(
@@ -192,22 +125,19 @@ async def bulk(
     summary="Overdue, due today, due soon, postponed, waiting on a processor (audited)",
 )
 async def sla_overview(
-    principal: StaffPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
+    ctx: StaffDep,
     within_days: Annotated[int, Query(ge=0, le=10)] = 2,
     mine: bool = False,
-) -> dict[str, Any]:
-    return await sla.sla_overview(
-        session,
-        settings=settings,
-        now=clock.now(),
+) -> SlaOut:
+    overview = await sla.sla_overview(
+        ctx.session,
+        settings=ctx.settings,
+        now=ctx.now,
         within_days=within_days,
-        assignee=principal.subject if mine else None,
-        actor=_actor(principal, client_ip),
+        assignee=ctx.principal.subject if mine else None,
+        actor=ctx.actor,
     )
+    return SlaOut.model_validate(overview)
 
 
 @router.get(
@@ -217,36 +147,28 @@ async def sla_overview(
     summary="CSV of requests received in a range (identifiers: privacy officer only; audited)",
 )
 async def export_requests(
-    principal: OfficerPrincipal,
-    session: SessionDep,
+    ctx: OfficerDep,
     database: DatabaseDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
     day_from: From,
-    day_to: Annotated[date, Query(alias="to", description="last day received, inclusive")],
+    day_to: To,
     personal: bool = False,
 ) -> StreamingResponse:
     stream = await exports.export_requests(
-        session,
+        ctx.session,
         database=database,
-        crypto=crypto,
-        settings=settings,
-        now=clock.now(),
+        crypto=ctx.crypto,
+        settings=ctx.settings,
+        now=ctx.now,
         day_from=day_from,
         day_to=day_to,
         personal=personal,
-        actor=_actor(principal, client_ip),
+        actor=ctx.actor,
     )
     name = f"dsr-requests-{day_from.isoformat()}-{day_to.isoformat()}.csv"
     return StreamingResponse(
         stream,
         media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{name}"',
-            "Cache-Control": "no-store",
-        },
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
@@ -255,20 +177,13 @@ async def export_requests(
     response_model=StatisticsOut,
     summary="Counts, days to complete, share on time, objections (privacy officer or admin)",
 )
-async def request_statistics(
-    principal: OfficerPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
-    day_from: From,
-    day_to: Annotated[date, Query(alias="to", description="last day received, inclusive")],
-) -> dict[str, Any]:
-    return await statistics.request_statistics(
-        session,
-        settings=settings,
-        now=clock.now(),
+async def request_statistics(ctx: OfficerDep, day_from: From, day_to: To) -> StatisticsOut:
+    figures = await statistics.request_statistics(
+        ctx.session,
+        settings=ctx.settings,
+        now=ctx.now,
         day_from=day_from,
         day_to=day_to,
-        actor=_actor(principal, client_ip),
+        actor=ctx.actor,
     )
+    return StatisticsOut.model_validate(figures)
