@@ -243,10 +243,9 @@ async def request_page(
     )
 
 
-async def redirect_after(session: SessionDep, url: str) -> Response:
-    """Commit, then send the browser on: its next GET must see what this POST wrote (the session
-    dependency commits only after the response has gone)."""
-    await session.commit()
+def redirect_after(url: str) -> Response:
+    """Post/redirect/get: the session dependency has committed before this answer goes, so the
+    browser's next GET sees what the POST wrote."""
     return RedirectResponse(url, status_code=303)
 
 
@@ -325,7 +324,7 @@ async def request_action(
         await decisions.withdraw_request(session, **common)
     else:
         raise InvalidInput("No such action.")
-    return await redirect_after(session, f"/console/requests/{request_id}?done={action}")
+    return redirect_after(f"/console/requests/{request_id}?done={action}")
 
 
 # ------------------------------------------------------------------ processors and statistics
@@ -373,7 +372,7 @@ async def replay(
         actor=actor_of(principal, client_ip),
         delivery_id=delivery_id,
     )
-    return await redirect_after(session, "/console/processors?done=replayed")
+    return redirect_after("/console/processors?done=replayed")
 
 
 def _month(settings: SettingsDep, clock: ClockDep) -> tuple[date, date]:

@@ -161,7 +161,6 @@ async def oidc_callback(
         method="oidc",
         client_ip=client_ip,
     )
-    await session.commit()  # the sign-in is on record before the browser moves on
     return response
 
 
@@ -191,7 +190,6 @@ async def dev_sign_in(
         method="dev",
         client_ip=client_ip,
     )
-    await session.commit()
     return response
 
 

@@ -122,4 +122,4 @@ async def intake_submit(
         verification=body.verification.model_dump(exclude_none=True),
         actor=actor_of(principal, client_ip),
     )
-    return await redirect_after(session, f"/console/requests/{submitted.answer['id']}?done=intake")
+    return redirect_after(f"/console/requests/{submitted.answer['id']}?done=intake")
