@@ -152,7 +152,6 @@ async def _digest_for(
     destination: str,
     recipient: str,
     assignee: str | None,
-    always: bool,
 ) -> bool:
     settings = ctx.settings
     tz, locale = settings.display_timezone, settings.default_locale
@@ -163,8 +162,8 @@ async def _digest_for(
     soon = await _bucket(
         session, "due_soon", now=now, tz=tz, within_days=within, assignee=assignee, limit=100
     )
-    if not always and overdue[0] == 0 and soon[0] == 0:
-        return False
+    if overdue[0] == 0 and soon[0] == 0:
+        return False  # nothing due soon or overdue: no mail
     day = deadlines.local_day_text(now, tz)
     queued = await messages.queue_notice(
         session,
@@ -190,7 +189,7 @@ async def _digest_for(
 
 async def send_daily_digest(ctx: WorkerContext) -> int:
     """Periodic: once per local day (from the digest hour), one e-mail to the officer and one to
-    each owner with something due soon or overdue; returns how many were queued."""
+    each owner, each only when something is due soon or overdue; returns how many were queued."""
     now = ctx.clock.now()
     settings = ctx.settings
     if deadlines.in_zone(now, settings.display_timezone).hour < settings.sla_digest_hour:  # type: ignore[union-attr]
@@ -205,7 +204,6 @@ async def send_daily_digest(ctx: WorkerContext) -> int:
                 destination=settings.privacy_officer_email,
                 recipient="privacy-officer",
                 assignee=None,
-                always=True,
             )
         else:
             logger.warning(
@@ -233,7 +231,6 @@ async def send_daily_digest(ctx: WorkerContext) -> int:
                 destination=address,
                 recipient=f"staff:{owner}",
                 assignee=owner,
-                always=False,
             )
     return sent
 
