@@ -83,6 +83,19 @@ async def request_workbench(
         "holds": held,
         "grounds": grounds_for(request.type, locale),
         "parts": refusable(request.type, request.scope, locale),
+        # Readable names for every code the page shows (scope, proposal, grounds).
+        "labels": {
+            **{
+                code: item_label(code, locale)
+                for values in request.scope.values()
+                for code in values
+            },
+            **{
+                entry["item"]: item_label(entry["item"], locale)
+                for entry in (request.proposal or {}).get("refused_items", [])
+            },
+            **{ground.code: ground.label(locale) for ground in GROUNDS.values()},
+        },
         "audit": trail,
     }
 
