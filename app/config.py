@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -89,6 +90,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     db_pool_size: int = 10
 
+    # Web pages (/privacy/, /console/) and browsers
+    frame_ancestors: str = Field(
+        default="'none'",
+        pattern=r"^[A-Za-z0-9'*:/._ -]{1,500}$",
+        description="CSP frame-ancestors sources allowed to embed the pages ('none': nobody)",
+    )
+    cors_origins: list[str] = Field(
+        default=[],
+        description='origins whose front-ends may call the API (JSON: ["https://www.example.com"])',
+    )
+    cookie_secure: bool | None = Field(
+        default=None, description="mark page cookies Secure; unset: Secure outside dev"
+    )
+
     # SMS / e-mail gateway (HTTP). In dev with no URL, messages are printed to the console.
     sms_gateway_url: str | None = None
     email_gateway_url: str | None = None
@@ -150,6 +165,15 @@ class Settings(BaseSettings):
         default_factory=dict, description="IdP role name -> our role; unset: names as ours"
     )
     # Optional: the mobile app's own session token with a verified phone counts as an OTP.
+    # The support console's sign-in (OpenID Connect, code + PKCE, at DSR_STAFF_IDP_ISSUER)
+    console_oidc_client_id: str | None = Field(
+        default=None, description="the console's client id at the staff identity provider"
+    )
+    console_oidc_client_secret: str | None = Field(
+        default=None, description="its secret, for a confidential client (PKCE is always used)"
+    )
+    console_session_hours: float = Field(default=8.0, gt=0, le=24)
+
     mobile_tokens_enabled: bool = False
     mobile_token_issuer: str | None = None
     mobile_token_audience: str | None = None
@@ -189,6 +213,13 @@ class Settings(BaseSettings):
     privacy_officer_email: str | None = Field(
         default=None, description="where alerts go (dead webhooks, notices held for a processor)"
     )
+    staff_email_template: str | None = Field(
+        default=None,
+        description="a staff member's address from their user id, e.g. `{sub}@example.com` "
+        "(the daily digest to each request's owner)",
+    )
+    sla_digest_hour: int = Field(default=9, ge=0, le=23, description="local hour of the digest")
+    sla_digest_within_days: int = Field(default=2, ge=0, le=10)
 
     # Worker
     run_worker: bool = Field(default=True, description="run the worker loop inside `dsr serve`")
@@ -233,6 +264,18 @@ class Settings(BaseSettings):
     @classmethod
     def _keep_default_rules(cls, value: dict[str, RetentionSetting]) -> dict[str, RetentionSetting]:
         return {**default_retention_rules(), **value}
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+                raise ValueError(f"not an origin (scheme://host[:port]): {origin!r}")
+        return value
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.env != "dev" if self.cookie_secure is None else self.cookie_secure
 
     def key_bytes(self, name: str) -> bytes:
         """The named key as bytes; raises ConfigError naming the setting when missing."""

@@ -95,6 +95,7 @@ HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
 ClientIpDep = Annotated[str, Depends(client_ip)]
 
 _bearer = HTTPBearer(auto_error=False)

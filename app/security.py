@@ -16,33 +16,24 @@ so ``alg: none`` and HS256-signed-with-a-public-key tokens cannot pass.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jose import jwt
-from jose.backends.base import Key
 
 # The cryptography backend, named: python-jose falls back to ``ecdsa``/``rsa`` (pure Python,
 # with known timing weaknesses) when it cannot import it; this import fails loudly instead.
-from jose.backends.cryptography_backend import (
-    CryptographyECKey,
-    CryptographyHMACKey,
-    CryptographyRSAKey,
-)
 from jose.exceptions import JOSEError
 
-from app.config import EXTERNAL_ALGORITHMS, ConfigError, Settings, check_token_issuers
+from app.config import ConfigError, Settings, check_token_issuers
 from app.crypto import Crypto
-from app.errors import InvalidInput, ServiceUnavailable, Unauthenticated
+from app.errors import InvalidInput, Unauthenticated
+from app.keys import JwksKeys, KeySource, StaticKeys, VerificationKey, static_key
 from app.subjects.identifiers import normalise_phone
 
 logger = logging.getLogger("dsr.security")
@@ -50,17 +41,10 @@ logger = logging.getLogger("dsr.security")
 ISSUER = "qx-dsr"
 SUBJECT_AUDIENCE = "qx-dsr:subject"
 STAFF_AUDIENCE = "qx-dsr:staff"
+# The support console's session (after signing in with the identity provider; any env).
+CONSOLE_AUDIENCE = "qx-dsr:console"
 DEV_KEY_ID = "dsr-dev-1"
 ALGORITHMS = ["HS256"]  # our own tokens' allow-list; never taken from the token
-
-_KEY_TYPE = {"HS": "oct", "RS": "RSA", "ES": "EC"}
-_KEY_CLASS: dict[str, type[Key]] = {
-    "oct": CryptographyHMACKey,
-    "RSA": CryptographyRSAKey,
-    "EC": CryptographyECKey,
-}
-_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
-_PUBLIC_MEMBERS = ("kty", "kid", "alg", "use", "n", "e", "crv", "x", "y")
 
 
 class Role(StrEnum):
@@ -105,155 +89,6 @@ class Authentication:
 
 
 @dataclass(frozen=True)
-class VerificationKey:
-    """One key an issuer signs with, and what it may verify."""
-
-    kid: str | None
-    kty: str
-    material: Any  # bytes (oct), a PEM string or a public JWK dict
-    alg: str | None = None
-    crv: str | None = None
-
-    def for_algorithm(self, alg: str) -> Key:
-        """The key as a jose Key for ``alg``; refuses a key of another type or curve."""
-        if _KEY_TYPE.get(alg[:2]) != self.kty or (self.alg is not None and self.alg != alg):
-            raise Unauthenticated("The token's algorithm does not match its key.")
-        if self.kty == "EC" and self.crv is not None and _CURVE.get(alg) != self.crv:
-            raise Unauthenticated("The token's algorithm does not match its key.")
-        try:
-            return jose_key(self.material, alg)
-        except (JOSEError, ValueError, TypeError, KeyError):
-            raise Unauthenticated("The token's algorithm does not match its key.") from None
-
-
-def jose_key(material: Any, alg: str) -> Key:
-    """A jose key for ``alg`` built by the cryptography backend (never ``ecdsa`` or ``rsa``)."""
-    return _KEY_CLASS[_KEY_TYPE[alg[:2]]](material, alg)
-
-
-class KeySource(Protocol):
-    def find(self, kid: str | None) -> VerificationKey | None: ...
-
-    async def resolve(
-        self, kid: str | None, *, http: httpx.AsyncClient | None, now: datetime
-    ) -> VerificationKey | None: ...
-
-
-class StaticKeys:
-    """Keys known from configuration; ``kid`` must match exactly (None only for None)."""
-
-    def __init__(self, *keys: VerificationKey) -> None:
-        self._keys = {key.kid: key for key in keys}
-
-    def find(self, kid: str | None) -> VerificationKey | None:
-        return self._keys.get(kid)
-
-    async def resolve(
-        self, kid: str | None, *, http: httpx.AsyncClient | None, now: datetime
-    ) -> VerificationKey | None:
-        return self.find(kid)
-
-
-class JwksKeys:
-    """An issuer's JSON Web Key Set, fetched with the injected client and cached.
-
-    Refetched when older than ``cache_seconds`` or when a token names a ``kid`` we do not hold
-    (key rotation), but never more often than every ``min_refresh_seconds``, so a flood of
-    tokens with made-up key ids cannot turn into a flood of requests to the identity provider.
-    """
-
-    def __init__(self, url: str, *, cache_seconds: int, min_refresh_seconds: int) -> None:
-        self.url = url
-        self.cache = timedelta(seconds=cache_seconds)
-        self.min_refresh = timedelta(seconds=min_refresh_seconds)
-        self._keys: dict[str, VerificationKey] = {}
-        self._fetched_at: datetime | None = None
-        self._attempted_at: datetime | None = None
-        self._lock = asyncio.Lock()
-        self.fetches = 0
-
-    def find(self, kid: str | None) -> VerificationKey | None:
-        return self._keys.get(kid) if kid else None
-
-    async def resolve(
-        self, kid: str | None, *, http: httpx.AsyncClient | None, now: datetime
-    ) -> VerificationKey | None:
-        if kid is None:
-            return None  # a key set names its keys; a token that does not is not ours to guess
-        stale = self._fetched_at is None or now - self._fetched_at >= self.cache
-        if (stale or kid not in self._keys) and http is not None:
-            await self._refresh(http, now)
-        if not self._keys:
-            raise ServiceUnavailable("The identity provider's keys could not be fetched.")
-        return self._keys.get(kid)
-
-    async def _refresh(self, http: httpx.AsyncClient, now: datetime) -> None:
-        async with self._lock:
-            if self._attempted_at is not None and now - self._attempted_at < self.min_refresh:
-                return
-            self._attempted_at = now
-            self.fetches += 1
-            try:
-                response = await http.get(
-                    self.url, headers={"Accept": "application/json"}, timeout=5.0
-                )
-                response.raise_for_status()
-                keys = parse_jwks(response.json())
-            except (httpx.HTTPError, ValueError) as exc:
-                logger.warning(
-                    "jwks fetch failed",
-                    extra={"event": "jwks.fetch_failed", "error_type": type(exc).__name__},
-                )
-                return
-            self._keys = keys
-            self._fetched_at = now
-            logger.info("jwks fetched", extra={"event": "jwks.fetched", "count": len(keys)})
-
-
-def parse_jwks(document: Any) -> dict[str, VerificationKey]:
-    """The usable signing keys of a JWKS document, by kid (RSA and EC public keys only)."""
-    if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
-        raise ValueError("not a JWKS document")
-    keys: dict[str, VerificationKey] = {}
-    for entry in document["keys"]:
-        if not isinstance(entry, Mapping):
-            continue
-        kid, kty, alg = entry.get("kid"), entry.get("kty"), entry.get("alg")
-        if not isinstance(kid, str) or kty not in ("RSA", "EC"):
-            continue
-        if entry.get("use") not in (None, "sig") or (
-            alg is not None and alg not in EXTERNAL_ALGORITHMS
-        ):
-            continue
-        public = {name: entry[name] for name in _PUBLIC_MEMBERS if name in entry}
-        try:
-            jose_key(public, alg or ("RS256" if kty == "RSA" else "ES256"))
-        except (JOSEError, ValueError, TypeError, KeyError):  # a malformed key: skip it alone
-            continue
-        keys[kid] = VerificationKey(
-            kid=kid, kty=kty, material=public, alg=alg, crv=entry.get("crv")
-        )
-    return keys
-
-
-def static_key(pem: str, *, kid: str | None, setting: str) -> VerificationKey:
-    """A configured PEM public key; refuses anything but an RSA or EC public key."""
-    try:
-        loaded = load_pem_public_key(pem.strip().encode())
-    except ValueError:
-        raise ConfigError(f"{setting} is not a PEM public key") from None
-    if isinstance(loaded, rsa.RSAPublicKey):
-        return VerificationKey(kid=kid, kty="RSA", material=pem.strip())
-    if isinstance(loaded, ec.EllipticCurvePublicKey):
-        curves = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-        crv = curves.get(loaded.curve.name)
-        if crv is None:
-            raise ConfigError(f"{setting} uses an unsupported curve")
-        return VerificationKey(kid=kid, kty="EC", material=pem.strip(), crv=crv)
-    raise ConfigError(f"{setting} must be an RSA or EC public key")
-
-
-@dataclass(frozen=True)
 class TrustedIssuer:
     name: Literal["own", "staff_idp", "mobile"]
     issuer: str
@@ -281,7 +116,7 @@ class TokenService:
         self._leeway = settings.token_leeway_seconds
         self._role_map = _role_map(settings.staff_idp_role_map)
         self.issuers: dict[str, TrustedIssuer] = {}
-        own_audiences = {SUBJECT_AUDIENCE}
+        own_audiences = {SUBJECT_AUDIENCE, CONSOLE_AUDIENCE}
         if settings.env != "prod":
             own_audiences.add(STAFF_AUDIENCE)  # `dsr token` staff/service tokens: dev/test only
         self._add(
@@ -386,6 +221,60 @@ class TokenService:
             }
         )
 
+    def issue_console_token(
+        self, *, sub: str, roles: list[str], amr: list[str], now: datetime, ttl: timedelta
+    ) -> str:
+        """The console's session token, once the identity provider (or, in dev, the development
+        sign-in) said who this is; it carries the roles the provider's token mapped to."""
+        issued = int(now.timestamp())
+        return self._sign(
+            {
+                "iss": ISSUER,
+                "aud": CONSOLE_AUDIENCE,
+                "sub": sub,
+                "roles": roles,
+                "amr": amr,
+                "iat": issued,
+                "nbf": issued,
+                "exp": issued + int(ttl.total_seconds()),
+                "jti": uuid.uuid4().hex,
+            }
+        )
+
+    async def verify_id_token(
+        self,
+        token: str,
+        *,
+        now: datetime,
+        http: httpx.AsyncClient | None,
+        client_id: str,
+        nonce: str,
+    ) -> Principal:
+        """An OpenID Connect ID token from the staff identity provider, for the console's
+        sign-in: its keys and algorithms, audience the console's client id, our nonce, and the
+        roles claim mapped as for the provider's API tokens."""
+        parsed = self._parse(token)
+        if parsed.issuer.name != "staff_idp":
+            raise Unauthenticated("The token's issuer is not accepted.")
+        key = await parsed.issuer.keys.resolve(parsed.kid, http=http, now=now)
+        if key is None:
+            raise Unauthenticated("The token's key is unknown.")
+        claims, _ = self._claims(parsed, key, now, audiences=frozenset({client_id}))
+        if not isinstance(nonce, str) or claims.get("nonce") != nonce:
+            raise Unauthenticated("The token was not issued for this sign-in.")
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise Unauthenticated("The token names no subject.")
+        raw = _listed(claims.get(self.settings.staff_idp_roles_claim))
+        roles = frozenset(self._role_map[name] for name in raw if name in self._role_map)
+        return Principal(
+            kind="staff",
+            subject=sub,
+            roles=frozenset(roles) & STAFF_ROLES,
+            issuer=parsed.issuer.issuer,
+            amr=("oidc",),
+        )
+
     # -- verifying -------------------------------------------------------------------------
 
     def verify(self, token: str, *, now: datetime) -> Principal:
@@ -427,7 +316,15 @@ class TokenService:
             raise Unauthenticated("The token's algorithm is not accepted.")
         return _Parsed(token=token, issuer=issuer, alg=alg, kid=kid)
 
-    def _finish(self, parsed: _Parsed, key: VerificationKey, now: datetime) -> Authentication:
+    def _claims(
+        self,
+        parsed: _Parsed,
+        key: VerificationKey,
+        now: datetime,
+        *,
+        audiences: frozenset[str],
+    ) -> tuple[dict[str, Any], datetime]:
+        """The verified claims (signature, issuer, one of ``audiences``, times) and the expiry."""
         issuer = parsed.issuer
         try:
             claims = jwt.decode(
@@ -445,11 +342,17 @@ class TokenService:
             )
         except JOSEError:
             raise Unauthenticated("The token is not valid.") from None
-        audiences = claims.get("aud")
-        audiences = [audiences] if isinstance(audiences, str) else audiences
-        if not isinstance(audiences, list) or not issuer.audiences.intersection(audiences):
+        named = claims.get("aud")
+        named = [named] if isinstance(named, str) else named
+        if not isinstance(named, list) or not audiences.intersection(named):
             raise Unauthenticated("The token's audience is not accepted.")
-        expires_at = _check_times(claims, now, self._leeway)
+        return claims, _check_times(claims, now, self._leeway)
+
+    def _finish(self, parsed: _Parsed, key: VerificationKey, now: datetime) -> Authentication:
+        issuer = parsed.issuer
+        claims, expires_at = self._claims(parsed, key, now, audiences=issuer.audiences)
+        named = claims.get("aud")
+        audiences: list[Any] = [named] if isinstance(named, str) else list(named or [])
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise Unauthenticated("The token names no subject.")

@@ -20,7 +20,7 @@ from app.notifications import messages as notifications
 from app.outbox import retention
 from app.outbox.jobs import PeriodicJob, Registry, WorkerContext
 from app.outbox.retry import FULFILMENT_RETRY, WEBHOOK_RETRY
-from app.requests import jobs
+from app.requests import jobs, sla
 from app.retention import store
 from app.subjects import verification
 from app.webhooks import delivery
@@ -52,6 +52,7 @@ def build_registry() -> Registry:
                 run=delivery.alert_held_notices,
             ),
             trail.SEAL_JOB,
+            *sla.JOBS,
             access.purge_job(),
             store.PURGE_JOB,
             jobs.PURGE_IDEMPOTENCY,

@@ -116,6 +116,16 @@ MATRIX: list[Row] = [
     Row("GET", "/v1/staff/objections", only(STAFF)),
     Row("POST", "/v1/staff/objections/{id}/decide", only(DECIDER), body=empty),
     Row("GET", "/v1/audit", only(OFFICER)),
+    # -- support console (issue 15) ----------------------------------------------------------
+    Row("POST", "/v1/staff/requests/{id}/take", only(STAFF), body=empty),
+    Row("POST", "/v1/staff/requests/{id}/assign", only(OFFICER), body=empty),
+    Row("POST", "/v1/staff/requests/{id}/unassign", only(STAFF), body=empty),
+    Row("GET", "/v1/staff/requests/{id}/notes", only(STAFF)),
+    Row("POST", "/v1/staff/requests/{id}/notes", only(STAFF), body=empty),
+    Row("POST", "/v1/staff/requests/bulk", only(STAFF), body=empty, note="assign, spam: officer"),
+    Row("GET", "/v1/staff/sla", only(STAFF, 200)),
+    Row("GET", "/v1/staff/export", only(OFFICER), note="identifiers: privacy officer only"),
+    Row("GET", "/v1/staff/statistics", only(OFFICER)),
     # -- processors (issue 6, contract) ------------------------------------------------------
     Row("GET", "/v1/processors", only(OFFICER)),
     Row("POST", "/v1/processors", only(OFFICER), body=empty),

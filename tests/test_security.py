@@ -559,7 +559,7 @@ async def test_idp_down_then_up(
 
 
 def test_jwks_ignores_keys_it_must_not_use(rsa_key: SigningKey, ec_key: SigningKey) -> None:
-    from app.security import parse_jwks
+    from app.keys import parse_jwks
 
     document = {
         "keys": [

@@ -3,6 +3,7 @@
 from app.models.audit import AuditEntry
 from app.models.base import metadata
 from app.models.fulfilment import ProcessingRestriction, ProcessingSuspension
+from app.models.notes import DsrRequestNote
 from app.models.outbox import OutboxMessage, PeriodicRun
 from app.models.processor import Processor, WebhookAcknowledgement, WebhookAttempt
 from app.models.reports import AccessReportRecord
@@ -17,6 +18,7 @@ __all__ = [
     "DsrObjection",
     "DsrRequest",
     "DsrRequestEvent",
+    "DsrRequestNote",
     "IdempotencyRecord",
     "OutboxMessage",
     "PeriodicRun",

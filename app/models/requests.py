@@ -104,6 +104,11 @@ class DsrRequest(SQLModel, table=True):
     withdrawn_at: datetime | None = timestamp(nullable=True)
     # When the subject was told of a refusal: the objection window counts from here.
     objectable_since: datetime | None = timestamp(nullable=True)
+    # The staff member who owns the request (their user id at the identity provider).
+    assignee: str | None = Field(default=None, max_length=128, index=True)
+    assigned_at: datetime | None = timestamp(nullable=True)
+    # When the privacy officer was told the request is overdue (once per due date).
+    overdue_alerted_at: datetime | None = timestamp(nullable=True)
     updated_at: datetime = timestamp()
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,12 +25,27 @@ from app.crypto import Crypto
 from app.errors import InvalidInput, NotFound
 from app.models import DsrObjection, DsrRequest, DsrRequestEvent, SubjectIdentifier
 from app.models.requests import OPEN_STATUSES, STATUSES
-from app.requests import views
+from app.requests import deadlines, notes, views
 from app.requests.lifecycle import unseal
 from app.requests.notices import objection_until, reference
 from app.requests.objections import open_text
 from app.subjects import identifiers as subjects
 from app.webhooks import acknowledgements
+
+_REFERENCE = re.compile(r"^[0-9A-F]{8}$")
+
+
+@dataclass(frozen=True)
+class Search:
+    """Who a caller is: an identifier as typed (never stored, logged or audited in clear) or the
+    short reference read out on the phone."""
+
+    phone: str | None = field(default=None, repr=False)
+    email: str | None = field(default=None, repr=False)
+    reference: str | None = None
+
+    def kinds(self) -> list[str]:
+        return [name for name in ("phone", "email", "reference") if getattr(self, name)]
 
 
 @dataclass(frozen=True)
@@ -41,13 +57,49 @@ class RequestFilters:
     received_from: datetime | None = None
     received_to: datetime | None = None
     fulfilment: str | None = None  # queued | failed | done
+    search: Search | None = None
+    assignee: str | None = None  # a staff user id, or "none" for unowned requests
+    due_within_days: int | None = None  # open, not overdue, due by the end of today + N days
+    descending: bool = False  # latest due first
 
     def as_details(self) -> dict[str, Any]:
-        return {
+        details = {
             key: (value.isoformat() if isinstance(value, datetime) else value)
             for key, value in self.__dict__.items()
-            if value is not None
+            if value is not None and key not in ("search", "descending")
         }
+        if self.search is not None:
+            # Only which kind was searched: the identifier itself never reaches the trail.
+            details["search"] = self.search.kinds()
+        if self.descending:
+            details["descending"] = True
+        return details
+
+
+def reference_range(reference: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """The ids whose short reference is ``reference`` (a primary-key range, not a scan)."""
+    ref = reference.strip().replace("-", "").upper()
+    if not _REFERENCE.match(ref):
+        raise InvalidInput("A reference is 8 letters and digits (0-9, A-F).")
+    low = uuid.UUID(ref.lower() + "0" * 24)
+    high = uuid.UUID(ref.lower() + "f" * 24)
+    return low, high
+
+
+def _search_clauses(crypto: Crypto | None, search: Search) -> list[Any]:
+    clauses: list[Any] = []
+    for kind in ("phone", "email"):
+        raw = getattr(search, kind)
+        if not raw:
+            continue
+        if crypto is None:  # pragma: no cover - every staff caller passes crypto
+            raise InvalidInput("Searching by identifier is not available here.")
+        index = subjects.blind_index(crypto, kind, subjects.normalise(kind, raw))
+        clauses.append(col(DsrRequest.subject_indexes).contains([index]))
+    if search.reference:
+        low, high = reference_range(search.reference)
+        clauses.append(col(DsrRequest.id).between(low, high))
+    return clauses
 
 
 def encode_cursor(*parts: Any) -> str:
@@ -74,7 +126,14 @@ def _overdue_clause(now: datetime) -> Any:
     return sa.and_(col(DsrRequest.status).in_(OPEN_STATUSES), col(DsrRequest.due_at) < now)
 
 
-def _filtered(query: Any, filters: RequestFilters, now: datetime) -> Any:
+def _filtered(
+    query: Any,
+    filters: RequestFilters,
+    now: datetime,
+    *,
+    crypto: Crypto | None = None,
+    tz: str = "Asia/Seoul",
+) -> Any:
     if filters.statuses:
         query = query.where(col(DsrRequest.status).in_(filters.statuses))
     if filters.types:
@@ -91,6 +150,19 @@ def _filtered(query: Any, filters: RequestFilters, now: datetime) -> Any:
         query = query.where(col(DsrRequest.received_at) < filters.received_to)
     if filters.fulfilment is not None:
         query = query.where(col(DsrRequest.fulfilment_state) == filters.fulfilment)
+    if filters.search is not None:
+        query = query.where(*_search_clauses(crypto, filters.search))
+    if filters.assignee == "none":
+        query = query.where(col(DsrRequest.assignee).is_(None))
+    elif filters.assignee is not None:
+        query = query.where(col(DsrRequest.assignee) == filters.assignee)
+    if filters.due_within_days is not None:
+        last_day = deadlines.local_date(now, tz) + timedelta(days=filters.due_within_days)
+        query = query.where(
+            col(DsrRequest.status).in_(OPEN_STATUSES),
+            col(DsrRequest.due_at) >= now,
+            col(DsrRequest.due_at) <= deadlines.end_of_local_day(last_day, tz),
+        )
     return query
 
 
@@ -140,6 +212,8 @@ def queue_row(request: DsrRequest, *, now: datetime, tz: str) -> dict[str, Any]:
         "proposal_pending": bool(request.proposal),
         "decision_result": request.decision,
         "fulfilment_state": request.fulfilment_state,
+        "assignee": request.assignee,
+        "assigned_at": request.assigned_at.isoformat() if request.assigned_at else None,
     }
 
 
@@ -151,9 +225,14 @@ async def list_staff_requests(
     cursor: str | None,
     limit: int,
     actor: Actor,
+    crypto: Crypto | None = None,
+    tz: str = "Asia/Seoul",
 ) -> QueuePageView:
-    """One page of the queue, earliest due first; the cursor is the last (due_at, id) seen."""
-    query = _filtered(select(DsrRequest), filters, now)
+    """One page of the queue, earliest due first (or latest: ``filters.descending``); the
+    cursor is the last (due_at, id) seen. ``crypto`` for an identifier search, ``tz`` (the
+    display zone) for ``due_within_days``."""
+    query = _filtered(select(DsrRequest), filters, now, crypto=crypto, tz=tz)
+    key = sa.tuple_(col(DsrRequest.due_at), col(DsrRequest.id))
     if cursor is not None:
         due_text, id_text = decode_cursor(cursor, 2)
         try:
@@ -161,9 +240,13 @@ async def list_staff_requests(
         except ValueError:
             raise InvalidInput("The cursor is not valid.") from None
         query = query.where(
-            sa.tuple_(col(DsrRequest.due_at), col(DsrRequest.id)) > sa.tuple_(*after)
+            key < sa.tuple_(*after) if filters.descending else key > sa.tuple_(*after)
         )
-    query = query.order_by(col(DsrRequest.due_at), col(DsrRequest.id)).limit(limit + 1)
+    if filters.descending:
+        query = query.order_by(col(DsrRequest.due_at).desc(), col(DsrRequest.id).desc())
+    else:
+        query = query.order_by(col(DsrRequest.due_at), col(DsrRequest.id))
+    query = query.limit(limit + 1)
     rows = list((await session.exec(query)).all())
     page, more = rows[:limit], len(rows) > limit
     next_cursor = encode_cursor(page[-1].due_at.isoformat(), page[-1].id) if more else None
@@ -342,6 +425,7 @@ async def view_staff_request(
         "processor_notices": await acknowledgements.processor_confirmations(
             session, request_ref=request.id
         ),
+        "notes": await notes.notes_of(session, crypto=crypto, request_id=request.id),
     }
     await trail.record(
         session,
@@ -352,6 +436,6 @@ async def view_staff_request(
         target_type="request",
         target_id=str(request.id),
         client_ip=actor.client_ip,
-        details={"parts": ["body", "identifiers_masked", "history", "result"]},
+        details={"parts": ["body", "identifiers_masked", "history", "result", "notes"]},
     )
     return view

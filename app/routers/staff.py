@@ -68,8 +68,19 @@ async def list_requests(
     fulfilment: Literal["queued", "failed", "done"] | None = None,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    phone: Annotated[str | None, Query(max_length=40, description="the caller's number")] = None,
+    email: Annotated[str | None, Query(max_length=254, description="the caller's address")] = None,
+    reference: Annotated[str | None, Query(max_length=12, description="e.g. 3F2A9C1B")] = None,
+    assignee: Annotated[
+        str | None, Query(max_length=128, description="a staff user id, `me` or `none`")
+    ] = None,
+    due_within: Annotated[
+        str | None, Query(pattern=r"^[0-9]{1,2}d$", description="open and due within N days: 2d")
+    ] = None,
+    sort: Literal["due_at", "-due_at"] = "due_at",
 ) -> QueuePage:
     tz = ctx.settings.display_timezone
+    search = queries.Search(phone=phone, email=email, reference=reference)
     filters = queries.RequestFilters(
         statuses=list(status) if status else None,
         types=list(type) if type else None,
@@ -78,9 +89,20 @@ async def list_requests(
         received_from=assume_zone(received_from, tz),
         received_to=assume_zone(received_to, tz),
         fulfilment=fulfilment,
+        search=search if search.kinds() else None,
+        assignee=ctx.principal.subject if assignee == "me" else assignee,
+        due_within_days=int(due_within[:-1]) if due_within else None,
+        descending=sort == "-due_at",
     )
     page = await queries.list_staff_requests(
-        ctx.session, now=ctx.now, filters=filters, cursor=cursor, limit=limit, actor=ctx.actor
+        ctx.session,
+        now=ctx.now,
+        filters=filters,
+        cursor=cursor,
+        limit=limit,
+        actor=ctx.actor,
+        crypto=ctx.crypto,
+        tz=tz,
     )
     return QueuePage(
         items=[queue_row(request, ctx) for request in page.requests],

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.schemas.notes import NoteOut
 from app.schemas.processors import ProcessorConfirmationPublic
 from app.schemas.requests import (
     DecisionOut,
@@ -187,6 +188,8 @@ class QueueRow(RequestSummary):
     proposal_pending: bool
     decision_result: Literal["approved", "partially_approved", "refused"] | None
     fulfilment_state: Literal["queued", "failed", "done"] | None
+    assignee: str | None = Field(default=None, description="the owner's staff user id")
+    assigned_at: datetime | None = None
 
 
 class QueueCounts(BaseModel):
@@ -254,6 +257,7 @@ class StaffRequestDetail(QueueRow):
         default_factory=list,
         description="notices sent to processors for this request and which confirmed them",
     )
+    notes: list[NoteOut] = Field(default_factory=list, description="internal notes, oldest first")
 
 
 class StaffObjectionOut(BaseModel):
