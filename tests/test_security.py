@@ -28,15 +28,8 @@ from app.clock import FrozenClock
 from app.config import KEY_FIELDS, ConfigError, Settings, ensure_keys, new_key
 from app.db import Database
 from app.errors import ServiceUnavailable, Unauthenticated
-from app.security import (
-    STAFF_AUDIENCE,
-    SUBJECT_AUDIENCE,
-    JwksKeys,
-    Principal,
-    TokenService,
-    parse_jwks,
-    static_key,
-)
+from app.keys import JwksKeys, parse_jwks, static_key
+from app.security import STAFF_AUDIENCE, SUBJECT_AUDIENCE, Principal, TokenService
 from app.subjects import identifiers
 from tests.support.servers import Received, RecordingServer, Reply
 
