@@ -31,6 +31,8 @@ from app.problems import install_problem_handlers
 from app.routers import (
     health,
     partner,
+    privacy,
+    privacy_forms,
     processors,
     requests,
     staff,
@@ -139,6 +141,8 @@ def create_app(
     app.include_router(usage.router)
     app.include_router(processors.router)
     app.include_router(partner.router)
+    app.include_router(privacy_forms.router)
+    app.include_router(privacy.router)
     app.include_router(docs.router)
     # /static/vendor before /static: the first matching mount answers.
     app.mount(docs.VENDOR_URL, docs.vendor_assets(), name="vendor")
