@@ -19,7 +19,7 @@ from app.crypto import Crypto
 from app.datamap.connectors import open_connectors
 from app.datamap.connectors.base import SubjectRecord
 from app.datamap.identifiers import SubjectIdentifiers
-from app.datamap.schema import CollectionSpec, DataMap
+from app.datamap.schema import ROLES, CollectionSpec, DataMap, Text
 from app.subjects import identifiers
 
 _RECORD_REF = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")  # app/schemas/requests.py RECORD_REF_PATTERN
@@ -94,19 +94,49 @@ async def records_holding(
                 if column is None or ref is None:
                     continue
                 value = record.fields.get(column)
-                role_label = spec.roles[record.role].label
+                role_label = (
+                    spec.roles[record.role].label
+                    or ROLES.get(record.role)
+                    or Text(ko=record.role, en=record.role)
+                )
                 choices.append(
                     RecordChoice(
                         ref=ref,
                         collection_ko=spec.label.ko,
                         collection_en=spec.label.en,
-                        role_ko=role_label.ko if role_label else record.role,
-                        role_en=role_label.en if role_label else record.role,
+                        role_ko=role_label.ko,
+                        role_en=role_label.en,
                         value="" if value is None else str(value),
                         since=record.retention_start,
                     )
                 )
                 if len(choices) >= MAX_CHOICES:
                     break
-    choices.sort(key=lambda c: c.since.timestamp() if c.since else 0.0, reverse=True)
-    return choices
+    return _by_ref(choices)
+
+
+def _by_ref(found: list[RecordChoice]) -> list[RecordChoice]:
+    """One choice per ``record_ref``: a correction naming it reaches every record it names
+    (a bare key such as ``1`` can name a record in several collections), so they go together."""
+    merged: dict[str, RecordChoice] = {}
+    for choice in sorted(found, key=lambda c: c.since.timestamp() if c.since else 0.0):
+        seen = merged.get(choice.ref)
+        if seen is None:
+            merged[choice.ref] = choice
+            continue
+        merged[choice.ref] = RecordChoice(
+            ref=choice.ref,
+            collection_ko=f"{seen.collection_ko}, {choice.collection_ko}",
+            collection_en=f"{seen.collection_en}, {choice.collection_en}",
+            role_ko=seen.role_ko
+            if seen.role_ko == choice.role_ko
+            else f"{seen.role_ko}, {choice.role_ko}",
+            role_en=seen.role_en
+            if seen.role_en == choice.role_en
+            else f"{seen.role_en}, {choice.role_en}",
+            value=seen.value if seen.value == choice.value else f"{seen.value}, {choice.value}",
+            since=choice.since,
+        )
+    return sorted(
+        merged.values(), key=lambda c: c.since.timestamp() if c.since else 0.0, reverse=True
+    )

@@ -21,7 +21,7 @@ from app.clock import FrozenClock
 from app.datamap.connectors.postgres import connect
 from app.demo.load import demo_datamap_text, drop_demo, load_demo
 from app.worker import Worker
-from tests.browser.conftest import AssertAccessible, save_screenshots, sent_code
+from tests.browser.conftest import ARTIFACTS, AssertAccessible, save_screenshots, sent_code
 from tests.conftest import FROZEN_AT
 from tests.support.lifecycle import drive, make_subject
 from tests.support.servers import RecordingServer
@@ -186,10 +186,13 @@ async def test_access_request_report_and_print(
     await save_screenshots(page, "privacy-report")
 
     await page.emulate_media(media="print")
+    await page.set_viewport_size({"width": 794, "height": 1123})  # A4 at 96 dpi
+    await page.screenshot(path=str(ARTIFACTS / "privacy-report-print.png"), full_page=True)
     await expect(page.get_by_role("link", name="요청으로 돌아가기")).to_be_hidden()
     await expect(page.locator("#items")).to_be_visible()
-    pdf = await page.pdf(prefer_css_page_size=True)
+    pdf = await page.pdf(prefer_css_page_size=True)  # the @page rule: A4
     assert pdf.startswith(b"%PDF")
+    assert b"/MediaBox [0 0 595" in pdf or b"/MediaBox [0 0 594" in pdf  # 210 mm wide
     await page.emulate_media(media="screen")
     await page.get_by_role("link", name="요청으로 돌아가기").click()
     await expect(page).to_have_url(re.compile(rf"/privacy/requests/{request_id}$"))
