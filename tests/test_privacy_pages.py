@@ -163,3 +163,24 @@ async def test_a_correction_the_api_would_refuse_is_refused_on_the_form(
 async def test_pages_are_not_in_the_api_contract(app: FastAPI) -> None:
     paths = app.openapi()["paths"]
     assert not [path for path in paths if path.startswith(("/privacy", "/console", "/docs"))]
+
+
+async def test_a_request_from_the_privacy_center_reaches_the_staff_queue_as_web(
+    app: FastAPI, client: httpx.AsyncClient, browser: httpx.AsyncClient, staff_headers: Any
+) -> None:
+    sign_in_as(browser, await make_subject(app, "+821055550001"))
+    submitted = await post_form(
+        browser,
+        "/privacy/requests/new/suspension",
+        {"purposes": ["marketing", "counseling"], "step": "submit"},
+    )
+    assert submitted.status_code == 303
+    request_id = submitted.headers["location"].split("/")[-1].split("?")[0]
+    queue = await client.get("/v1/staff/requests", headers=staff_headers("support_agent"))
+    assert queue.status_code == 200, queue.text
+    row = next(item for item in queue.json()["items"] if item["id"] == request_id)
+    assert row["intake_channel"] == "web"
+    review = await client.post(
+        f"/v1/staff/requests/{request_id}/review", headers=staff_headers("support_agent")
+    )
+    assert review.status_code == 200, review.text

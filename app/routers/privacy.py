@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -272,7 +273,7 @@ async def request_detail(
     until = detail["objection_until"]
     objectable = (
         until is not None
-        and now.isoformat() <= until
+        and now <= datetime.fromisoformat(until)
         and not any(o["status"] == "open" for o in detail["objections"])
     )
     return pages.render(
