@@ -33,6 +33,7 @@ from app.routers import (
     partner,
     privacy,
     privacy_forms,
+    privacy_verify,
     processors,
     requests,
     staff,
@@ -143,6 +144,7 @@ def create_app(
     app.include_router(partner.router)
     app.include_router(privacy_forms.router)
     app.include_router(privacy.router)
+    app.include_router(privacy_verify.router)
     app.include_router(docs.router)
     # /static/vendor before /static: the first matching mount answers.
     app.mount(docs.VENDOR_URL, docs.vendor_assets(), name="vendor")
