@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -184,3 +185,16 @@ async def test_a_request_from_the_privacy_center_reaches_the_staff_queue_as_web(
         f"/v1/staff/requests/{request_id}/review", headers=staff_headers("support_agent")
     )
     assert review.status_code == 200, review.text
+
+
+async def test_an_expired_session_is_a_page_asking_to_verify_again(
+    app: FastAPI, browser: httpx.AsyncClient, clock: Any
+) -> None:
+    subject = await make_subject(app, "+821055550001")
+    sign_in_as(browser, subject)
+    assert (await browser.get("/privacy/requests")).status_code == 200
+    clock.advance(timedelta(days=401))  # past the token's lifetime
+    response = await browser.get("/privacy/requests?lang=en")
+    assert response.status_code == 401
+    assert "Your session has ended" in response.text
+    assert 'href="/privacy/verify"' in response.text
