@@ -35,6 +35,9 @@ from app.routers import (
     console_intake,
     health,
     partner,
+    privacy,
+    privacy_forms,
+    privacy_verify,
     processors,
     requests,
     staff,
@@ -148,6 +151,9 @@ def create_app(
     app.include_router(usage.router)
     app.include_router(processors.router)
     app.include_router(partner.router)
+    app.include_router(privacy_forms.router)
+    app.include_router(privacy.router)
+    app.include_router(privacy_verify.router)
     app.include_router(docs.router)
     # /static/vendor before /static: the first matching mount answers.
     app.mount(docs.VENDOR_URL, docs.vendor_assets(), name="vendor")

@@ -61,7 +61,7 @@ class DsrRequest(SQLModel, table=True):
         sa_column=sa.Column(sa.Uuid, sa.ForeignKey("subject_identifier.id"), nullable=False)
     )
     notice_channel: str = Field(max_length=8)
-    intake_channel: str = Field(max_length=16)  # app | phone | counter
+    intake_channel: str = Field(max_length=16)  # app | web (privacy center) | phone | counter
     verification_method: str = Field(max_length=16)  # otp | agent | representative
     # How identity was verified: agent check, representative relation and proof, who checked.
     verification: dict[str, Any] = Field(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlmodel import col, select
@@ -196,8 +196,9 @@ async def submit_subject_request(
     body: RequestCreate,
     actor: Actor,
     idempotency_key: str | None = None,
+    intake_channel: Literal["app", "web"] = "app",
 ) -> Submitted:
-    """A request from the app, by a subject who verified an identifier with a one-time code."""
+    """A request from the app or the privacy center, by a subject verified by one-time code."""
 
     async def intake_of() -> Intake:
         identifier = await subjects.find_identifier(session, blind_index=subject_index)
@@ -206,7 +207,7 @@ async def submit_subject_request(
         return Intake(
             identifiers=[identifier],
             notice_identifier=identifier,
-            intake_channel="app",
+            intake_channel=intake_channel,
             verification_method="otp",
             verification={"method": "otp", "identifier_kind": identifier.kind},
         )

@@ -82,7 +82,7 @@ class Intake:
 
     identifiers: list[SubjectIdentifier]  # the subject's own, primary first
     notice_identifier: SubjectIdentifier
-    intake_channel: str  # app | phone | counter
+    intake_channel: str  # app | web | phone | counter
     verification_method: str  # otp | agent | representative
     verification: dict[str, Any]
 

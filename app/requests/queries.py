@@ -439,3 +439,32 @@ async def view_staff_request(
         details={"parts": ["body", "identifiers_masked", "history", "result", "notes"]},
     )
     return view
+
+
+# What a subject sees of the history: status changes and the steps that concern them.
+SUBJECT_HISTORY_ACTIONS = frozenset({"extended", "objection_submitted", "objection_decided"})
+
+
+async def subject_history(
+    session: AsyncSession, *, request_id: uuid.UUID, subject_index: str
+) -> list[dict[str, Any]]:
+    """The request's history as its subject sees it: when, what, and the status it led to.
+
+    Never staff notes or who acted; another subject's request is NotFound.
+    """
+    request = await find_subject_request(
+        session, request_id=request_id, subject_index=subject_index
+    )
+    events = (
+        await session.exec(
+            select(DsrRequestEvent)
+            .where(col(DsrRequestEvent.request_id) == request.id)
+            .order_by(col(DsrRequestEvent.id))
+        )
+    ).all()
+    return [
+        {"at": row.at.isoformat(), "action": row.action, "to_status": row.to_status}
+        for row in events
+        if (row.to_status and row.to_status != row.from_status)
+        or row.action in SUBJECT_HISTORY_ACTIONS
+    ]

@@ -181,7 +181,7 @@ class ObjectionDecisionIn(BaseModel):
 
 class QueueRow(RequestSummary):
     reference: str
-    intake_channel: Literal["app", "phone", "counter"]
+    intake_channel: Literal["app", "web", "phone", "counter"]
     verification_method: Literal["otp", "agent", "representative"]
     scope: dict[str, list[str]]
     extensions: int

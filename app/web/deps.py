@@ -6,13 +6,19 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.deps import ClockDep, HttpDep, TokensDep
+from app.deps import ClockDep, HttpDep, TokensDep, get_session
 from app.errors import SessionExpired, SessionRequired, Unauthenticated
 from app.security import Principal
 from app.web.i18n import Translator
 from app.web.session import SessionCookie
 from app.web.templating import Pages
+
+# The unit of work of a page: committed when the handler returns, BEFORE the answer is sent
+# (FastAPI's default runs a yield dependency's exit after sending). A page that redirects after
+# a POST must have committed, or the browser's next GET can arrive before the commit.
+PageSessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def get_pages(request: Request) -> Pages:
@@ -53,3 +59,31 @@ def session_principal(
         return authentication.principal
 
     return current
+
+
+async def optional_principal(
+    cookie: SessionCookie, request: Request, tokens: TokensDep, clock: ClockDep
+) -> Principal | None:
+    """The area's signed-in principal if its cookie still verifies (no key fetching), else None."""
+    token = cookie.read(request)
+    if token is None:
+        return None
+    try:
+        return tokens.verify(token, now=clock.now())
+    except Unauthenticated:
+        return None
+
+
+# The privacy center's session: the subject token of a confirmed one-time code.
+PRIVACY_SESSION = SessionCookie("dsr_privacy", path="/privacy")
+PrivacySubject = Annotated[Principal, Depends(session_principal(PRIVACY_SESSION, kind="subject"))]
+
+
+async def _privacy_visitor(
+    request: Request, tokens: TokensDep, clock: ClockDep
+) -> Principal | None:
+    principal = await optional_principal(PRIVACY_SESSION, request, tokens, clock)
+    return principal if principal is not None and principal.kind == "subject" else None
+
+
+PrivacyVisitor = Annotated[Principal | None, Depends(_privacy_visitor)]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal, cast
 
 import yaml
 from starlette.requests import Request
 
-LOCALES: tuple[str, ...] = ("ko", "en")
+Locale = Literal["ko", "en"]
+LOCALES: tuple[Locale, ...] = ("ko", "en")
 DEFAULT_LOCALE = "ko"
 LANG_COOKIE = "dsr_lang"
 LANG_QUERY = "lang"
@@ -59,12 +60,9 @@ class Translator:
         return key in self._texts
 
 
-def choose_locale(request: Request, default: str = DEFAULT_LOCALE) -> str:
+def choose_locale(request: Request, default: str = DEFAULT_LOCALE) -> Locale:
     """The page language: ?lang= (the switch), then the remembered choice, then the default."""
-    asked = request.query_params.get(LANG_QUERY)
-    if asked in LOCALES:
-        return asked
-    remembered = request.cookies.get(LANG_COOKIE)
-    if remembered in LOCALES:
-        return remembered
-    return default if default in LOCALES else DEFAULT_LOCALE
+    for candidate in (request.query_params.get(LANG_QUERY), request.cookies.get(LANG_COOKIE)):
+        if candidate in LOCALES:
+            return cast(Locale, candidate)
+    return cast(Locale, default if default in LOCALES else DEFAULT_LOCALE)

@@ -12,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from app.config import Settings
+from app.vocabulary import CATEGORIES, item_label
 from app.web import page_area
-from app.web.i18n import LANG_COOKIE, LANG_QUERY, LOCALES, Translator, choose_locale
+from app.web.i18n import LANG_COOKIE, LANG_QUERY, LOCALES, Locale, Translator, choose_locale
 
 LANG_COOKIE_MAX_AGE = 365 * 24 * 3600
 
@@ -22,6 +23,11 @@ _WEEKDAYS_KO = "월화수목금토일"
 
 def _as_datetime(value: datetime | str) -> datetime:
     return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def category_label(code: str, lang: str) -> str:
+    labels = CATEGORIES.get(code)
+    return labels["ko" if lang == "ko" else "en"] if labels else code
 
 
 class Pages:
@@ -39,6 +45,8 @@ class Pages:
         )
         self.env.filters["local_date"] = self.local_date
         self.env.filters["local_datetime"] = self.local_datetime
+        self.env.filters["item_name"] = item_label  # item, category or purpose code → label
+        self.env.filters["category_name"] = category_label
 
     # -- formatting ------------------------------------------------------------------------
 
@@ -60,7 +68,7 @@ class Pages:
 
     # -- rendering -------------------------------------------------------------------------
 
-    def locale(self, request: Request) -> str:
+    def locale(self, request: Request) -> Locale:
         return choose_locale(request, self.settings.default_locale)
 
     def render(

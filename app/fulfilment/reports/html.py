@@ -54,8 +54,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "status": "상태",
         "changed": "변경 일시",
         "none": "해당 없음",
-        "objection": "이 결과에 이의가 있으시면 앱의 요청 내역에서 이의를 제기하시거나 "
-        "고객지원센터(02-2620-1100)로 연락해 주십시오.",
+        "objection": "이 결과에 이의가 있으시면 앱이나 홈페이지 개인정보 권리 행사 메뉴의 요청 "
+        "내역에서 이의를 제기하시거나 고객지원센터(02-2620-1100)로 연락해 주십시오.",
+        "navigation": "요청으로 돌아가기",
+        "print_hint": "인쇄하거나 PDF로 저장하려면 브라우저의 인쇄 기능(Ctrl+P)을 사용하세요. "
+        "A4 용지에 맞게 인쇄됩니다.",
     },
     "en": {
         "title": "Access to your personal information",
@@ -95,8 +98,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "status": "Status",
         "changed": "Changed",
         "none": "None",
-        "objection": "If you disagree with this result, object from your request in the app "
-        "or call the Customer Support Center (+82-2-2620-1100).",
+        "objection": "If you disagree with this result, object from your request in the app or "
+        "the privacy center on our homepage, or call the Customer Support Center "
+        "(+82-2-2620-1100).",
+        "navigation": "Back to the request",
+        "print_hint": "To print or save as PDF, use your browser's print command (Ctrl+P). "
+        "It prints on A4.",
     },
 }
 
@@ -119,11 +126,16 @@ def _templates() -> jinja2.Environment:
     return env
 
 
-def render_access_report_html(report: AccessReport, *, lang: str = "ko") -> str:
-    """The report as a self-contained, autoescaped page (Korean unless lang='en')."""
+def render_access_report_html(
+    report: AccessReport, *, lang: str = "ko", back: tuple[str, str] | None = None
+) -> str:
+    """The report as a self-contained, autoescaped page (Korean unless lang='en').
+
+    ``back`` (href, label) adds a link back (the privacy center's request page), hidden in print.
+    """
     lang = "en" if lang == "en" else "ko"
     template = _templates().get_template("access_report.html")
-    return template.render(report=report, lang=lang, t=TEXTS[lang])
+    return template.render(report=report, lang=lang, t=TEXTS[lang], back=back)
 
 
 _STYLE = re.compile(r"<style>(.*?)</style>", re.DOTALL)
