@@ -23,6 +23,7 @@ from app.deps import (
     ClientIpDep,
     ClockDep,
     CryptoDep,
+    SessionDep,
     SettingsDep,
 )
 from app.fulfilment import handoff
@@ -33,12 +34,7 @@ from app.fulfilment.reports.html import (
 from app.models.requests import OPEN_STATUSES
 from app.requests import decisions, objections, queries
 from app.security import Principal
-from app.web.deps import (
-    PagesDep,
-    PageSessionDep,
-    PrivacySubject,
-    TranslatorDep,
-)
+from app.web.deps import PagesDep, PrivacySubject, TranslatorDep
 from app.web.i18n import Translator
 
 router = APIRouter(prefix="/privacy", include_in_schema=False)
@@ -85,7 +81,7 @@ async def my_requests(
     request: Request,
     pages: PagesDep,
     principal: PrivacySubject,
-    session: PageSessionDep,
+    session: SessionDep,
     settings: SettingsDep,
     clock: ClockDep,
 ) -> HTMLResponse:
@@ -103,7 +99,7 @@ async def request_detail(
     request: Request,
     pages: PagesDep,
     principal: PrivacySubject,
-    session: PageSessionDep,
+    session: SessionDep,
     crypto: CryptoDep,
     settings: SettingsDep,
     clock: ClockDep,
@@ -149,7 +145,7 @@ async def withdraw_form(
     request: Request,
     pages: PagesDep,
     principal: PrivacySubject,
-    session: PageSessionDep,
+    session: SessionDep,
     crypto: CryptoDep,
     settings: SettingsDep,
     clock: ClockDep,
@@ -169,14 +165,16 @@ async def withdraw_form(
 async def withdraw(
     request_id: uuid.UUID,
     principal: PrivacySubject,
-    session: PageSessionDep,
+    session: SessionDep,
     crypto: CryptoDep,
+    settings: SettingsDep,
     clock: ClockDep,
     client_ip: ClientIpDep,
 ) -> RedirectResponse:
     await decisions.withdraw_request(
         session,
         crypto=crypto,
+        settings=settings,
         now=clock.now(),
         request_id=request_id,
         actor=Actor.subject(principal.subject, client_ip),
@@ -213,7 +211,7 @@ async def objection_form(
     request: Request,
     pages: PagesDep,
     principal: PrivacySubject,
-    session: PageSessionDep,
+    session: SessionDep,
     crypto: CryptoDep,
     settings: SettingsDep,
     clock: ClockDep,
@@ -236,7 +234,7 @@ async def object_to_decision(
     pages: PagesDep,
     t: TranslatorDep,
     principal: PrivacySubject,
-    session: PageSessionDep,
+    session: SessionDep,
     crypto: CryptoDep,
     settings: SettingsDep,
     clock: ClockDep,
@@ -279,7 +277,7 @@ async def access_report(
     pages: PagesDep,
     t: TranslatorDep,
     principal: PrivacySubject,
-    session: PageSessionDep,
+    session: SessionDep,
     crypto: CryptoDep,
     settings: SettingsDep,
     clock: ClockDep,

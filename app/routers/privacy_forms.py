@@ -18,13 +18,13 @@ from starlette.datastructures import FormData
 from app.audit.actors import Actor
 from app.config import Settings
 from app.datamap.connectors.base import SourceError
-from app.deps import ClientIpDep, ClockDep, CryptoDep, HttpDep, SettingsDep
+from app.deps import ClientIpDep, ClockDep, CryptoDep, HttpDep, SessionDep, SettingsDep
 from app.errors import NotFound
 from app.requests import intake
 from app.schemas.requests import RequestCreate
 from app.subjects import records
 from app.vocabulary import CATEGORIES, ITEMS, OPTIONAL_PURPOSES, PURPOSES, item_label
-from app.web.deps import PagesDep, PageSessionDep, PrivacySubject, TranslatorDep
+from app.web.deps import PagesDep, PrivacySubject, TranslatorDep
 from app.web.i18n import Translator
 
 router = APIRouter(prefix="/privacy/requests/new", include_in_schema=False)
@@ -116,7 +116,7 @@ def _check(
 async def _record_choices(
     request: Request,
     *,
-    session: PageSessionDep,
+    session: SessionDep,
     crypto: CryptoDep,
     http: HttpDep,
     principal: PrivacySubject,
@@ -171,7 +171,7 @@ async def _form_context(
     *,
     lang: str,
     settings: Settings,
-    session: PageSessionDep,
+    session: SessionDep,
     crypto: CryptoDep,
     http: HttpDep,
     principal: PrivacySubject,
@@ -183,8 +183,8 @@ async def _form_context(
         "nav": "new",
         "retention": _retention(settings, lang) if kind == "deletion" else [],
         "items": [{"value": c, "label": item_label(c, lang)} for c in CORRECTABLE],
-        "categories": [{"value": c, "label": label[lang]} for c, label in CATEGORIES.items()],
-        "purposes": [{"value": c, "label": PURPOSES[c][lang]} for c in _purposes_for(kind)],
+        "categories": [{"value": c, "label": label.get(lang)} for c, label in CATEGORIES.items()],
+        "purposes": [{"value": c, "label": PURPOSES[c].get(lang)} for c in _purposes_for(kind)],
         "choices": [],
         "records_readable": True,
     }
@@ -220,7 +220,7 @@ async def request_form(
     request: Request,
     pages: PagesDep,
     principal: PrivacySubject,
-    session: PageSessionDep,
+    session: SessionDep,
     crypto: CryptoDep,
     http: HttpDep,
     settings: SettingsDep,
@@ -254,7 +254,7 @@ async def review_or_submit(
     pages: PagesDep,
     t: TranslatorDep,
     principal: PrivacySubject,
-    session: PageSessionDep,
+    session: SessionDep,
     crypto: CryptoDep,
     http: HttpDep,
     settings: SettingsDep,

@@ -13,13 +13,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from app.deps import ClientIpDep, ClockDep, CryptoDep, SettingsDep, TokensDep
+from app.deps import ClientIpDep, ClockDep, CryptoDep, SessionDep, SettingsDep, TokensDep
 from app.errors import ValidationFailed, VerificationCodeWrong
 from app.subjects import verification
 from app.web.deps import (
     PRIVACY_SESSION,
     PagesDep,
-    PageSessionDep,
     PrivacyVisitor,
     TranslatorDep,
 )
@@ -79,7 +78,7 @@ async def send_code(
     request: Request,
     pages: PagesDep,
     t: TranslatorDep,
-    session: PageSessionDep,
+    session: SessionDep,
     crypto: CryptoDep,
     settings: SettingsDep,
     clock: ClockDep,
@@ -159,7 +158,7 @@ async def confirm_code(
     request: Request,
     pages: PagesDep,
     t: TranslatorDep,
-    session: PageSessionDep,
+    session: SessionDep,
     crypto: CryptoDep,
     tokens: TokensDep,
     settings: SettingsDep,

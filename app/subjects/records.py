@@ -19,8 +19,9 @@ from app.crypto import Crypto
 from app.datamap.connectors import open_connectors
 from app.datamap.connectors.base import SubjectRecord
 from app.datamap.identifiers import SubjectIdentifiers
-from app.datamap.schema import ROLES, CollectionSpec, DataMap, Text
+from app.datamap.schema import CollectionSpec, DataMap
 from app.subjects import identifiers
+from app.vocabulary import ROLES, Text
 
 _RECORD_REF = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")  # app/schemas/requests.py RECORD_REF_PATTERN
 MAX_CHOICES = 50

@@ -6,19 +6,13 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.deps import ClockDep, HttpDep, TokensDep, get_session
+from app.deps import ClockDep, HttpDep, TokensDep
 from app.errors import SessionExpired, SessionRequired, Unauthenticated
 from app.security import Principal
 from app.web.i18n import Translator
 from app.web.session import SessionCookie
 from app.web.templating import Pages
-
-# The unit of work of a page: committed when the handler returns, BEFORE the answer is sent
-# (FastAPI's default runs a yield dependency's exit after sending). A page that redirects after
-# a POST must have committed, or the browser's next GET can arrive before the commit.
-PageSessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def get_pages(request: Request) -> Pages:

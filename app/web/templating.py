@@ -27,7 +27,7 @@ def _as_datetime(value: datetime | str) -> datetime:
 
 def category_label(code: str, lang: str) -> str:
     labels = CATEGORIES.get(code)
-    return labels["ko" if lang == "ko" else "en"] if labels else code
+    return labels.get(lang) if labels else code
 
 
 class Pages:
