@@ -153,7 +153,7 @@ async def test_the_processors_page_replays_a_dead_delivery(
             json={
                 "code": "hct",
                 "name": "HCT",
-                "nation": "Taiwan",
+                "nation": "TW",
                 "webhook_url": f"{receiver.url}/hook",
             },
             headers=staff(app, "privacy_officer", sub="park"),
