@@ -188,6 +188,14 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = 1.0
     worker_batch_size: int = 50
     worker_lease_seconds: int = 60
+    outbox_payload_retention_days: int = Field(
+        default=3,
+        ge=0,
+        description="days a delivered or dead message keeps its payload (replay), then destroyed",
+    )
+    outbox_retention_batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="payloads destroyed per transaction"
+    )
 
     # Data map and access reports
     datamap_path: Path | None = Field(

@@ -101,6 +101,11 @@ class Gone(DomainError):
     title = "No longer available"
 
 
+class PayloadDestroyed(Gone):
+    code = "payload-destroyed"
+    title = "The message's content was destroyed after its retention period"
+
+
 class RateLimited(DomainError):
     status = 429
     code = "rate-limited"

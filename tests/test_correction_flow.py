@@ -25,8 +25,7 @@ from app.datamap.loader import parse_datamap
 from app.db import Database
 from app.demo.load import DEMO_SUBJECT, demo_datamap_text, drop_demo, load_demo
 from app.demo.processors import PROCESSORS
-from app.fulfilment import common
-from app.worker import Worker
+from app.outbox.worker import Worker
 from tests.conftest import FROZEN_AT
 from tests.support.dsr_source import ReferenceSource, SourceRecord
 from tests.support.lifecycle import AGENT, OFFICER, Subject, make_subject, staff
@@ -382,7 +381,7 @@ async def test_source_down_before_anything_is_written_changes_nothing(
     clock: FrozenClock,
     crm: ReferenceSource,
 ) -> None:
-    worker.ctx.extras[common.DATAMAP] = with_crm(crm.url)
+    worker.ctx.datamap = with_crm(crm.url)
     before = await deliveries(db)
     subject = await make_subject(app, DEMO_PHONE)
     request_id = await submit(client, subject, [{"item": "phone", "new_value": "010-5555-0009"}])
@@ -413,7 +412,7 @@ async def test_failure_mid_correction_retries_the_same_plan_and_converges(
     receiver: RecordingServer,
     secrets: dict[str, str],
 ) -> None:
-    worker.ctx.extras[common.DATAMAP] = with_crm(crm.url)
+    worker.ctx.datamap = with_crm(crm.url)
     before = await deliveries(db)
     subject = await make_subject(app, DEMO_PHONE)
     request_id = await submit(client, subject, [{"item": "phone", "new_value": "010-5555-0009"}])
@@ -464,7 +463,7 @@ async def test_operator_retry_after_exhausted_attempts_finishes_the_same_plan(
     receiver: RecordingServer,
     secrets: dict[str, str],
 ) -> None:
-    worker.ctx.extras[common.DATAMAP] = with_crm(crm.url)
+    worker.ctx.datamap = with_crm(crm.url)
     subject = await make_subject(app, DEMO_PHONE)
     request_id = await submit(client, subject, [{"item": "phone", "new_value": "010-5555-0009"}])
     await approve(app, client, request_id)

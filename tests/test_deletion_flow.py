@@ -36,10 +36,11 @@ from app.fulfilment.common import DATAMAP
 from app.fulfilment.deletion import earlier_plans, handle_fulfil_deletion
 from app.fulfilment.reports.builder import generate_access_report
 from app.models import OutboxMessage, RetentionKey
+from app.outbox.jobs import Dead, Sent
 from app.outbox.queue import read_payload
+from app.outbox.worker import Worker
 from app.retention import store
 from app.vocabulary import CATEGORIES
-from app.worker import Dead, Sent, Worker
 from tests.conftest import FROZEN_AT
 from tests.support.lifecycle import drive, make_subject
 from tests.support.servers import RecordingServer
@@ -366,7 +367,7 @@ async def test_source_failure_then_retry_keeps_each_record_once(
         for spec in data["collections"]:
             if spec["name"] == "intl_reservations":
                 spec["source"] = "demo_ro"
-        worker.ctx.extras[DATAMAP] = parse_datamap(data)
+        worker.ctx.datamap = parse_datamap(data)
         request_id = await approved_deletion(app, client)
         rid = uuid.UUID(request_id)
 

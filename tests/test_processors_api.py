@@ -14,9 +14,9 @@ from sqlmodel import select
 from app.clock import FrozenClock
 from app.db import Database
 from app.models import AuditEntry, OutboxMessage, Processor
+from app.outbox.worker import Worker
 from app.security import TokenService
 from app.webhooks.signing import webhook_id
-from app.worker import Worker
 from tests.support.servers import RecordingServer, Reply
 from tests.support.webhooks import notify, register
 

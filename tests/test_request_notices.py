@@ -13,8 +13,8 @@ from fastapi import FastAPI
 
 from app.models import DsrRequest
 from app.observability import JsonFormatter
+from app.outbox.worker import Worker
 from app.requests import notices as request_notices
-from app.worker import Worker
 from tests.support.lifecycle import AGENT, OFFICER, drive, make_subject, new_request, staff
 from tests.support.servers import RecordingServer
 

@@ -21,11 +21,11 @@ from app.crypto import Crypto, DecryptionError, open_sealed
 from app.db import Database
 from app.errors import InvalidInput, NotFound
 from app.models import AuditEntry, RetainedRecord, RetentionKey
+from app.outbox.worker import Worker
 from app.retention import rules as retention_rules
 from app.retention import store
 from app.retention.rules import RetainedRecordDestroyed, UnknownRetentionRule
 from app.retention.store import RetainInput
-from app.worker import Worker
 
 SUBJECT = "b" * 64
 PAYLOAD = {"sender_name": "홍길동", "sender_phone": "+821012345678", "amount": 12000}

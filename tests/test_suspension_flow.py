@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from app.db import Database
 from app.demo.load import DEMO_SUBJECT
-from app.worker import Worker
+from app.outbox.worker import Worker
 from tests.support.lifecycle import AGENT, OFFICER, Subject, make_subject, staff
 from tests.support.servers import RecordingServer
 from tests.test_correction_flow import (  # noqa: F401 - fixtures

@@ -44,10 +44,11 @@ from app.datamap.connectors import Connectors, Erasure, SourceError, SubjectReco
 from app.datamap.connectors.base import json_value
 from app.datamap.identifiers import SubjectIdentifiers
 from app.datamap.schema import CollectionSpec, DataMap, FieldSpec
+from app.fulfilment import common
 from app.fulfilment.common import context_datamap, self_database_url, source_retry
 from app.models import DsrRequest, DsrRequestEvent
 from app.outbox.jobs import Dead, Outcome, Retry, Sent, WorkerContext
-from app.requests import completion, deadlines, lifecycle
+from app.requests import deadlines, lifecycle
 from app.retention import rules, store
 from app.subjects import identifiers as subjects
 from app.vocabulary import item_label, items_in
@@ -434,15 +435,14 @@ async def handle_fulfil_deletion(message: Any, payload: Any, ctx: WorkerContext)
         result = deletion_result(ctx.settings, targets, notified)
         kept = kept_items(result)
         locale = request.locale if request.locale in ("ko", "en") else "ko"
-        await completion.complete_request(
+        await common.complete(
             session,
             crypto=ctx.crypto,
             settings=ctx.settings,
             now=now,
             request_id=request_id,
-            outcome="partially_completed" if kept else "completed",
             result=result,
-            refused_items=[{"item": item, "ground": KEPT_GROUND} for item in kept] or None,
+            refused_items=[{"item": item, "ground": KEPT_GROUND} for item in kept],
             notice_extra={"kept": notice_lines(ctx.settings, result, locale)},
         )
     logger.info(

@@ -33,6 +33,7 @@ from app.errors import (
 )
 from app.models import DsrRequest, DsrRequestEvent, SubjectIdentifier
 from app.outbox import queue
+from app.outbox.retry import FULFILMENT_RETRY
 from app.requests.bodies import refusable_parts
 from app.requests.notices import queue_request_notice
 from app.subjects import identifiers as subjects
@@ -51,8 +52,6 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
 
 Outcome = Literal["completed", "partially_completed"]
 SUBJECT_INDEXES = ARRAY(sa.String(64))
-# A fulfilment job retried this often (about a day with the default backoff) is marked failed.
-FULFILMENT_MAX_ATTEMPTS = 8
 KINDS: tuple[subjects.IdentifierKind, ...] = ("phone", "email")
 
 
@@ -288,7 +287,7 @@ async def queue_fulfilment(
         payload={"request_id": str(request.id)},
         request_ref=request.id,
         dedupe_key=f"fulfil:{request.id}:{request.round}:{request.fulfilment_attempts}",
-        max_attempts=FULFILMENT_MAX_ATTEMPTS,
+        max_attempts=FULFILMENT_RETRY.max_attempts,
     )
     await record(
         session,

@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import trail
 from app.crypto import Crypto
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound, PayloadDestroyed
 from app.models import OutboxMessage, Processor, WebhookAcknowledgement, WebhookAttempt
 from app.schemas.processors import BulkReplay
 from app.security import Principal
@@ -186,6 +186,11 @@ async def replay_delivery(
             "Only dead or delivered notices can be replayed; held ones are sent when the "
             "processor is enabled."
         )
+    if message.payload is None:
+        raise PayloadDestroyed(
+            "This notice's content was destroyed after its retention period; only its delivery "
+            "record is kept, so it cannot be sent again."
+        )
     processor = (
         await session.exec(select(Processor).where(Processor.code == message.target))
     ).first()
@@ -229,6 +234,7 @@ async def replay_dead_deliveries(
         col(OutboxMessage.kind) == WEBHOOK_KIND,
         col(OutboxMessage.target) == code,
         col(OutboxMessage.status) == "dead",
+        col(OutboxMessage.payload).is_not(None),  # destroyed ones cannot be sent again
     ]
     if options.since is not None:
         conditions.append(col(OutboxMessage.created_at) >= options.since)
