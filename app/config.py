@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -85,6 +86,20 @@ class Settings(BaseSettings):
     # HTTP
     max_body_bytes: int = 1_048_576
     db_pool_size: int = 10
+
+    # Web pages (/privacy/, /console/) and browsers
+    frame_ancestors: str = Field(
+        default="'none'",
+        pattern=r"^[A-Za-z0-9'*:/._ -]{1,500}$",
+        description="CSP frame-ancestors sources allowed to embed the pages ('none': nobody)",
+    )
+    cors_origins: list[str] = Field(
+        default=[],
+        description='origins whose front-ends may call the API (JSON: ["https://www.example.com"])',
+    )
+    cookie_secure: bool | None = Field(
+        default=None, description="mark page cookies Secure; unset: Secure outside dev"
+    )
 
     # SMS / e-mail gateway (HTTP). In dev with no URL, messages are printed to the console.
     sms_gateway_url: str | None = None
@@ -226,6 +241,18 @@ class Settings(BaseSettings):
     @classmethod
     def _keep_default_rules(cls, value: dict[str, RetentionSetting]) -> dict[str, RetentionSetting]:
         return {**default_retention_rules(), **value}
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+                raise ValueError(f"not an origin (scheme://host[:port]): {origin!r}")
+        return value
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.env != "dev" if self.cookie_secure is None else self.cookie_secure
 
     def key_bytes(self, name: str) -> bytes:
         """The named key as bytes; raises ConfigError naming the setting when missing."""

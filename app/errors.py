@@ -51,6 +51,20 @@ class Unauthenticated(DomainError):
         self.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
 
 
+class SessionRequired(Unauthenticated):
+    """A page needs a signed-in session and the browser has none."""
+
+    code = "session-required"
+    title = "Sign in first"
+
+
+class SessionExpired(Unauthenticated):
+    """The page session's token no longer verifies (expired, or not ours)."""
+
+    code = "session-expired"
+    title = "The session has ended; verify again"
+
+
 class Forbidden(DomainError):
     status = 403
     code = "forbidden"

@@ -7,16 +7,24 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from app.clock import Clock, SystemClock
 from app.config import Settings, check_production, ensure_keys, get_settings
 from app.crypto import Crypto
 from app.datamap.loader import load_configured_datamap
 from app.db import Database, database_url
-from app.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, RequestIdMiddleware
+from app.middleware import (
+    AccessLogMiddleware,
+    BodySizeLimitMiddleware,
+    RequestIdMiddleware,
+    SecurityHeadersMiddleware,
+)
 from app.migrate import head_revision
 from app.observability import Metrics
 from app.outbox.worker import Worker
@@ -31,6 +39,10 @@ from app.routers import (
     verifications,
 )
 from app.security import TokenService
+from app.web import docs
+from app.web.csrf import CsrfMiddleware
+from app.web.errors import refuse_csrf
+from app.web.templating import Pages
 from app.worker import build_context, build_registry
 
 logger = logging.getLogger("dsr.app")
@@ -41,6 +53,14 @@ access, correction, deletion and suspension of processing, answered within 10 da
 
 Errors are RFC 9457 `application/problem+json` with a stable `code`.
 """
+
+STATIC_DIR = Path(__file__).parent / "web" / "static"
+# /v1/ answers that hold no personal data and may be cached (everything else: no-store).
+PUBLIC_API_PATHS = frozenset({"/v1/refusal-grounds"})
+
+# Headers a browser front-end on another origin (DSR_CORS_ORIGINS) may send and read.
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"]
+CORS_EXPOSED_HEADERS = ["Retry-After", "X-Request-ID", "Idempotent-Replayed", "Location"]
 
 
 def http_client() -> httpx.AsyncClient:
@@ -97,12 +117,15 @@ def create_app(
         summary="Data-subject requests (PIPA) for a parcel carrier",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by app.web.docs
+        redoc_url=None,
     )
     metrics = Metrics()
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
     app.state.crypto = Crypto.from_settings(settings)
     app.state.tokens = TokenService(settings)
+    app.state.pages = Pages(settings)
     app.state.datamap = load_configured_datamap(settings)  # an invalid map stops start-up
     app.state.metrics = metrics
     app.state.schema_head = head_revision()
@@ -117,9 +140,35 @@ def create_app(
     app.include_router(usage.router)
     app.include_router(processors.router)
     app.include_router(partner.router)
+    app.include_router(docs.router)
+    # /static/vendor before /static: the first matching mount answers.
+    app.mount(docs.VENDOR_URL, docs.vendor_assets(), name="vendor")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    # Outermost first: the request id must exist before anything logs.
+    # Added innermost first; the request id (outermost) must exist before anything logs.
+    app.add_middleware(
+        CsrfMiddleware,
+        key=settings.key_bytes("token_signing_key"),
+        secure=settings.secure_cookies,
+        refuse=refuse_csrf,
+    )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        frame_ancestors=settings.frame_ancestors,
+        hsts=settings.env == "prod",
+        public_paths=PUBLIC_API_PATHS,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            allow_credentials=False,  # bearer tokens, never the pages' cookies
+            max_age=600,
+        )
     app.add_middleware(AccessLogMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     return app

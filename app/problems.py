@@ -1,4 +1,5 @@
-"""The one place errors become RFC 9457 application/problem+json."""
+"""The one place errors are answered: RFC 9457 application/problem+json for the API, and a page
+in the user's language for paths under a page area (``/privacy/``, ``/console/``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
-from app.errors import DomainError, problem_type
+from app.errors import DomainError, RateLimited, problem_type
+from app.web import page_area
+from app.web.errors import error_page
 
 logger = logging.getLogger("dsr.errors")
 
@@ -51,26 +55,48 @@ def problem(
     )
 
 
+def answer(
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+    retry_after: int | None = None,
+    **extra: Any,
+) -> Response:
+    """A page for a page area, problem+json for everything else."""
+    if page_area(request.url.path) is not None:
+        return error_page(
+            request, status=status, code=code, headers=headers, retry_after=retry_after
+        )
+    return problem(
+        request, status=status, code=code, title=title, detail=detail, headers=headers, **extra
+    )
+
+
 def _pointer(loc: tuple[Any, ...]) -> str:
     """JSON pointer into the body for a pydantic location like ('body', 'items', 0, 'name')."""
     parts = [str(part) for part in loc[1:]] if loc and loc[0] == "body" else [str(p) for p in loc]
     return "/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in parts)
 
 
-async def _domain(request: Request, exc: Exception) -> JSONResponse:
+async def _domain(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    return problem(
+    return answer(
         request,
         status=exc.status,
         code=exc.code,
         title=exc.title,
         detail=exc.detail,
         headers=exc.headers or None,
+        retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
         **exc.extra,
     )
 
 
-async def _validation(request: Request, exc: Exception) -> JSONResponse:
+async def _validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     # Never echo the input: it is often personal data.
     errors = [
@@ -82,7 +108,7 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
         }
         for error in exc.errors()
     ]
-    return problem(
+    return answer(
         request,
         status=422,
         code="validation-failed",
@@ -92,11 +118,11 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http(request: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code, title = _HTTP_CODES.get(exc.status_code, ("http-error", "Request failed"))
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
-    return problem(
+    return answer(
         request,
         status=exc.status_code,
         code=code,
@@ -106,12 +132,12 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+async def _unhandled(request: Request, exc: Exception) -> Response:
     logger.error(
         "unhandled error",
         extra={"event": "http.unhandled", "error_type": type(exc).__name__},
     )
-    return problem(
+    return answer(
         request,
         status=500,
         code="internal-error",

@@ -11,7 +11,10 @@ from fastapi.responses import HTMLResponse
 from app.audit.actors import Actor
 from app.deps import ClientIpDep, ClockDep, CryptoDep, CurrentSubject, SessionDep, SettingsDep
 from app.fulfilment import handoff
-from app.fulfilment.reports.html import render_access_report_html
+from app.fulfilment.reports.html import (
+    render_access_report_html,
+    report_content_security_policy,
+)
 from app.requests import decisions, intake, objections, queries, views
 from app.schemas.common import PROBLEM_RESPONSES
 from app.schemas.reports import AccessReport
@@ -209,5 +212,11 @@ async def get_my_report(
     )
     if "text/html" in request.headers.get("accept", ""):
         page = render_access_report_html(report, lang=lang or locale)
-        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(
+            page,
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": report_content_security_policy(page),
+            },
+        )
     return report

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from functools import lru_cache
 
 import jinja2
@@ -121,3 +124,23 @@ def render_access_report_html(report: AccessReport, *, lang: str = "ko") -> str:
     lang = "en" if lang == "en" else "ko"
     template = _templates().get_template("access_report.html")
     return template.render(report=report, lang=lang, t=TEXTS[lang])
+
+
+_STYLE = re.compile(r"<style>(.*?)</style>", re.DOTALL)
+
+
+def report_content_security_policy(page: str, *, frame_ancestors: str = "'none'") -> str:
+    """The report page's own policy: no script at all, only its inline stylesheet (by hash).
+
+    The page is self-contained so that it still reads well when saved to a file; the service's
+    general policy (``style-src 'self'``) would drop its inline style, so it carries this one.
+    """
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(css.encode()).digest()).decode() + "'"
+        for css in _STYLE.findall(page)
+    )
+    style = hashes or "'none'"
+    return (
+        f"default-src 'none'; style-src {style}; img-src 'self'; "
+        f"base-uri 'none'; form-action 'none'; frame-ancestors {frame_ancestors}"
+    )
