@@ -197,6 +197,15 @@ class Settings(BaseSettings):
     privacy_officer_email: str | None = Field(
         default=None, description="where alerts go (dead webhooks, notices held for a processor)"
     )
+    partner_reminder_days: float = Field(
+        default=3.0, gt=0, description="an e-mailed notice not confirmed is sent again this often"
+    )
+    partner_escalation_days: float = Field(
+        default=7.0, gt=0, description="not confirmed after this: the privacy officer is told"
+    )
+    partner_confirm_link_days: float = Field(
+        default=14.0, gt=0, description="how long a confirmation link in a partner e-mail works"
+    )
 
     # Worker
     run_worker: bool = Field(default=True, description="run the worker loop inside `dsr serve`")

@@ -32,6 +32,7 @@ from app.problems import install_problem_handlers
 from app.routers import (
     health,
     partner,
+    partner_pages,
     processors,
     requests,
     staff,
@@ -140,6 +141,7 @@ def create_app(
     app.include_router(usage.router)
     app.include_router(processors.router)
     app.include_router(partner.router)
+    app.include_router(partner_pages.router)
     app.include_router(docs.router)
     # /static/vendor before /static: the first matching mount answers.
     app.mount(docs.VENDOR_URL, docs.vendor_assets(), name="vendor")

@@ -4,7 +4,12 @@ from app.models.audit import AuditEntry
 from app.models.base import metadata
 from app.models.fulfilment import ProcessingRestriction, ProcessingSuspension
 from app.models.outbox import OutboxMessage, PeriodicRun
-from app.models.processor import Processor, WebhookAcknowledgement, WebhookAttempt
+from app.models.processor import (
+    PartnerFollowUp,
+    Processor,
+    WebhookAcknowledgement,
+    WebhookAttempt,
+)
 from app.models.reports import AccessReportRecord
 from app.models.requests import DsrObjection, DsrRequest, DsrRequestEvent, IdempotencyRecord
 from app.models.retention import RetainedRecord, RetentionKey
@@ -19,6 +24,7 @@ __all__ = [
     "DsrRequestEvent",
     "IdempotencyRecord",
     "OutboxMessage",
+    "PartnerFollowUp",
     "PeriodicRun",
     "ProcessingRestriction",
     "ProcessingSuspension",

@@ -20,6 +20,7 @@ from app.schemas.processors import (
     DeliveryPage,
     DeliveryPublic,
     DeliveryStatus,
+    FollowUpPublic,
     ProcessorCreate,
     ProcessorCreated,
     ProcessorPublic,
@@ -41,7 +42,11 @@ def processor_public(processor: Processor, counts: dict[str, int] | None = None)
         name=processor.name,
         nation=processor.nation,
         contact=processor.contact,
+        party=processor.party,
+        channel=processor.channel,
         webhook_url=processor.webhook_url,
+        email=processor.email_masked,
+        language=processor.language,
         events=processor.events,
         state=processor.state,
         disabled_reason=processor.disabled_reason,
@@ -80,6 +85,7 @@ def delivery_public(view: DeliveryView) -> DeliveryPublic:
         last_error=message.last_error,
         request_ref=message.request_ref,
         acknowledgement=ack,
+        follow_up=FollowUpPublic.model_validate(view.follow_up) if view.follow_up else None,
     )
 
 
@@ -162,11 +168,13 @@ async def update_processor(
     session: SessionDep,
     principal: OfficerPrincipal,
     settings: SettingsDep,
+    crypto: CryptoDep,
     clock: ClockDep,
     client_ip: ClientIpDep,
 ) -> ProcessorPublic:
     view = await processors.update_processor(
         session,
+        crypto=crypto,
         settings=settings,
         now=clock.now(),
         actor=principal,
