@@ -17,7 +17,7 @@ from app.datamap.loader import datamap_path
 from app.db import Database, database_url
 from app.demo.load import DEMO_SUBJECT, DemoLoaded, load_demo, write_demo_datamap
 from app.demo.partner import load_secrets, partner_app, save_secrets
-from app.demo.processors import PROCESSORS
+from app.demo.processors import CONTROLLERS, PROCESSORS
 from app.migrate import upgrade
 from app.webhooks import processors
 
@@ -66,10 +66,7 @@ async def _seed_processors(settings: Settings, url: str) -> None:
                 session,
                 crypto=Crypto.from_settings(settings),
                 now=datetime.now(UTC),
-                processors=[
-                    {"code": p.code, "name": p.name, "nation": p.nation or "other"}
-                    for p in PROCESSORS
-                ],
+                processors=[p.seed() for p in (*PROCESSORS, *CONTROLLERS)],
                 webhook_base_url=settings.demo_partner_url,
             )
     finally:

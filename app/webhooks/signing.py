@@ -73,7 +73,7 @@ def secret_key(secret: str) -> bytes:
 
 def event_body(*, event_type: str, occurred_at: datetime, data: Mapping[str, Any]) -> bytes:
     """The exact bytes sent: ``{type, timestamp, data}`` as compact UTF-8 JSON."""
-    if event_type not in EVENT_TYPES:
+    if event_type not in EVENT_TYPES and event_type not in CONTROLLER_EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
     document = {
         "type": event_type,
