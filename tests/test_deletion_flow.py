@@ -32,7 +32,6 @@ from app.datamap.loader import parse_datamap
 from app.db import Database
 from app.demo.load import DEMO_SUBJECT, demo_datamap_text, drop_demo, load_demo
 from app.errors import NotFound
-from app.fulfilment.common import DATAMAP
 from app.fulfilment.deletion import earlier_plans, handle_fulfil_deletion
 from app.fulfilment.reports.builder import generate_access_report
 from app.models import OutboxMessage, RetentionKey
