@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from datetime import timedelta
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx

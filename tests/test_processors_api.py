@@ -133,8 +133,8 @@ async def test_officers_register_list_read_and_change_processors(
         entries = (await session.exec(select(AuditEntry).order_by(sa.column("id")))).all()
     assert created["secret"].encode() not in stored.secret_encrypted
     assert [(e.action, e.actor, e.role) for e in entries] == [
-        ("processor.registered", "officer-7", role),
-        ("processor.updated", "officer-7", role),
+        ("processor.registered", "staff:officer-7", role),
+        ("processor.updated", "staff:officer-7", role),
     ]
     assert created["secret"] not in str([e.details for e in entries])
 

@@ -13,6 +13,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import trail
+from app.audit.actors import Actor
 from app.crypto import Crypto
 from app.errors import Conflict, InvalidInput, NotFound, PayloadDestroyed
 from app.models import (
@@ -23,9 +24,8 @@ from app.models import (
     WebhookAttempt,
 )
 from app.schemas.processors import BulkReplay
-from app.security import Principal
 from app.webhooks.notices import WEBHOOK_KIND
-from app.webhooks.processors import actor_role, awaiting_clauses, load_processor
+from app.webhooks.processors import awaiting_clauses, load_processor
 
 # --- deliveries -----------------------------------------------------------------------------
 
@@ -175,8 +175,7 @@ async def replay_delivery(
     *,
     crypto: Crypto,
     now: datetime,
-    actor: Principal,
-    client_ip: str | None,
+    actor: Actor,
     delivery_id: uuid.UUID,
 ) -> DeliveryView:
     """Send a dead (or already delivered) notice again, same webhook-id, fresh schedule."""
@@ -214,12 +213,12 @@ async def replay_delivery(
     await trail.record(
         session,
         now=now,
-        actor=actor.subject,
-        role=actor_role(actor),
+        actor=actor.id,
+        role=actor.role,
         action="webhook.replayed",
         target_type="webhook",
         target_id=str(message.id),
-        client_ip=client_ip,
+        client_ip=actor.client_ip,
         details={"processor": message.target, "previous_status": previous},
     )
     return await get_delivery(session, crypto=crypto, delivery_id=delivery_id)
@@ -229,8 +228,7 @@ async def replay_dead_deliveries(
     session: AsyncSession,
     *,
     now: datetime,
-    actor: Principal,
-    client_ip: str | None,
+    actor: Actor,
     code: str,
     options: BulkReplay,
 ) -> int:
@@ -255,12 +253,12 @@ async def replay_dead_deliveries(
     await trail.record(
         session,
         now=now,
-        actor=actor.subject,
-        role=actor_role(actor),
+        actor=actor.id,
+        role=actor.role,
         action="webhook.bulk_replayed",
         target_type="processor",
         target_id=code,
-        client_ip=client_ip,
+        client_ip=actor.client_ip,
         details={"count": count, "since": options.since.isoformat() if options.since else None},
     )
     return count
