@@ -238,21 +238,20 @@ async def test_reminders_until_confirmed_then_one_escalation_across_workers(
     await worker.drain()
     assert len(emails_to(gateway, "privacy@sagawa.example")) == 1
 
-    async def follow_up_hourly(hours: int) -> None:
-        for _ in range(hours):
-            clock.advance(timedelta(hours=1))
-            await worker.run_periodic()
-            await worker.drain()
+    async def follow_up_after(hours: int) -> None:
+        clock.advance(timedelta(hours=hours))  # the hourly job's next slot
+        await worker.run_periodic()
+        await worker.drain()
 
-    await follow_up_hourly(71)  # under three days: no reminder yet
+    await follow_up_after(71)  # under three days: no reminder yet
     assert len(emails_to(gateway, "privacy@sagawa.example")) == 1
-    await follow_up_hourly(2)
+    await follow_up_after(2)
     mails = emails_to(gateway, "privacy@sagawa.example")
     assert len(mails) == 2
     assert mails[1]["subject"].startswith("Reminder 1: [QXPRESS] Personal data corrected")
     assert "QX-JP-1001" in mails[1]["body"]
     assert link_in(mails[1]) != link_in(mails[0])  # each e-mail its own link
-    await follow_up_hourly(72)
+    await follow_up_after(72)
     assert len(emails_to(gateway, "privacy@sagawa.example")) == 3
     assert emails_to(gateway, OFFICER_EMAIL) == []  # six days: not escalated yet
 
@@ -300,7 +299,8 @@ async def test_reminders_until_confirmed_then_one_escalation_across_workers(
     )
     assert done.status_code == 200
     count = len(emails_to(gateway, "privacy@sagawa.example"))
-    await follow_up_hourly(24 * 4)
+    for _ in range(4):
+        await follow_up_after(24)
     assert len(emails_to(gateway, "privacy@sagawa.example")) == count
     assert len(emails_to(gateway, OFFICER_EMAIL)) == 1
     async with db.sessionmaker() as session:
