@@ -220,6 +220,15 @@ class Settings(BaseSettings):
     )
     sla_digest_hour: int = Field(default=9, ge=0, le=23, description="local hour of the digest")
     sla_digest_within_days: int = Field(default=2, ge=0, le=10)
+    partner_reminder_days: float = Field(
+        default=3.0, gt=0, description="an e-mailed notice not confirmed is sent again this often"
+    )
+    partner_escalation_days: float = Field(
+        default=7.0, gt=0, description="not confirmed after this: the privacy officer is told"
+    )
+    partner_confirm_link_days: float = Field(
+        default=14.0, gt=0, description="how long a confirmation link in a partner e-mail works"
+    )
 
     # Worker
     run_worker: bool = Field(default=True, description="run the worker loop inside `dsr serve`")

@@ -147,6 +147,23 @@ class PayloadDestroyed(Gone):
     title = "The message's content was destroyed after its retention period"
 
 
+class ConfirmationLinkInvalid(NotFound):
+    """A partner's confirmation link that is not ours, tampered, or not for this notice."""
+
+    code = "confirmation-link-invalid"
+    title = "This confirmation link is not valid"
+
+
+class ConfirmationLinkExpired(Gone):
+    code = "confirmation-link-expired"
+    title = "This confirmation link has expired"
+
+
+class ConfirmationLinkUsed(Conflict):
+    code = "confirmation-link-used"
+    title = "This confirmation link was already used"
+
+
 class RateLimited(DomainError):
     status = 429
     code = "rate-limited"

@@ -35,6 +35,7 @@ from app.routers import (
     console_intake,
     health,
     partner,
+    partner_pages,
     privacy,
     privacy_forms,
     privacy_verify,
@@ -154,6 +155,7 @@ def create_app(
     app.include_router(privacy_forms.router)
     app.include_router(privacy.router)
     app.include_router(privacy_verify.router)
+    app.include_router(partner_pages.router)
     app.include_router(docs.router)
     # /static/vendor before /static: the first matching mount answers.
     app.mount(docs.VENDOR_URL, docs.vendor_assets(), name="vendor")

@@ -127,6 +127,16 @@ ROLES: dict[str, Text] = {
     "account": Text(ko="계정 이용자", en="Account holder"),
 }
 
+# Where a record came from (PIPA Art. 20: a subject may ask; Decree Art. 43(2): corrections and
+# deletions of data another controller supplied are passed on to it). ``controller`` is named
+# per collection or per record; its label takes the controller's name.
+ORIGINS: dict[str, Text] = {
+    "subject": Text(ko="본인에게서 직접 수집", en="Collected from you"),
+    "sender": Text(ko="택배를 보낸 분이 제공", en="Provided by the sender of the parcel"),
+    "controller": Text(ko="{name}이(가) 제공", en="Provided by {name}"),
+}
+OriginCode = Literal["subject", "sender", "controller"]
+
 # The same codes as types, for request and response bodies.
 ItemCode = Literal[
     "name",
@@ -149,6 +159,7 @@ PurposeCode = Literal[
 assert set(get_args(ItemCode)) == set(ITEMS)
 assert set(get_args(CategoryCode)) == set(CATEGORIES)
 assert set(get_args(PurposeCode)) == set(PURPOSES)
+assert set(get_args(OriginCode)) == set(ORIGINS)
 
 # Purposes a data subject consented to separately and may withdraw (PIPA Art. 37(1), 22).
 OPTIONAL_PURPOSES: frozenset[str] = frozenset({"marketing"})

@@ -23,7 +23,7 @@ from app.outbox.retry import FULFILMENT_RETRY, WEBHOOK_RETRY
 from app.requests import jobs, sla
 from app.retention import store
 from app.subjects import verification
-from app.webhooks import delivery
+from app.webhooks import delivery, email_channel
 from app.webhooks.delivery import WebhookWorkerState
 
 
@@ -50,6 +50,11 @@ def build_registry() -> Registry:
                 name="webhooks-held-alert",
                 every=timedelta(minutes=10),
                 run=delivery.alert_held_notices,
+            ),
+            PeriodicJob(
+                name="partner.follow_up",
+                every=timedelta(hours=1),
+                run=email_channel.follow_up_partners,
             ),
             trail.SEAL_JOB,
             *sla.JOBS,

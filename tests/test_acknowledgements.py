@@ -92,7 +92,9 @@ async def test_an_acknowledgement_is_recorded_with_who_and_when(
     assert again.status_code == 201 and again.json()["duplicate"] is True
 
     async with db.sessionmaker() as session:
-        [confirmation] = await processor_confirmations(session, request_ref=ref)
+        [confirmation] = await processor_confirmations(
+            session, crypto=worker.ctx.crypto, request_ref=ref
+        )
     assert confirmation.processor == "hct" and confirmation.processor_name == "HCT"
     assert confirmation.webhook_id == webhook_id(message_id)
     assert confirmation.delivery_status == "delivered"
@@ -126,7 +128,9 @@ async def test_the_processor_header_and_a_later_rejection(
         response = await client.post("/v1/partner/acknowledgements", content=body, headers=headers)
         assert response.status_code == 201
     async with db.sessionmaker() as session:
-        [confirmation] = await processor_confirmations(session, request_ref=ref)
+        [confirmation] = await processor_confirmations(
+            session, crypto=worker.ctx.crypto, request_ref=ref
+        )
     assert confirmation.acknowledgement == "rejected"
 
 

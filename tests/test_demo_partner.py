@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from app.cli.demo import _seed_processors
 from app.demo.partner import load_secrets, partner_app, signed_acknowledgement
-from app.demo.processors import PROCESSORS
+from app.demo.processors import CONTROLLERS, PROCESSORS
 from app.outbox.worker import Worker
 from app.webhooks import notices
 from tests.support.servers import closed_port
@@ -68,7 +68,8 @@ async def partner(seeded: dict[str, str], partner_port: int) -> AsyncIterator[li
 async def test_every_section_3_processor_is_registered_once(
     app: FastAPI, client: httpx.AsyncClient, seeded: dict[str, str], staff_headers: Any
 ) -> None:
-    assert set(seeded) == {p.code for p in PROCESSORS}
+    # The section 3 processors and the marketplace that supplies recipients' details.
+    assert set(seeded) == {p.code for p in (*PROCESSORS, *CONTROLLERS)}
     assert all(secret.startswith("whsec_") for secret in seeded.values())
     secrets_file = Path(app.state.settings.data_dir) / "demo-partner-secrets.json"
     assert secrets_file.stat().st_mode & 0o777 == 0o600

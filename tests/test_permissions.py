@@ -146,6 +146,11 @@ MATRIX: list[Row] = [
         body=empty,
         unauthenticated_code="signature-invalid",
     ),
+    # Partners without a webhook: a page reached by the signed link in their e-mail; a bearer
+    # token counts for nothing (an unknown link is a 404 page for everyone). Its POST answers
+    # pages (CSRF 403, refused links): tests/test_partner_email.py.
+    Row("GET", "/partner/", public(200)),
+    Row("GET", "/partner/confirm/{id}", public(404)),
     # -- internal systems (contract) ---------------------------------------------------------
     Row("POST", "/v1/usage-checks", only(SERVICE), body=empty),
     # -- the dependency aliases themselves (probe routes mounted by this test) ---------------

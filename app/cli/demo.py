@@ -23,10 +23,9 @@ from app.datamap.loader import datamap_path
 from app.db import Database, database_url
 from app.demo.load import DEMO_SUBJECT, DemoLoaded, demo_present, load_demo, write_demo_datamap
 from app.demo.partner import load_secrets, partner_app, point_processors_at, save_secrets
-from app.demo.processors import PROCESSORS
+from app.demo.processors import CONTROLLERS, PROCESSORS
 from app.demo.state import load_state, mark_demo, remember_partner
 from app.migrate import upgrade
-from app.schemas.processors import SEVERAL_NATIONS
 from app.webhooks import processors
 
 
@@ -76,10 +75,7 @@ async def _seed_processors(settings: Settings, url: str, *, partner_url: str | N
                 session,
                 crypto=Crypto.from_settings(settings),
                 now=datetime.now(UTC),
-                processors=[
-                    {"code": p.code, "name": p.name, "nation": p.nation or SEVERAL_NATIONS}
-                    for p in PROCESSORS
-                ],
+                processors=[p.seed() for p in (*PROCESSORS, *CONTROLLERS)],
                 webhook_base_url=partner_url or settings.demo_partner_url,
             )
     finally:

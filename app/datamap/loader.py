@@ -17,6 +17,7 @@ from app.datamap.schema import (
     CollectionSpec,
     DataMap,
     HttpSource,
+    OriginSpec,
     PostgresSource,
     RoleSpec,
 )
@@ -117,6 +118,10 @@ def _check_references(datamap: DataMap) -> Iterable[tuple[str, str]]:
     for index, code in enumerate(codes):
         if codes.index(code) != index:
             yield f"processors[{index}].code", "duplicate processor code"
+    controllers = [info.code for info in datamap.controllers]
+    for index, code in enumerate(controllers):
+        if controllers.index(code) != index:
+            yield f"controllers[{index}].code", "duplicate controller code"
     seen: set[str] = set()
     for index, spec in enumerate(datamap.collections):
         at = f"collections[{index}]"
@@ -149,8 +154,28 @@ def _check_references(datamap: DataMap) -> Iterable[tuple[str, str]]:
             for i_index, item in enumerate(processor.items or []):
                 if item not in role_items:
                     yield f"{at}.processors[{p_index}].items[{i_index}]", "no field has this item"
+        if spec.origin is not None:
+            yield from _check_origin(f"{at}.origin", spec.origin, set(controllers))
         for role_name, role in spec.roles.items():
             yield from _check_role(f"{at}.roles.{role_name}", role_name, role, spec)
+            if role.origin is not None:
+                yield from _check_origin(
+                    f"{at}.roles.{role_name}.origin", role.origin, set(controllers)
+                )
+
+
+def _check_origin(at: str, origin: OriginSpec, controllers: set[str]) -> Iterable[tuple[str, str]]:
+    if origin.from_ == "controller" and not origin.controller:
+        yield f"{at}.controller", "from: controller names the controller (a controllers code)"
+    if origin.controller and origin.controller not in controllers:
+        yield f"{at}.controller", "not listed under controllers"
+    if origin.controller and origin.from_ != "controller":
+        yield (
+            f"{at}.controller",
+            "only with from: controller (controller_column names it per record)",
+        )
+    if origin.reference_column and not (origin.controller or origin.controller_column):
+        yield f"{at}.reference_column", "a controller's reference needs a controller"
 
 
 def _items(role: RoleSpec) -> list[str]:

@@ -21,7 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.config import ConfigError, default_retention_rules
 from app.retention.rules import RetentionRule, datamap_rules
-from app.vocabulary import ITEMS, CategoryCode, ItemCode, PurposeCode, Text, WithholdingGround
+from app.vocabulary import (
+    ITEMS,
+    CategoryCode,
+    ItemCode,
+    OriginCode,
+    PurposeCode,
+    Text,
+    WithholdingGround,
+)
 
 logger = logging.getLogger("dsr.datamap")
 
@@ -126,13 +134,49 @@ class FieldSpec(_Strict):
         return self.label or ITEMS[self.item].label
 
 
+class OriginSpec(_Strict):
+    """Where records came from (PIPA Art. 20), and who is asked to correct or delete them too
+    (Enforcement Decree Art. 43(2)): the subject, the sender of the parcel, or a controller."""
+
+    from_: OriginCode = Field(alias="from", description="subject | sender | controller")
+    controller: str | None = Field(
+        default=None, description="the controller that supplied the records (a `controllers` code)"
+    )
+    controller_column: str | None = Field(
+        default=None, description="a column naming the supplying controller per record (null: from)"
+    )
+    reference_column: str | None = Field(
+        default=None, description="the controller's own reference for the record (order number)"
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @classmethod
+    def shorthand(cls, value: Any) -> Any:
+        return {"from": value} if isinstance(value, str) else value
+
+    @field_validator("controller_column", "reference_column")
+    @classmethod
+    def _column(cls, value: str | None) -> str | None:
+        return None if value is None else _identifier(value)
+
+
+SUBJECT_ORIGIN = OriginSpec(from_="subject")
+
+
 class RoleSpec(_Strict):
     label: Text | None = None
+    origin: OriginSpec | None = Field(default=None, description="default: the collection's")
     match: list[MatchColumn] = Field(min_length=1)
     fields: list[FieldSpec] = Field(min_length=1)
 
     def field(self, column: str) -> FieldSpec | None:
         return next((spec for spec in self.fields if spec.column == column), None)
+
+    @field_validator("origin", mode="before")
+    @classmethod
+    def _origin(cls, value: Any) -> Any:
+        return OriginSpec.shorthand(value)
 
 
 class RetentionSpec(_Strict):
@@ -207,6 +251,9 @@ class CollectionSpec(_Strict):
         default=None, description="a boolean column the operational system honours as 'do not use'"
     )
     in_flight: InFlightSpec | None = None
+    origin: OriginSpec | None = Field(
+        default=None, description="default: collected from the subject"
+    )
     roles: dict[str, RoleSpec] = Field(min_length=1)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -223,8 +270,26 @@ class CollectionSpec(_Strict):
             raise ValueError("must be letters, digits, '_', '.', '-' (at most 100)")
         return value
 
+    @field_validator("origin", mode="before")
+    @classmethod
+    def _origin(cls, value: Any) -> Any:
+        return OriginSpec.shorthand(value)
+
     def role(self, name: str) -> RoleSpec:
         return self.roles[name]
+
+    def origin_of(self, role: str) -> OriginSpec:
+        """Where a role's records came from: the role's, else the collection's, else the subject."""
+        return self.roles[role].origin or self.origin or SUBJECT_ORIGIN
+
+    def record_origin(self, role: str, supplier: str | None) -> tuple[str, str | None]:
+        """(origin code, supplying controller or None) of one record in ``role``."""
+        origin = self.origin_of(role)
+        if supplier:
+            return "controller", supplier
+        if origin.from_ == "controller":
+            return "controller", origin.controller
+        return origin.from_, None
 
     def field_erasure(self, spec: FieldSpec) -> FieldErasure:
         """The strategy for one field when the whole row is not deleted."""
@@ -296,6 +361,8 @@ class DataMap(BaseModel):
     retention_rules: dict[str, RetentionRule] = Field(default_factory=default_rules)
     sources: dict[str, Source] = Field(default_factory=dict)
     processors: list[ProcessorInfo] = Field(default_factory=list)
+    # Controllers that supply records (marketplaces, shippers): display names for reports.
+    controllers: list[ProcessorInfo] = Field(default_factory=list)
     collections: list[CollectionSpec] = Field(default_factory=list)
 
     @property
@@ -313,6 +380,9 @@ class DataMap(BaseModel):
 
     def processor(self, code: str) -> ProcessorInfo | None:
         return next((info for info in self.processors if info.code == code), None)
+
+    def controller(self, code: str) -> ProcessorInfo | None:
+        return next((info for info in self.controllers if info.code == code), None)
 
     def collections_of(self, source: str) -> list[CollectionSpec]:
         return [spec for spec in self.collections if spec.source == source]

@@ -20,7 +20,7 @@ import asyncpg
 import yaml
 
 from app.demo.people import PeopleFactory, Person
-from app.demo.processors import BY_CODE, CARRIERS, PROCESSORS
+from app.demo.processors import BY_CODE, CARRIERS, CONTROLLERS, PROCESSORS
 
 SCHEMA = "demo"
 DEMO_VERSION = "1"
@@ -51,6 +51,7 @@ class DemoSubject:
         "010-5555-0002",
         "부산광역시 해운대구 센텀중앙로 79, 1401호",
     )
+    marketplace: str = "qoo10"  # supplied the recipient's details of two of those deliveries
 
     @property
     def person(self) -> Person:
@@ -74,6 +75,7 @@ CREATE TABLE {SCHEMA}.deliveries (
     created_at timestamptz NOT NULL,
     handed_over_at timestamptz,
     delivered_at timestamptz,
+    marketplace_code text, order_no text,
     restricted boolean NOT NULL DEFAULT false);
 CREATE TABLE {SCHEMA}.intl_reservations (
     id bigint PRIMARY KEY,
@@ -126,7 +128,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "deliveries": (
         "id", "tracking_no", "carrier_code", "sender_name", "sender_phone", "sender_address",
         "recipient_name", "recipient_phone", "recipient_address", "fee_krw", "created_at",
-        "handed_over_at", "delivered_at",
+        "handed_over_at", "delivered_at", "marketplace_code", "order_no",
     ),
     "intl_reservations": (
         "id", "reservation_no", "name", "contact", "address", "customs_code", "carrier_code",
@@ -202,7 +204,10 @@ class DemoGenerator:
         recipient: tuple[str, str, str],
         *,
         created: datetime | None = None,
+        order: tuple[str, str] | None = None,
     ) -> None:
+        """One delivery; ``order``: (marketplace, order number) when a marketplace supplied the
+        recipient's details (its order), else the sender gave them."""
         created = created or self._when()
         handed = created + timedelta(hours=self.rng.randint(2, 30))
         delivered = handed + timedelta(days=self.rng.randint(1, 6))
@@ -216,6 +221,7 @@ class DemoGenerator:
             created,
             handed if handed < self.now else None,
             delivered if delivered < self.now else None,
+            *(order or (None, None)),
         )
 
     def demo_subject(self) -> None:
@@ -238,6 +244,8 @@ class DemoGenerator:
                 (other.name, other.phone_national, other.address),
                 me_as_recipient,
                 created=self.now - timedelta(days=10 + 25 * index),
+                # Two of them were ordered on the marketplace, which gave the seller my details.
+                order=(s.marketplace, f"Q10-2026-{index + 1:06d}") if index < 2 else None,
             )
         # Fixed values, no draw from the generator: the generated people stay the same.
         created = self.now - timedelta(days=1)
@@ -483,7 +491,15 @@ def demo_datamap_text() -> str:
         {k: v for k, v in p.as_dict().items() if k != "service" and v is not None}
         for p in PROCESSORS
     ]
-    listing = yaml.safe_dump({"processors": processors}, allow_unicode=True, sort_keys=False)
+    controllers = [
+        {k: v for k, v in p.as_dict().items() if k != "service" and v is not None}
+        for p in CONTROLLERS
+    ]
+    listing = yaml.safe_dump(
+        {"processors": processors, "controllers": controllers},
+        allow_unicode=True,
+        sort_keys=False,
+    )
     return DATAMAP_HEADER + template.rstrip() + "\n\n" + listing
 
 

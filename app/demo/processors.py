@@ -1,12 +1,22 @@
 """The processors of the privacy policy's section 3 (outsourcing), for the demo and for seeding
-the processors registry: ``[p.as_dict() for p in PROCESSORS]``."""
+the processors registry: ``[p.seed() for p in PROCESSORS]``; and the marketplace that supplies
+recipients' data (a controller, Enforcement Decree Art. 43(2)): ``CONTROLLERS``.
+
+Partners that run no webhook receiver (India Post, Kuroneko Mail, ...) are told by e-mail."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-Service = Literal["carrier", "customs_broker", "messaging"]
+from app.schemas.processors import SEVERAL_NATIONS
+
+Service = Literal["carrier", "customs_broker", "messaging", "marketplace"]
+
+# The demo's partners without a webhook receiver: told by e-mail, confirming on a page.
+EMAIL_PARTNERS = frozenset(
+    {"india-post", "kuroneko-mail", "pos-laju", "hongkong-post", "tw-post", "yu-pack", "qoo10"}
+)
 
 
 @dataclass(frozen=True)
@@ -18,6 +28,15 @@ class DemoProcessor:
 
     def as_dict(self) -> dict[str, str | None]:
         return asdict(self)
+
+    def seed(self) -> dict[str, str]:
+        """What ``processors.ensure_processors`` registers for this partner."""
+        item = {"code": self.code, "name": self.name, "nation": self.nation or SEVERAL_NATIONS}
+        if self.service == "marketplace":
+            item["party"] = "controller"
+        if self.code in EMAIL_PARTNERS:
+            item |= {"channel": "email", "email": f"dsr@{self.code}.partner.example"}
+        return item
 
 
 def _p(code: str, name: str, nation: str | None, service: Service = "carrier") -> DemoProcessor:
@@ -78,6 +97,9 @@ PROCESSORS: tuple[DemoProcessor, ...] = (
     _p("wavecell-global", "Wavecell-global", None, "messaging"),
     _p("rapidsms", "RapidSMS", None, "messaging"),
 )
+
+# The marketplace whose orders name the recipient: it supplied the recipient's data.
+CONTROLLERS: tuple[DemoProcessor, ...] = (_p("qoo10", "Qoo10", "SG", "marketplace"),)
 
 CARRIERS = tuple(p for p in PROCESSORS if p.service == "carrier")
 BY_CODE = {p.code: p for p in PROCESSORS}

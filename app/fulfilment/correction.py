@@ -7,7 +7,9 @@ when one was given). New values are written in the format the column stores iden
 Then ``fulfil.apply`` (app/services/fulfilment_plan.py) writes the sources and, in one
 transaction, lifts the restriction, queues ``personal_data.corrected`` for each processor that
 received an affected record (only its references and the new values of the items it holds) and
-completes the request.
+completes the request. A record another controller supplied (the data map's ``origin``) is
+also passed on to that controller as ``personal_data.correction_requested`` (Decree Art. 43(2),
+``app/fulfilment/forwarding.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from app.config import ConfigError
 from app.datamap.connectors import SourceError, SubjectRecord, open_connectors
 from app.datamap.identifiers import identifier_candidates
 from app.datamap.schema import CollectionSpec, DataMap, FieldSpec
+from app.fulfilment import forwarding
 from app.fulfilment.common import context_datamap, self_database_url, source_retry
 from app.fulfilment.plan import conclude, decision_refused, open_request, resume
 from app.outbox.jobs import Dead, Outcome, Retry, Sent, WorkerContext
@@ -122,6 +125,7 @@ async def plan_correction(
                         }
                         for handover in record.handovers
                     ],
+                    "supplier": forwarding.supplier_of(spec, record),
                 }
             )
     return affected
@@ -159,17 +163,19 @@ async def handle_fulfil_correction(message: Any, payload: Any, ctx: WorkerContex
         for item in record["items"]:
             counts[item] += 1
     notices = processor_notices(affected)
+    requests = forwarding.controller_notices(affected, event_type=forwarding.CORRECTION_REQUESTED)
     plan = {
         "changes": [
             {key: record[key] for key in ("source", "kind", "collection", "role", "key", "values")}
             for record in affected
         ],
-        "notices": notices,
+        "notices": notices + requests,
         "result": {
             "corrected_items": sorted(counts),
             "records_corrected": len(affected),
             "records_by_item": dict(sorted(counts.items())),
             "processors_notified": [notice["processor"] for notice in notices],
+            "controllers_notified": [notice["processor"] for notice in requests],
         },
     }
     await conclude(ctx, request=request, plan=plan, now=ctx.clock.now())

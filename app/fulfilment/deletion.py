@@ -12,7 +12,9 @@ The lifecycle queues ``job`` / ``fulfil.deletion`` with ``{"request_id"}`` on ap
 3. **erases** in each source by the collection's strategy (kept records are removed or masked
    too: their copy is in the retained store). A source down: ``Retry``.
 4. **completes**, in one transaction: ``personal_data.deleted`` notices to the processors that
-   received erased records (only their own references and items) and
+   received erased records (only their own references and items),
+   ``personal_data.deletion_requested`` to the controllers that supplied them (Decree
+   Art. 43(2), ``app/fulfilment/forwarding.py``) and
    ``lifecycle.complete_request`` (partially completed with ground ``pipa_36_1_proviso`` per
    kept item).
 
@@ -44,7 +46,7 @@ from app.datamap.connectors import Connectors, Erasure, SourceError, SubjectReco
 from app.datamap.connectors.base import json_value
 from app.datamap.identifiers import SubjectIdentifiers
 from app.datamap.schema import CollectionSpec, DataMap, FieldSpec
-from app.fulfilment import common
+from app.fulfilment import common, forwarding
 from app.fulfilment.common import context_datamap, self_database_url, source_retry
 from app.models import DsrRequest, DsrRequestEvent
 from app.outbox.jobs import Dead, Outcome, Retry, Sent, WorkerContext
@@ -76,6 +78,7 @@ class Target:
     rule: str | None = None  # the running retention rule: separated, not just erased
     destroy_after: datetime | None = None
     handovers: list[dict[str, Any]] = field(default_factory=list)  # {processor, reference, items}
+    supplier: dict[str, str] | None = None  # {controller, reference}: Decree Art. 43(2)
 
     @property
     def origin(self) -> tuple[str, str, str, str]:
@@ -92,6 +95,7 @@ class Target:
             "rule": self.rule,
             "destroy_after": self.destroy_after.isoformat() if self.destroy_after else None,
             "handovers": self.handovers,
+            "supplier": self.supplier,
         }
 
     @classmethod
@@ -107,6 +111,7 @@ class Target:
             rule=data.get("rule"),
             destroy_after=datetime.fromisoformat(until) if until else None,
             handovers=list(data.get("handovers") or []),
+            supplier=data.get("supplier"),
         )
 
 
@@ -169,6 +174,7 @@ async def find_targets(
                     for handover in record.handovers
                     if handover.items is None or set(handover.items) & set(item_codes)
                 ],
+                supplier=forwarding.supplier_of(spec, record),
             )
             term = running_term(settings, spec, record.retention_start, now)
             if term is not None and record.retention_start is not None:
@@ -366,6 +372,33 @@ async def queue_deleted_notices(
     return sorted(per_processor)
 
 
+async def queue_deletion_requests(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    now: datetime,
+    request_id: uuid.UUID,
+    targets: Sequence[Target],
+) -> list[str]:
+    """``personal_data.deletion_requested`` to each controller that supplied an erased record,
+    with only its references and the items (Decree Art. 43(2))."""
+    requests = forwarding.controller_notices(
+        [{"supplier": t.supplier, "items": t.items} for t in targets],
+        event_type=forwarding.DELETION_REQUESTED,
+    )
+    for request in requests:
+        await notices.queue_processor_notice(
+            session,
+            crypto=crypto,
+            now=now,
+            processor_code=request["processor"],
+            event_type=request["event_type"],
+            data=request["data"],
+            request_ref=request_id,
+        )
+    return [request["processor"] for request in requests]
+
+
 async def handle_fulfil_deletion(message: Any, payload: Any, ctx: WorkerContext) -> Outcome:
     """Worker handler for ``job`` / ``fulfil.deletion``."""
     try:
@@ -432,7 +465,10 @@ async def handle_fulfil_deletion(message: Any, payload: Any, ctx: WorkerContext)
         notified = await queue_deleted_notices(
             session, crypto=ctx.crypto, now=now, request_id=request_id, targets=targets
         )
-        result = deletion_result(ctx.settings, targets, notified)
+        asked = await queue_deletion_requests(
+            session, crypto=ctx.crypto, now=now, request_id=request_id, targets=targets
+        )
+        result = {**deletion_result(ctx.settings, targets, notified), "controllers_notified": asked}
         kept = kept_items(result)
         locale = request.locale if request.locale in ("ko", "en") else "ko"
         await common.complete(

@@ -5,7 +5,12 @@ from app.models.base import metadata
 from app.models.fulfilment import ProcessingRestriction, ProcessingSuspension
 from app.models.notes import DsrRequestNote
 from app.models.outbox import OutboxMessage, PeriodicRun
-from app.models.processor import Processor, WebhookAcknowledgement, WebhookAttempt
+from app.models.processor import (
+    PartnerFollowUp,
+    Processor,
+    WebhookAcknowledgement,
+    WebhookAttempt,
+)
 from app.models.reports import AccessReportRecord
 from app.models.requests import DsrObjection, DsrRequest, DsrRequestEvent, IdempotencyRecord
 from app.models.retention import RetainedRecord, RetentionKey
@@ -21,6 +26,7 @@ __all__ = [
     "DsrRequestNote",
     "IdempotencyRecord",
     "OutboxMessage",
+    "PartnerFollowUp",
     "PeriodicRun",
     "ProcessingRestriction",
     "ProcessingSuspension",

@@ -26,8 +26,10 @@ from app.outbox.jobs import Outcome, Retry, Sent, WorkerContext
 logger = logging.getLogger("dsr.notifications")
 
 Channel = Literal["sms", "email"]
-Locale = Literal["ko", "en"]
-LOCALES: tuple[Locale, ...] = ("ko", "en")
+# Subjects get ko or en; partners' e-mails also come in Japanese and Chinese (simplified for the
+# mainland, traditional for Taiwan and Hong Kong), for the templates that have them.
+Locale = Literal["ko", "en", "ja", "zh-Hans", "zh-Hant"]
+LOCALES: tuple[Locale, ...] = ("ko", "en", "ja", "zh-Hans", "zh-Hant")
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "notices"
 
 
@@ -44,6 +46,8 @@ def _environment() -> jinja2.Environment:
 def render_notice(template: str, *, locale: Locale, variables: dict[str, Any]) -> str:
     """The text of a notice in one locale (StrictUndefined: a missing variable is a bug)."""
     chosen: Locale = locale if locale in LOCALES else "ko"
+    if not (TEMPLATE_DIR / chosen / f"{template}.txt").is_file():
+        chosen = "en" if chosen not in ("ko", "en") else chosen  # a subject's template: ko/en
     return _environment().get_template(f"{chosen}/{template}.txt").render(**variables).strip()
 
 

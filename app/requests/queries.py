@@ -423,7 +423,7 @@ async def view_staff_request(
             for row in events
         ],
         "processor_notices": await acknowledgements.processor_confirmations(
-            session, request_ref=request.id
+            session, crypto=crypto, request_ref=request.id
         ),
         "notes": await notes.notes_of(session, crypto=crypto, request_id=request.id),
     }

@@ -20,6 +20,7 @@ from app.schemas.processors import (
     DeliveryPage,
     DeliveryPublic,
     DeliveryStatus,
+    FollowUpPublic,
     ProcessorCreate,
     ProcessorCreated,
     ProcessorPublic,
@@ -41,7 +42,11 @@ def processor_public(processor: Processor, counts: dict[str, int] | None = None)
         name=processor.name,
         nation=processor.nation,
         contact=processor.contact,
+        party=processor.party,
+        channel=processor.channel,
         webhook_url=processor.webhook_url,
+        email=processor.email_masked,
+        language=processor.language,
         events=processor.events,
         state=processor.state,
         disabled_reason=processor.disabled_reason,
@@ -80,6 +85,7 @@ def delivery_public(view: DeliveryView) -> DeliveryPublic:
         last_error=message.last_error,
         request_ref=message.request_ref,
         acknowledgement=ack,
+        follow_up=FollowUpPublic.model_validate(view.follow_up) if view.follow_up else None,
     )
 
 
@@ -144,6 +150,7 @@ async def get_processor(code: str, ctx: OfficerDep) -> ProcessorPublic:
 async def update_processor(code: str, body: ProcessorUpdate, ctx: OfficerDep) -> ProcessorPublic:
     view = await processors.update_processor(
         ctx.session,
+        crypto=ctx.crypto,
         settings=ctx.settings,
         now=ctx.now,
         actor=ctx.actor,

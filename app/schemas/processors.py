@@ -6,11 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from app.webhooks.signing import EVENT_TYPES, EventType
+from app.webhooks.signing import EventType
 
 ProcessorState = Literal["active", "disabled"]
+Party = Literal["processor", "controller"]
+Channel = Literal["webhook", "email"]
+Language = Literal["ko", "en", "ja", "zh-Hans", "zh-Hant"]
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
 DeliveryStatus = Literal["pending", "delivered", "dead", "held", "cancelled"]
 AckStatus = Literal["applied", "rejected"]
 
@@ -60,11 +64,41 @@ class ProcessorCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200, examples=["HCT"])
     nation: Nation
     contact: str | None = Field(default=None, max_length=320, examples=["privacy@hct.example"])
-    webhook_url: str = Field(max_length=2048, examples=["https://hooks.hct.example/qx-dsr"])
-    events: list[EventType] = Field(
-        default_factory=lambda: list(EVENT_TYPES), min_length=1, description="Subscribed events"
+    party: Party = Field(
+        default="processor",
+        description="processor: told of changes; controller: supplied data, asked to correct or "
+        "delete it (Decree Art. 43(2))",
+    )
+    channel: Channel = Field(
+        default="webhook", description="webhook: signed POST; email: e-mail with a confirm page"
+    )
+    webhook_url: str | None = Field(
+        default=None, max_length=2048, examples=["https://hooks.hct.example/qx-dsr"]
+    )
+    email: str | None = Field(
+        default=None,
+        max_length=320,
+        pattern=EMAIL_PATTERN,
+        description="where e-mailed notices go (stored encrypted, shown masked)",
+    )
+    language: Language | None = Field(
+        default=None, description="language of e-mailed notices (default: from the nation)"
+    )
+    events: list[EventType] | None = Field(
+        default=None,
+        min_length=1,
+        description="Subscribed events (default: the three changes for a processor, the two "
+        "requests for a controller)",
     )
     state: ProcessorState = "active"
+
+    @model_validator(mode="after")
+    def _address(self) -> ProcessorCreate:
+        if self.channel == "webhook" and not self.webhook_url:
+            raise ValueError("a webhook channel needs webhook_url")
+        if self.channel == "email" and not self.email:
+            raise ValueError("an email channel needs email")
+        return self
 
 
 class ProcessorUpdate(BaseModel):
@@ -74,6 +108,11 @@ class ProcessorUpdate(BaseModel):
     nation: Nation | None = None
     contact: str | None = Field(default=None, max_length=320)
     webhook_url: str | None = Field(default=None, max_length=2048)
+    channel: Channel | None = None
+    email: str | None = Field(
+        default=None, max_length=320, pattern=EMAIL_PATTERN, description="a new address (rotation)"
+    )
+    language: Language | None = None
     events: list[EventType] | None = Field(default=None, min_length=1)
     state: ProcessorState | None = Field(
         default=None,
@@ -94,7 +133,11 @@ class ProcessorPublic(BaseModel):
     name: str
     nation: str
     contact: str | None
-    webhook_url: str
+    party: Party
+    channel: Channel
+    webhook_url: str | None
+    email: str | None = Field(description="the e-mail address, masked")
+    language: Language
     events: list[str]
     state: ProcessorState
     disabled_reason: str | None
@@ -137,6 +180,17 @@ class AcknowledgementPublic(BaseModel):
     note: str | None = None
 
 
+class FollowUpPublic(BaseModel):
+    """An e-mailed notice's follow-up until the partner confirms it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    emailed_at: datetime
+    reminders: int
+    last_reminded_at: datetime | None
+    escalated_at: datetime | None = Field(description="when the privacy officer was told")
+
+
 class DeliveryPublic(BaseModel):
     id: uuid.UUID
     webhook_id: str
@@ -151,6 +205,9 @@ class DeliveryPublic(BaseModel):
     last_error: str | None
     request_ref: uuid.UUID | None
     acknowledgement: AcknowledgementPublic | None = None
+    follow_up: FollowUpPublic | None = Field(
+        default=None, description="e-mailed notices: reminders sent, escalation"
+    )
 
 
 class DeliveryDetail(DeliveryPublic):
@@ -197,9 +254,13 @@ class ProcessorConfirmationPublic(BaseModel):
 
     processor: str
     processor_name: str | None
+    party: Party | None = Field(description="processor, or controller that supplied the data")
+    channel: Channel | None
     event_type: str
     webhook_id: str
     delivery_status: DeliveryStatus
     delivered_at: datetime | None
     acknowledgement: AckStatus | None
     acknowledged_at: datetime | None
+    note: str | None = Field(default=None, description="the partner's reason, if it gave one")
+    follow_up: FollowUpPublic | None = None

@@ -24,6 +24,15 @@ class ReportValue(BaseModel):
     records: int = Field(description="how many records hold this value")
 
 
+class ReportOrigin(BaseModel):
+    """Where records came from (PIPA Art. 20): the subject, the sender, or a named controller."""
+
+    origin: Literal["subject", "sender", "controller"]
+    controller: str | None = Field(default=None, description="the supplying controller's code")
+    label: LocalizedText = Field(examples=[{"ko": "G마켓이(가) 제공", "en": "Provided by Gmarket"}])
+    records: int
+
+
 class ReportItem(BaseModel):
     """One item held about the subject in one collection and role (section 1)."""
 
@@ -43,6 +52,9 @@ class ReportItem(BaseModel):
         default=0, description="records whose value is not listed (beyond the per-item limit)"
     )
     withheld: bool = False
+    origins: list[ReportOrigin] = Field(
+        default_factory=list, description="where this record group came from (PIPA Art. 20)"
+    )
 
 
 class ReportPurpose(BaseModel):

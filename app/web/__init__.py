@@ -9,7 +9,7 @@ API docs (``docs``). Pages are routers over the same services as the API.
 from __future__ import annotations
 
 # The page areas: every path under one of these is a page (HTML errors, CSRF, no-store).
-PAGE_AREAS: tuple[str, ...] = ("/privacy", "/console")
+PAGE_AREAS: tuple[str, ...] = ("/privacy", "/console", "/partner")
 
 
 def page_area(path: str) -> str | None:

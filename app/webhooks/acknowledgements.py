@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.audit import trail
 from app.crypto import Crypto
 from app.errors import InvalidInput, NotFound, SignatureInvalid
-from app.models import OutboxMessage, Processor, WebhookAcknowledgement
+from app.models import OutboxMessage, PartnerFollowUp, Processor, WebhookAcknowledgement
 from app.schemas.processors import AcknowledgementCreate
 from app.webhooks import deliveries, notices, processors
 from app.webhooks.signing import parse_webhook_id, verify, webhook_id
@@ -87,27 +87,19 @@ async def acknowledge_notice(
         message = await session.get(OutboxMessage, message_id)
     if message is None or message.kind != "webhook" or message.target != processor.code:
         raise NotFound("No notice with this webhook_id was sent to this processor.")
-    note = (
-        crypto.encrypt(ack.note, context=deliveries.ack_note_context(message.id))
-        if ack.note
-        else None
+    recorded = await record_acknowledgement(
+        session,
+        crypto=crypto,
+        now=now,
+        message=message,
+        processor_code=processor.code,
+        ack_id=ack_id,
+        status=ack.status,
+        note=ack.note,
+        client_ip=client_ip,
+        via="api",
     )
-    inserted = (
-        await session.execute(
-            insert(WebhookAcknowledgement)
-            .values(
-                message_id=message.id,
-                processor_code=processor.code,
-                ack_message_id=ack_id,
-                status=ack.status,
-                note_encrypted=note,
-                received_at=now,
-            )
-            .on_conflict_do_nothing(constraint="uq_webhook_ack_message")
-            .returning(col(WebhookAcknowledgement.id))
-        )
-    ).scalar_one_or_none()
-    if inserted is None:
+    if not recorded:
         earlier = (
             await session.exec(
                 select(WebhookAcknowledgement).where(
@@ -123,44 +115,92 @@ async def acknowledge_notice(
             earlier.received_at,
             True,
         )
+    return AckReceipt(webhook_id(message.id), processor.code, ack.status, now, False)
+
+
+async def record_acknowledgement(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    now: datetime,
+    message: OutboxMessage,
+    processor_code: str,
+    ack_id: str,
+    status: str,
+    note: str | None,
+    client_ip: str | None,
+    via: str,
+) -> bool:
+    """Record one confirmation of a notice (signed API or e-mailed link); False if ``ack_id``
+    was recorded before (a resent acknowledgement, or a link used twice)."""
+    sealed = crypto.encrypt(note, context=deliveries.ack_note_context(message.id)) if note else None
+    inserted = (
+        await session.execute(
+            insert(WebhookAcknowledgement)
+            .values(
+                message_id=message.id,
+                processor_code=processor_code,
+                ack_message_id=ack_id,
+                status=status,
+                note_encrypted=sealed,
+                received_at=now,
+            )
+            .on_conflict_do_nothing(constraint="uq_webhook_ack_message")
+            .returning(col(WebhookAcknowledgement.id))
+        )
+    ).scalar_one_or_none()
+    if inserted is None:
+        return False
+    # Confirmed: the copy kept for reminders is no longer needed.
+    await session.execute(
+        sa.update(PartnerFollowUp)
+        .where(col(PartnerFollowUp.message_id) == message.id)
+        .values(body_encrypted=None)
+    )
     await trail.record(
         session,
         now=now,
-        actor=f"processor:{processor.code}",
+        actor=f"processor:{processor_code}",
         role="processor",
         action="webhook.acknowledged",
         target_type="webhook",
         target_id=str(message.id),
         client_ip=client_ip,
         details={
-            "status": ack.status,
+            "status": status,
             "event_type": message.topic,
             "request_ref": str(message.request_ref) if message.request_ref else None,
+            "via": via,
         },
     )
-    return AckReceipt(webhook_id(message.id), processor.code, ack.status, now, False)
+    return True
 
 
 @dataclass(frozen=True)
 class ProcessorConfirmation:
     processor: str
     processor_name: str | None
+    party: str | None
+    channel: str | None
     event_type: str
     webhook_id: str
     delivery_status: str
     delivered_at: datetime | None
     acknowledgement: str | None
     acknowledged_at: datetime | None
+    follow_up: PartnerFollowUp | None = None
+    note: str | None = None  # the partner's reason ("cannot apply"), decrypted for staff
 
 
 async def processor_confirmations(
-    session: AsyncSession, *, request_ref: uuid.UUID
+    session: AsyncSession, *, crypto: Crypto, request_ref: uuid.UUID
 ) -> list[ProcessorConfirmation]:
     """For a request's staff view: each notice sent to a processor and its latest confirmation."""
     latest = (
         sa.select(
             col(WebhookAcknowledgement.status).label("status"),
             col(WebhookAcknowledgement.received_at).label("at"),
+            col(WebhookAcknowledgement.note_encrypted).label("note"),
         )
         .where(col(WebhookAcknowledgement.message_id) == col(OutboxMessage.id))
         .order_by(
@@ -171,9 +211,19 @@ async def processor_confirmations(
     )
     rows = (
         await session.execute(
-            sa.select(OutboxMessage, col(Processor.name), latest.c.status, latest.c.at)
+            sa.select(
+                OutboxMessage,
+                col(Processor.name),
+                col(Processor.party),
+                col(Processor.channel),
+                latest.c.status,
+                latest.c.at,
+                latest.c.note,
+                PartnerFollowUp,
+            )
             .outerjoin(Processor, col(Processor.code) == col(OutboxMessage.target))
             .outerjoin(latest, sa.true())
+            .outerjoin(PartnerFollowUp, col(PartnerFollowUp.message_id) == col(OutboxMessage.id))
             .where(
                 col(OutboxMessage.kind) == notices.WEBHOOK_KIND,
                 col(OutboxMessage.request_ref) == request_ref,
@@ -185,12 +235,18 @@ async def processor_confirmations(
         ProcessorConfirmation(
             processor=message.target or "",
             processor_name=name,
+            party=party,
+            channel=channel,
             event_type=message.topic,
             webhook_id=webhook_id(message.id),
             delivery_status=message.status,
             delivered_at=message.delivered_at,
             acknowledgement=status,
             acknowledged_at=at,
+            follow_up=follow_up,
+            note=crypto.decrypt_str(note, context=deliveries.ack_note_context(message.id))
+            if note
+            else None,
         )
-        for message, name, status, at in rows
+        for message, name, party, channel, status, at, note, follow_up in rows
     ]

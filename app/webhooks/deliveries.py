@@ -16,7 +16,13 @@ from app.audit import trail
 from app.audit.actors import Actor
 from app.crypto import Crypto
 from app.errors import Conflict, InvalidInput, NotFound, PayloadDestroyed
-from app.models import OutboxMessage, Processor, WebhookAcknowledgement, WebhookAttempt
+from app.models import (
+    OutboxMessage,
+    PartnerFollowUp,
+    Processor,
+    WebhookAcknowledgement,
+    WebhookAttempt,
+)
 from app.schemas.processors import BulkReplay
 from app.webhooks.notices import WEBHOOK_KIND
 from app.webhooks.processors import awaiting_clauses, load_processor
@@ -31,6 +37,7 @@ class DeliveryView:
     ack_at: datetime | None = None
     ack_note: str | None = None
     attempts: list[WebhookAttempt] = field(default_factory=list)
+    follow_up: PartnerFollowUp | None = None  # e-mailed notices: reminders, escalation
 
 
 def _encode_cursor(message: OutboxMessage) -> str:
@@ -150,6 +157,7 @@ async def get_delivery(
     if row is None:
         raise NotFound("No delivery with this id.")
     view = _view(crypto, row[0], row[1], row[2], row[3])
+    view.follow_up = await session.get(PartnerFollowUp, delivery_id)
     view.attempts = list(
         (
             await session.exec(
@@ -267,11 +275,13 @@ async def awaiting_acknowledgement(
 ) -> list[DeliveryView]:
     """Delivered notices no processor has acknowledged after ``older_than``: for follow-up."""
     query = (
-        select(OutboxMessage)
+        sa.select(OutboxMessage, PartnerFollowUp)
+        .outerjoin(PartnerFollowUp, col(PartnerFollowUp.message_id) == col(OutboxMessage.id))
         .where(*awaiting_clauses(now - older_than))
         .order_by(col(OutboxMessage.delivered_at))
         .limit(limit)
     )
     if code is not None:
-        query = query.where(OutboxMessage.target == code)
-    return [DeliveryView(message) for message in (await session.exec(query)).all()]
+        query = query.where(col(OutboxMessage.target) == code)
+    rows = (await session.execute(query)).all()
+    return [DeliveryView(message, follow_up=follow_up) for message, follow_up in rows]

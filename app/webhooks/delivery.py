@@ -28,7 +28,7 @@ from app.errors import WebhookUrlRefused
 from app.models import OutboxMessage, Processor, WebhookAttempt
 from app.notifications import messages
 from app.outbox.jobs import GroupCommit, Held, Outcome, Retry, Sent, WorkerContext
-from app.webhooks import notices, processors
+from app.webhooks import email_channel, notices, processors
 from app.webhooks.signing import signed_headers, webhook_id
 from app.webhooks.url_guard import check_webhook_url
 
@@ -68,6 +68,7 @@ class Endpoint:
     state: str
     keys: tuple[bytes, ...]
     failing: bool
+    channel: str = "webhook"
 
 
 @dataclass
@@ -123,10 +124,11 @@ async def _endpoint(ctx: WorkerContext, state: WebhookWorkerState, code: str) ->
         if processor is not None:
             endpoint = Endpoint(
                 code=code,
-                url=processor.webhook_url,
+                url=processor.webhook_url or "",
                 state=processor.state,
                 keys=tuple(processors.signing_keys(processor, crypto=ctx.crypto, now=now)),
                 failing=processor.failing_since is not None,
+                channel=processor.channel,
             )
         state.endpoints[code] = (time.monotonic(), endpoint)
         return endpoint
@@ -207,6 +209,8 @@ async def deliver_webhook(message: OutboxMessage, payload: Any, ctx: WorkerConte
         return await _hold(
             ctx, message, "processor not registered" if endpoint is None else "processor disabled"
         )
+    if endpoint.channel == "email":
+        return await email_channel.email_notice(message, payload, ctx)
     body = notices.notice_body(payload)
     settings = ctx.settings
     async with (

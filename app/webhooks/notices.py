@@ -100,6 +100,23 @@ def notice_body(payload: dict[str, Any]) -> bytes:
     return base64.b64decode(payload["body"])
 
 
+def record_lines(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The webhook body's records as e-mail lines: reference, then item = value (or items)."""
+    records = []
+    for record in data.get("records") or []:
+        items = record.get("items")
+        if isinstance(items, dict):
+            lines = [f"{item} = {value}" for item, value in items.items()]
+        elif isinstance(items, list):
+            lines = [", ".join(str(item) for item in items)]
+        else:
+            lines = []
+        if record.get("purposes"):
+            lines.append(", ".join(str(purpose) for purpose in record["purposes"]))
+        records.append({"reference": str(record.get("reference") or ""), "lines": lines})
+    return records
+
+
 async def hold_pending(session: AsyncSession, *, code: str, now: datetime) -> int:
     """Hold every pending notice to a processor (it was disabled); returns how many."""
     result = await session.execute(

@@ -25,12 +25,13 @@ from app.crypto import Crypto
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import OutboxMessage, Processor, WebhookAcknowledgement
 from app.schemas.processors import ProcessorCreate, ProcessorUpdate
+from app.subjects.identifiers import mask
 from app.webhooks.notices import (
     WEBHOOK_KIND,
     hold_pending,
     release_held,
 )
-from app.webhooks.signing import EVENT_TYPES, new_secret, secret_key
+from app.webhooks.signing import CONTROLLER_EVENT_TYPES, EVENT_TYPES, new_secret, secret_key
 from app.webhooks.url_guard import check_webhook_url
 
 logger = logging.getLogger("dsr.processors")
@@ -39,6 +40,40 @@ logger = logging.getLogger("dsr.processors")
 def secret_context(processor_id: uuid.UUID) -> str:
     """AAD binding an encrypted secret to its processor row."""
     return f"processor-secret:{processor_id}"
+
+
+def email_context(processor_id: uuid.UUID) -> str:
+    """AAD binding an encrypted e-mail address to its processor row."""
+    return f"processor-email:{processor_id}"
+
+
+# E-mailed notices are written in these languages; a processor's default comes from its nation.
+_LANGUAGE_OF_NATION = {"KR": "ko", "JP": "ja", "CN": "zh-Hans", "TW": "zh-Hant", "HK": "zh-Hant"}
+
+
+def default_language(nation: str | None) -> str:
+    """The language of a processor's e-mails unless it chose one: ko, ja, zh-Hans/Hant, else en."""
+    return _LANGUAGE_OF_NATION.get((nation or "").strip().upper(), "en")
+
+
+def partner_email(processor: Processor, *, crypto: Crypto) -> str | None:
+    """The partner's e-mail address, decrypted (only to send to it)."""
+    if processor.email_encrypted is None:
+        return None
+    return crypto.decrypt_str(processor.email_encrypted, context=email_context(processor.id))
+
+
+def _set_email(processor: Processor, email: str, *, crypto: Crypto) -> None:
+    address = email.strip()
+    processor.email_encrypted = crypto.encrypt(address, context=email_context(processor.id))
+    processor.email_masked = mask("email", address.lower())
+
+
+def _check_address(processor: Processor) -> None:
+    if processor.channel == "webhook" and not processor.webhook_url:
+        raise InvalidInput("A webhook channel needs webhook_url.")
+    if processor.channel == "email" and processor.email_encrypted is None:
+        raise InvalidInput("An email channel needs email.")
 
 
 def signing_keys(processor: Processor, *, crypto: Crypto, now: datetime) -> list[bytes]:
@@ -120,9 +155,10 @@ async def register_processor(
     details: ProcessorCreate,
 ) -> tuple[Processor, str]:
     """Register a processor; returns it and its secret (shown this once). Releases held notices."""
-    await check_webhook_url(
-        details.webhook_url, env=settings.env, allow_private=settings.allow_private_webhooks
-    )
+    if details.webhook_url is not None:
+        await check_webhook_url(
+            details.webhook_url, env=settings.env, allow_private=settings.allow_private_webhooks
+        )
     existing = (
         await session.exec(select(Processor.id).where(Processor.code == details.code))
     ).first()
@@ -145,7 +181,13 @@ async def register_processor(
         target_type="processor",
         target_id=processor.code,
         client_ip=actor.client_ip,
-        details={"events": processor.events, "state": processor.state, "released": released},
+        details={
+            "events": processor.events,
+            "state": processor.state,
+            "released": released,
+            "party": processor.party,
+            "channel": processor.channel,
+        },
     )
     return processor, secret
 
@@ -157,21 +199,29 @@ def _new_processor(
     code: str,
     name: str,
     nation: str,
-    webhook_url: str,
+    webhook_url: str | None = None,
     contact: str | None = None,
     events: list[str] | None = None,
     state: str = "active",
+    party: str = "processor",
+    channel: str = "webhook",
+    email: str | None = None,
+    language: str | None = None,
 ) -> tuple[Processor, str]:
     processor_id = uuid.uuid4()
     secret = new_secret()
-    chosen = list(dict.fromkeys(events or EVENT_TYPES))
+    defaults = CONTROLLER_EVENT_TYPES if party == "controller" else EVENT_TYPES
+    chosen = list(dict.fromkeys(events or defaults))
     processor = Processor(
         id=processor_id,
         code=code,
         name=name,
         nation=nation,
         contact=contact,
+        party=party,
+        channel=channel,
         webhook_url=webhook_url,
+        language=language or default_language(nation),
         events=chosen,
         state=state,
         disabled_at=now if state == "disabled" else None,
@@ -180,6 +230,9 @@ def _new_processor(
         created_at=now,
         updated_at=now,
     )
+    if email:
+        _set_email(processor, email, crypto=crypto)
+    _check_address(processor)
     return processor, secret
 
 
@@ -199,6 +252,7 @@ async def get_processor(
 async def update_processor(
     session: AsyncSession,
     *,
+    crypto: Crypto,
     settings: Settings,
     now: datetime,
     actor: Actor,
@@ -212,9 +266,12 @@ async def update_processor(
         await check_webhook_url(
             values["webhook_url"], env=settings.env, allow_private=settings.allow_private_webhooks
         )
-    for name in ("name", "nation", "webhook_url"):
+    for name in ("name", "nation", "channel", "email", "language"):
         if name in values and values[name] is None:
             raise InvalidInput(f"{name} cannot be removed.")
+    email = values.pop("email", None)
+    if email is not None:
+        _set_email(processor, email, crypto=crypto)
     if "events" in values:
         if values["events"] is None:
             raise InvalidInput("events cannot be removed.")
@@ -222,7 +279,9 @@ async def update_processor(
     new_state = values.pop("state", None)
     for name, value in values.items():
         setattr(processor, name, value)
-    details: dict[str, Any] = {"fields": sorted(values)}
+    _check_address(processor)
+    # The address itself never reaches the audit trail: only that it changed.
+    details: dict[str, Any] = {"fields": sorted([*values, *(["email"] if email else [])])}
     if new_state == "disabled" and processor.state != "disabled":
         details["held"] = await _disable(session, processor, now=now, reason="disabled by staff")
     elif new_state == "active" and processor.state != "active":
@@ -334,9 +393,10 @@ async def ensure_processors(
 ) -> dict[str, str]:
     """Seed processors that are missing (the demo); returns {code: secret} for those created.
 
-    Each dict has code, name, nation and optionally contact, events, state and webhook_url
-    (default ``<webhook_base_url>/<code>``). Existing processors are left as they are. The URLs
-    are trusted (no SSRF check): this is for seeding from code, not for user input.
+    Each dict has code, name, nation and optionally contact, events, state, party, channel,
+    email, language and webhook_url (default ``<webhook_base_url>/<code>``). Existing processors
+    are left as they are. The URLs are trusted (no SSRF check): this is for seeding from code,
+    not for user input.
     """
     codes = [item["code"] for item in processors]
     existing = set(
@@ -347,14 +407,16 @@ async def ensure_processors(
     for item in processors:
         if item["code"] in existing or item["code"] in created:
             continue
-        values = {key: item[key] for key in ("contact", "events", "state") if key in item}
+        keys = ("contact", "events", "state", "party", "channel", "email", "language")
+        values = {key: item[key] for key in keys if key in item}
+        by_email = item.get("channel") == "email"
         processor, secret = _new_processor(
             crypto=crypto,
             now=now,
             code=item["code"],
             name=item["name"],
             nation=item["nation"],
-            webhook_url=item.get("webhook_url") or f"{base}/{item['code']}",
+            webhook_url=None if by_email else item.get("webhook_url") or f"{base}/{item['code']}",
             **values,
         )
         session.add(processor)

@@ -18,11 +18,23 @@ from typing import Any, Literal
 
 from app.errors import SignatureInvalid
 
-EventType = Literal["personal_data.corrected", "personal_data.deleted", "processing.suspended"]
+EventType = Literal[
+    "personal_data.corrected",
+    "personal_data.deleted",
+    "processing.suspended",
+    "personal_data.correction_requested",
+    "personal_data.deletion_requested",
+]
+# What a processor is told by default: the change was made.
 EVENT_TYPES: tuple[EventType, ...] = (
     "personal_data.corrected",
     "personal_data.deleted",
     "processing.suspended",
+)
+# What a controller that supplied the data is asked (Enforcement Decree Art. 43(2)).
+CONTROLLER_EVENT_TYPES: tuple[EventType, ...] = (
+    "personal_data.correction_requested",
+    "personal_data.deletion_requested",
 )
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the scheme's prefix, not a secret
 WEBHOOK_ID_PREFIX = "msg_"
@@ -61,7 +73,7 @@ def secret_key(secret: str) -> bytes:
 
 def event_body(*, event_type: str, occurred_at: datetime, data: Mapping[str, Any]) -> bytes:
     """The exact bytes sent: ``{type, timestamp, data}`` as compact UTF-8 JSON."""
-    if event_type not in EVENT_TYPES:
+    if event_type not in EVENT_TYPES and event_type not in CONTROLLER_EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
     document = {
         "type": event_type,

@@ -77,6 +77,10 @@ class SubjectRecord:
     consent_at: datetime | None = None
     restricted: bool | None = None
     in_flight: bool | None = None  # the map's in_flight condition holds (None: not declared)
+    # The controller that supplied this record, where the map's origin names one per record,
+    # and its own reference for it (Decree Art. 43(2): it is asked to correct or delete too).
+    supplier: str | None = None
+    supplier_reference: str | None = None
 
     @property
     def ref(self) -> RecordRef:

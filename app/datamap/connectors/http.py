@@ -58,6 +58,8 @@ class WireRecord(_Loose):
     consent_at: datetime | None = None
     restricted: bool | None = None
     in_flight: bool | None = None
+    supplier: str | None = Field(default=None, max_length=64)
+    supplier_reference: str | None = Field(default=None, max_length=200)
 
 
 class FindPage(_Loose):
@@ -195,6 +197,8 @@ class HttpConnector(Connector):
                     consent_at=wire.consent_at,
                     restricted=wire.restricted,
                     in_flight=wire.in_flight if collection.in_flight else None,
+                    supplier=wire.supplier,
+                    supplier_reference=wire.supplier_reference,
                 )
 
     def _spec(self, name: str) -> CollectionSpec:

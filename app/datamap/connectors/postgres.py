@@ -87,6 +87,7 @@ class _Sql:
         self.key = quote_ident(spec.record_key)
         self._field_names = [field.column for field in self.role.fields]
         self._field_count = len(self._field_names)
+        self.origin = spec.origin_of(role_name)
         self._processor_items = [
             tuple(processor.items) if processor.items else None for processor in spec.processors
         ]
@@ -116,7 +117,8 @@ class _Sql:
     def select(self, subject: SubjectIdentifiers) -> _Query | None:
         """The role's fields, then the record's metadata, in the fixed layout ``record`` reads:
         key, fields..., (code, at, reference) per processor, clock, consent, consent_at,
-        restricted, in_flight. Columns the map does not name are selected as NULL."""
+        restricted, in_flight, supplier, supplier_reference. Columns the map does not name are
+        selected as NULL."""
         where = self.match(subject, 1)
         if where is None:
             return None
@@ -140,6 +142,8 @@ class _Sql:
             f"({quote_ident(self.spec.in_flight.column)} IS NULL)"
             if self.spec.in_flight
             else "NULL",
+            column(self.origin.controller_column),
+            column(self.origin.reference_column),
         ]
         condition, args = where
         return _Query(f"SELECT {', '.join(exprs)} FROM {self.table} WHERE {condition}", args)
@@ -163,7 +167,9 @@ class _Sql:
                         items=items,
                     )
                 )
-        clock, consent, consent_at, restricted, in_flight = values[position : position + 5]
+        clock, consent, consent_at, restricted, in_flight, supplier, supplier_ref = values[
+            position : position + 7
+        ]
         return SubjectRecord(
             collection=self.spec.name,
             role=self.role_name,
@@ -175,6 +181,8 @@ class _Sql:
             consent_at=consent_at,
             restricted=None if restricted is None else bool(restricted),
             in_flight=None if in_flight is None else bool(in_flight),
+            supplier=None if supplier is None else str(supplier),
+            supplier_reference=None if supplier_ref is None else str(supplier_ref),
         )
 
 

@@ -25,6 +25,7 @@ from app.schemas.reports import (
     LocalizedText,
     ReportConsent,
     ReportItem,
+    ReportOrigin,
     ReportProvision,
     ReportPurpose,
     ReportRetention,
@@ -33,7 +34,7 @@ from app.schemas.reports import (
     ReportValue,
     ReportWithheld,
 )
-from app.vocabulary import CATEGORIES, PURPOSES, ROLES, WITHHOLDING_GROUNDS, Text
+from app.vocabulary import CATEGORIES, ORIGINS, PURPOSES, ROLES, WITHHOLDING_GROUNDS, Text
 
 KST = timezone(timedelta(hours=9), "KST")
 DEFAULT_MAX_VALUES = 5000
@@ -161,6 +162,8 @@ class _ReportBuilder:
         self.provided_items: dict[tuple[str, str, tuple[str, ...] | None], list[str]] = {}
         self.consents: dict[tuple[str, bool], _ConsentAgg] = {}
         self.sources: dict[str, int] = {}
+        # (collection, role) → the record's supplier ("" when the map's default origin) → count
+        self.origins: dict[tuple[str, str], dict[str, int]] = {}
 
     def _withhold_for(
         self, spec: CollectionSpec, role: str, field_spec: FieldSpec
@@ -217,6 +220,11 @@ class _ReportBuilder:
         if not held:
             return  # every field of this role is empty (erased): nothing held here
         key = (spec.name, role)
+        origins = self.origins.get(key)
+        if origins is None:
+            origins = self.origins[key] = {}
+        supplier = record.supplier or ""
+        origins[supplier] = origins.get(supplier, 0) + 1
         retention = self.retention.get(key)
         if retention is None:
             retention = self.retention[key] = _RetentionAgg()
@@ -302,6 +310,26 @@ class _ReportBuilder:
                     values=[ReportValue(value=v, records=n) for v, n in values],
                     values_omitted=agg.omitted,
                     withheld=agg.withhold is not None,
+                    origins=self._origins(agg.spec, agg.role),
+                )
+            )
+        return out
+
+    def _origins(self, spec: CollectionSpec, role: str) -> list[ReportOrigin]:
+        out = []
+        for supplier, records in sorted(self.origins.get((spec.name, role), {}).items()):
+            origin, controller = spec.record_origin(role, supplier or None)
+            label = ORIGINS[origin]
+            if controller is not None:
+                info = self.datamap.controller(controller)
+                name = info.name if info else controller
+                label = Text(ko=label.ko.format(name=name), en=label.en.format(name=name))
+            out.append(
+                ReportOrigin(
+                    origin=origin,
+                    controller=controller,
+                    label=_lt(label),
+                    records=records,
                 )
             )
         return out
