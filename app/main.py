@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from app.clock import Clock, SystemClock
 from app.config import Settings, check_production, ensure_keys, get_settings
 from app.crypto import Crypto
 from app.datamap.loader import load_configured_datamap
 from app.db import Database, database_url
+from app.input_guard import refuse_nul
 from app.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, RequestIdMiddleware
 from app.migrate import head_revision
 from app.observability import Metrics
@@ -96,6 +97,8 @@ def create_app(
         summary="Data-subject requests (PIPA) for a parcel carrier",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        # Before any other dependency: PostgreSQL cannot store a NUL character.
+        dependencies=[Depends(refuse_nul)],
     )
     metrics = Metrics()
     app.state.settings = settings

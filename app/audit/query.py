@@ -11,9 +11,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import trail
 from app.audit.actors import Actor
-from app.errors import InvalidInput
+from app.cursors import cursor_id, decode_cursor, encode_cursor
 from app.models import AuditEntry
-from app.requests.queries import decode_cursor, encode_cursor
 
 
 @dataclass(frozen=True)
@@ -51,9 +50,7 @@ async def list_audit(
         query = query.where(col(AuditEntry.at) < filters.at_to)
     if cursor is not None:
         (before,) = decode_cursor(cursor, 1)
-        if not before.isdigit():
-            raise InvalidInput("The cursor is not valid.")
-        query = query.where(col(AuditEntry.id) < int(before))
+        query = query.where(col(AuditEntry.id) < cursor_id(before))
     rows = list((await session.exec(query.limit(limit + 1))).all())
     page, more = rows[:limit], len(rows) > limit
     items = [

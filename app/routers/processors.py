@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
@@ -27,6 +27,7 @@ from app.schemas.processors import (
     ReplayResult,
     SecretRotated,
 )
+from app.schemas.types import Instant
 from app.webhooks import deliveries, processors
 from app.webhooks.deliveries import DeliveryView
 from app.webhooks.processors import ProcessorView
@@ -226,8 +227,8 @@ async def list_processor_deliveries(
     event_type: EventType | None = None,
     request_ref: uuid.UUID | None = None,
     acknowledged: bool | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> DeliveryPage:
@@ -286,8 +287,8 @@ async def list_deliveries(
     event_type: EventType | None = None,
     request_ref: uuid.UUID | None = None,
     acknowledged: bool | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> DeliveryPage:

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.schemas.types import Instant
 from app.webhooks.signing import EVENT_TYPES, EventType
 
 ProcessorState = Literal["active", "disabled"]
@@ -133,7 +134,7 @@ class ReplayResult(BaseModel):
 class BulkReplay(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: datetime | None = Field(default=None, description="Only deliveries created since")
+    since: Instant | None = Field(default=None, description="Only deliveries created since")
 
 
 class AcknowledgementCreate(BaseModel):

@@ -17,6 +17,7 @@ from app.schemas.requests import (
     RequestStatus,
     RequestSummary,
 )
+from app.schemas.types import Instant
 
 GroundCode = Literal[
     "pipa_35_4_1",
@@ -139,7 +140,7 @@ class ExtendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Explanation
-    new_due_at: datetime = Field(
+    new_due_at: Instant = Field(
         description="the new due day; the deadline becomes the end of that day in Asia/Seoul"
     )
 

@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import trail
 from app.crypto import Crypto
+from app.cursors import cursor_instant
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import OutboxMessage, Processor, WebhookAcknowledgement, WebhookAttempt
 from app.schemas.processors import BulkReplay
@@ -42,7 +43,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, _, ident = raw.partition("|")
-        return datetime.fromisoformat(stamp), uuid.UUID(ident)
+        return cursor_instant(stamp), uuid.UUID(ident)
     except ValueError:
         raise InvalidInput("The cursor is not valid.") from None
 
