@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support import pii_scan
+
 
 @dataclass
 class Received:
@@ -35,6 +37,16 @@ class Reply:
 
 
 Responder = Callable[[Received], Reply]
+
+
+def _watch_codes(item: Received) -> None:
+    """Hand every one-time code a gateway receives to the privacy scan (it must leak nowhere)."""
+    try:
+        code = json.loads(item.body).get("variables", {}).get("code")
+    except (ValueError, AttributeError):
+        return
+    if isinstance(code, str):
+        pii_scan.saw_code(code)
 
 
 class RecordingServer:
@@ -65,6 +77,7 @@ class RecordingServer:
                     {k.lower(): v for k, v in self.headers.items()},
                     body,
                 )
+                _watch_codes(item)
                 with owner._lock:
                     owner.received.append(item)
                     reply = owner.script.popleft() if owner.script else None
