@@ -52,7 +52,7 @@ def _watch_codes(item: Received) -> None:
 class RecordingServer:
     """Start with ``with RecordingServer() as server:``; ``server.url`` is its base URL."""
 
-    def __init__(self, responder: Responder | None = None) -> None:
+    def __init__(self, responder: Responder | None = None, *, port: int = 0) -> None:
         self.received: list[Received] = []
         self.script: deque[Reply] = deque()
         self.responder = responder
@@ -108,7 +108,8 @@ class RecordingServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # A fixed port lets a test take a receiver down and bring it back at the same URL.
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         # A short poll interval: stop() returns in ~10 ms instead of the default 0.5 s.
         self._thread = threading.Thread(
