@@ -36,7 +36,7 @@ router = APIRouter(prefix="/v1", tags=["verification"])
     description="The answer is the same whether or not the destination appears in any record. "
     "At most one code a minute and a few an hour per destination and per client: then 429 with "
     "`Retry-After`.",
-    responses=problems(*BODY_PROBLEMS, 429),
+    responses=problems(*BODY_PROBLEMS, 429, 503),
 )
 async def start_verification(
     body: VerificationCreate,
@@ -74,6 +74,7 @@ async def start_verification(
         *BODY_PROBLEMS,
         404,
         410,
+        503,
         described={
             400: "The code is not right, or the body could not be read",
             410: "Expired, dead or already used",

@@ -37,8 +37,10 @@ PROBLEM_MEANINGS: dict[int, str] = {
     415: "Unsupported media type",
     422: "A field is not valid: see errors",
     429: "Too many requests: retry after Retry-After seconds",
-    503: "Temporarily unavailable: retry after Retry-After seconds",
+    # The unit of work could not be committed (code ``commit-failed``): nothing was stored.
+    503: "Not saved; retry after `Retry-After` seconds (with the same Idempotency-Key)",
 }
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 # Any route that reads a body: unreadable (400), too large (413), invalid (422).
 BODY_PROBLEMS = (400, 413, 422)
 # Any route behind a bearer token.
@@ -50,16 +52,20 @@ def problems(
 ) -> dict[int | str, dict[str, Any]]:
     """The problem+json responses a route (or router) declares, each status once."""
     meanings = PROBLEM_MEANINGS | (described or {})
-    return {
-        status: {
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(set(statuses)):
+        response: dict[str, Any] = {
             "model": ProblemDetail,
             "description": meanings[status],
             "content": {"application/problem+json": {}},
         }
-        for status in sorted(set(statuses))
-    }
+        if status in (429, 503):
+            response["headers"] = RETRY_AFTER
+        responses[status] = response
+    return responses
 
 
 # The routers for subjects, staff, processors and partners: every problem any of their routes
-# can answer (routes with a body, a bearer token, ids in the path, state and rate limits).
-PROBLEM_RESPONSES = problems(*BODY_PROBLEMS, *AUTH_PROBLEMS, 404, 409, 429)
+# can answer (routes with a body, a bearer token, ids in the path, state, rate limits, and a
+# commit that failed).
+PROBLEM_RESPONSES = problems(*BODY_PROBLEMS, *AUTH_PROBLEMS, 404, 409, 429, 503)

@@ -136,6 +136,12 @@ class ProposeRefusalIn(BaseModel):
     explanation: Explanation
 
 
+class ResumeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: Explanation | None = Field(default=None, description="why the postponement ended")
+
+
 class ExtendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
