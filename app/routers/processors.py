@@ -95,7 +95,8 @@ def delivery_detail(view: DeliveryView) -> DeliveryDetail:
                 status_code=item.status_code,
                 latency_ms=item.latency_ms,
                 error=item.error,
-                response_excerpt=item.response_excerpt,
+                response_bytes=item.response_bytes,
+                response_digest=item.response_digest,
             )
             for item in view.attempts
         ],

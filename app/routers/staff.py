@@ -341,6 +341,7 @@ async def read_audit(
         cursor=cursor,
         limit=limit,
         actor=ctx.actor,
+        crypto=ctx.crypto,
     )
     return AuditPage(
         items=[AuditEntryOut.model_validate(entry, from_attributes=True) for entry in page.entries],

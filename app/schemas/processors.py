@@ -93,7 +93,12 @@ class AttemptPublic(BaseModel):
     status_code: int | None
     latency_ms: int | None
     error: str | None
-    response_excerpt: str | None = Field(description="The first 1 KB of the response")
+    response_bytes: int | None = Field(
+        description="Size of the reply read (at most its first 1 KB); the body is not kept"
+    )
+    response_digest: str | None = Field(
+        description="Keyed HMAC-SHA256 of that first 1 KB: equal replies, equal digests"
+    )
 
 
 class AcknowledgementPublic(BaseModel):

@@ -264,7 +264,15 @@ class AuditEntryOut(BaseModel):
     action: str
     target_type: str | None
     target_id: str | None
-    client_ip: str | None
+    client_ip: str | None = Field(
+        description="Keyed hash (HMAC-SHA256) of the caller's address: equal addresses, equal "
+        "hashes; the address itself is not stored in clear"
+    )
+    client_address: str | None = Field(
+        default=None,
+        description="The address of a staff member, partner or service (access records), shown "
+        "to the privacy officer only; the read is audited. Never kept for data subjects",
+    )
     details: dict[str, Any]
     seq: int | None = Field(description="position in the hash chain; null until sealed")
     prev_hash: str | None
