@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from tests.support.servers import closed_port
 
@@ -73,6 +74,10 @@ def _running(data_dir: Path) -> bool:
     return (data_dir / "pgdata" / "postmaster.pid").exists()
 
 
+@pytest.mark.skipif(
+    bool(os.environ.get("DSR_TEST_DATABASE_URL")),
+    reason="runs in the embedded-PostgreSQL pass of .ci/run (it starts servers of its own)",
+)
 def test_killed_processes_do_not_keep_the_server_up(tmp_path: Path) -> None:
     """One data folder, two scenes (initdb once: it is the slow part)."""
     data_dir = tmp_path / "data"
