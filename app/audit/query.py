@@ -56,10 +56,10 @@ class AuditPageView:
 _HMAC = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _row(entry: AuditEntry, *, crypto: Crypto, reveal: bool) -> AuditRow:
+def _row(entry: AuditEntry, *, crypto: Crypto | None, reveal: bool) -> AuditRow:
     hashed = entry.client_ip if entry.client_ip and _HMAC.match(entry.client_ip) else None
     address: str | None = None
-    if reveal and entry.client_ip_encrypted is not None:
+    if reveal and crypto is not None and entry.client_ip_encrypted is not None:
         address = crypto.decrypt_str(entry.client_ip_encrypted, context=CLIENT_IP_CONTEXT)
     elif reveal and entry.client_ip and hashed is None:
         address = entry.client_ip  # written before revision 0014, sealed as it was
@@ -99,7 +99,7 @@ async def list_audit(
     cursor: str | None,
     limit: int,
     actor: Actor,
-    crypto: Crypto,
+    crypto: Crypto | None = None,
 ) -> AuditPageView:
     """Audit entries, newest first (the read is itself recorded, with how many addresses the
     privacy officer was shown)."""
@@ -121,7 +121,9 @@ async def list_audit(
         query = query.where(col(AuditEntry.id) < cursor_id(before))
     rows = list((await session.exec(query.limit(limit + 1))).all())
     page, more = rows[:limit], len(rows) > limit
-    shown = [_row(entry, crypto=crypto, reveal=actor.is_officer) for entry in page]
+    # Without the keys (a caller that only lists entries) no address is shown.
+    reveal = crypto is not None and actor.is_officer
+    shown = [_row(entry, crypto=crypto, reveal=reveal) for entry in page]
     await trail.record(
         session,
         now=now,
