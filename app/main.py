@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
@@ -19,6 +19,7 @@ from app.config import Settings, check_production, ensure_keys, get_settings
 from app.crypto import Crypto
 from app.datamap.loader import load_configured_datamap
 from app.db import Database, database_url
+from app.input_guard import refuse_nul
 from app.middleware import (
     AccessLogMiddleware,
     BodySizeLimitMiddleware,
@@ -127,6 +128,8 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # served offline by app.web.docs
         redoc_url=None,
+        # Before any other dependency: PostgreSQL cannot store a NUL character.
+        dependencies=[Depends(refuse_nul)],
     )
     metrics = Metrics()
     app.state.settings = settings

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
 
 from app.errors import DomainError, RateLimited, problem_type
 from app.web import page_area
@@ -190,17 +191,41 @@ async def _validation(request: Request, exc: Exception) -> Response:
     )
 
 
+PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path.
+
+    Starlette's 405 names the methods of the first route whose path matched, but GET and POST
+    on one path are two routes: its ``Allow`` listed one of them. Asked of the router itself
+    (each method tried), so included routers need no walking.
+    """
+    routes = [route for route in request.app.router.routes if isinstance(route, BaseRoute)]
+    allowed = [
+        method
+        for method in PROBED_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code, title = _HTTP_CODES.get(exc.status_code, ("http-error", "Request failed"))
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
     return answer(
         request,
         status=exc.status_code,
         code=code,
         title=title,
         detail=detail,
-        headers=getattr(exc, "headers", None),
+        headers=headers or None,
     )
 
 

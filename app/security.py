@@ -17,6 +17,7 @@ so ``alg: none`` and HS256-signed-with-a-public-key tokens cannot pass.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -427,19 +428,30 @@ def _role_map(configured: dict[str, str]) -> dict[str, Role]:
         ) from None
 
 
+# The last second a datetime holds (9999-12-31T23:59:59Z).
+LATEST_EXPIRY = 253402300799
+
+
 def _check_times(claims: dict[str, Any], now: datetime, leeway: int) -> datetime:
     """Check exp (required), nbf and iat against the service clock; returns the expiry."""
     current = now.timestamp()
     exp = claims.get("exp")
     if not isinstance(exp, int | float) or isinstance(exp, bool):
         raise Unauthenticated("The token has no expiry.")
+    # NaN would pass every comparison below, and a time past year 9999 cannot be a datetime.
+    if not math.isfinite(exp) or not 0 <= exp <= LATEST_EXPIRY:
+        raise Unauthenticated("The token's expiry is not valid.")
     if current > exp + leeway:
         raise Unauthenticated("The token has expired.")
     for name in ("nbf", "iat"):
         value = claims.get(name)
         if value is None:
             continue
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+        ):
             raise Unauthenticated("The token is not valid.")
         if current + leeway < value:
             raise Unauthenticated("The token is not valid yet.")

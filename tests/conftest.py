@@ -22,7 +22,17 @@ from app.models import metadata
 from app.outbox.worker import Worker
 from app.security import TokenService
 from app.worker import build_context, build_registry
+from tests.support import pii_scan
 from tests.support.database import fresh_database, server_url
+
+# The privacy scan's hooks, run here: no test subject's data in any log line or in clear in any
+# table. (conftest imports the module first, so it cannot be listed in pytest_plugins.)
+from tests.support.pii_scan import (  # noqa: F401
+    pytest_runtest_protocol,
+    pytest_sessionfinish,
+    pytest_sessionstart,
+    pytest_terminal_summary,
+)
 from tests.support.servers import RecordingServer
 
 # A Thursday morning in Seoul (01:00 UTC = 10:00 KST).
@@ -118,6 +128,7 @@ async def _clean_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     try:
         names = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
         async with database.transaction() as session:
+            await pii_scan.scan_tables(session)  # what the test left, before it is wiped
             await session.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     finally:
         await database.dispose()

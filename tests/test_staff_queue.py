@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from app.audit import trail
+from app.audit.actors import CLIENT_IP_PURPOSE
 from app.clock import FrozenClock
 from app.db import Database
 from tests.support.lifecycle import AGENT, OFFICER, drive, make_subject, new_request, staff
@@ -129,9 +130,11 @@ async def test_every_staff_read_is_audited_with_role_and_ip(
                 )
             )
         ).all()
+    # The address as a keyed hash (the same for both), never in clear.
+    hashed = app.state.crypto.mac(CLIENT_IP_PURPOSE, "127.0.0.1")
     assert [(row[0], row[1], row[2], row[4]) for row in rows] == [
-        ("staff:agent-7", "support_agent", "request.viewed", "127.0.0.1"),
-        ("staff:agent-7", "support_agent", "requests.listed", "127.0.0.1"),
+        ("staff:agent-7", "support_agent", "request.viewed", hashed),
+        ("staff:agent-7", "support_agent", "requests.listed", hashed),
     ]
     assert rows[0][3] == request_id and request_id in rows[1][5]
     # The audit trail holds no personal data.

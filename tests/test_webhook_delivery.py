@@ -82,7 +82,7 @@ async def test_signed_notice_verifies_with_the_standardwebhooks_package(
     assert stored.status == "delivered"
     [attempt] = await attempts(db, message_id)
     assert (attempt.outcome, attempt.status_code, attempt.attempt) == ("delivered", 200, 1)
-    assert attempt.latency_ms is not None and attempt.response_excerpt == '{"ok": true}'
+    assert attempt.latency_ms is not None and attempt.response_bytes == len(b'{"ok": true}')
 
 
 async def test_during_rotation_both_secrets_verify_then_only_the_new_one(
@@ -150,7 +150,9 @@ async def test_500_then_200_is_retried_after_5_seconds_with_the_same_webhook_id(
         (1, "failed", 500),
         (2, "delivered", 200),
     ]
-    assert log[0].error == "endpoint answered 500" and log[0].response_excerpt == "upstream broke"
+    assert log[0].error == "endpoint answered 500" and log[0].response_bytes == len(
+        b"upstream broke"
+    )
 
 
 async def test_a_slow_endpoint_times_out_and_is_retried(

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from app.crypto import Crypto
+
 if TYPE_CHECKING:
     from app.security import Principal
 
@@ -31,6 +33,27 @@ LEGACY_BARE_ACTIONS = (
     "webhook.replayed",
     "webhook.bulk_replayed",
 )
+
+
+# What the audit trail keeps of a caller's address (never the address in clear): a keyed hash
+# for everyone, and for staff, partners and services (not subjects) the address encrypted, as
+# access records of personal-information handlers must name where they connected from
+# (Safety Measures Standard Art. 8); only the privacy officer sees it, in an audited read.
+CLIENT_IP_PURPOSE = "audit.client-ip"
+CLIENT_IP_CONTEXT = "audit_entry.client_ip"
+
+
+class ClientAddress(str):
+    """The caller's address (as the request gave it) carrying its keyed hash and sealed form."""
+
+    hmac: str
+    sealed: bytes
+
+    def __new__(cls, address: str, *, crypto: Crypto) -> ClientAddress:
+        value = super().__new__(cls, address)
+        value.hmac = crypto.mac(CLIENT_IP_PURPOSE, address)
+        value.sealed = crypto.encrypt(address, context=CLIENT_IP_CONTEXT)
+        return value
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,10 +12,10 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import trail
-from app.audit.actors import LEGACY_BARE_ACTIONS, STAFF_PREFIX, Actor
-from app.errors import InvalidInput
+from app.audit.actors import CLIENT_IP_CONTEXT, LEGACY_BARE_ACTIONS, STAFF_PREFIX, Actor
+from app.crypto import Crypto
+from app.cursors import cursor_id, decode_cursor, encode_cursor
 from app.models import AuditEntry
-from app.requests.queries import decode_cursor, encode_cursor
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,55 @@ class AuditFilters:
 
 
 @dataclass(frozen=True)
+class AuditRow:
+    """One entry as the API shows it: the address as a hash, in clear to the officer alone."""
+
+    id: int | None
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    target_type: str | None
+    target_id: str | None
+    client_ip: str | None
+    client_address: str | None
+    details: dict[str, Any]
+    seq: int | None
+    prev_hash: str | None
+    hash: str | None
+
+
+@dataclass(frozen=True)
 class AuditPageView:
-    entries: list[AuditEntry]
+    entries: list[AuditRow]
     next_cursor: str | None
+
+
+_HMAC = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _row(entry: AuditEntry, *, crypto: Crypto | None, reveal: bool) -> AuditRow:
+    hashed = entry.client_ip if entry.client_ip and _HMAC.match(entry.client_ip) else None
+    address: str | None = None
+    if reveal and crypto is not None and entry.client_ip_encrypted is not None:
+        address = crypto.decrypt_str(entry.client_ip_encrypted, context=CLIENT_IP_CONTEXT)
+    elif reveal and entry.client_ip and hashed is None:
+        address = entry.client_ip  # written before revision 0014, sealed as it was
+    return AuditRow(
+        id=entry.id,
+        at=entry.at,
+        actor=entry.actor,
+        role=entry.role,
+        action=entry.action,
+        target_type=entry.target_type,
+        target_id=entry.target_id,
+        client_ip=hashed,
+        client_address=address,
+        details=entry.details,
+        seq=entry.seq,
+        prev_hash=entry.prev_hash,
+        hash=entry.hash,
+    )
 
 
 def _actor_clause(actor: str) -> Any:
@@ -52,8 +99,10 @@ async def list_audit(
     cursor: str | None,
     limit: int,
     actor: Actor,
+    crypto: Crypto | None = None,
 ) -> AuditPageView:
-    """Audit entries, newest first (the read is itself recorded)."""
+    """Audit entries, newest first (the read is itself recorded, with how many addresses the
+    privacy officer was shown)."""
     query = select(AuditEntry).order_by(col(AuditEntry.id).desc())
     if filters.actor is not None:
         query = query.where(_actor_clause(filters.actor))
@@ -69,11 +118,12 @@ async def list_audit(
         query = query.where(col(AuditEntry.at) < filters.at_to)
     if cursor is not None:
         (before,) = decode_cursor(cursor, 1)
-        if not before.isdigit():
-            raise InvalidInput("The cursor is not valid.")
-        query = query.where(col(AuditEntry.id) < int(before))
+        query = query.where(col(AuditEntry.id) < cursor_id(before))
     rows = list((await session.exec(query.limit(limit + 1))).all())
     page, more = rows[:limit], len(rows) > limit
+    # Without the keys (a caller that only lists entries) no address is shown.
+    reveal = crypto is not None and actor.is_officer
+    shown = [_row(entry, crypto=crypto, reveal=reveal) for entry in page]
     await trail.record(
         session,
         now=now,
@@ -85,6 +135,7 @@ async def list_audit(
         details={
             "filters": {k: v for k, v in filters.__dict__.items() if v is not None},
             "count": len(page),
+            "addresses_shown": sum(1 for row in shown if row.client_address is not None),
         },
     )
-    return AuditPageView(page, encode_cursor(page[-1].id) if more else None)
+    return AuditPageView(shown, encode_cursor(page[-1].id) if more else None)

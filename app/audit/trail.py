@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.audit.actors import ClientAddress
 from app.models import AuditEntry
 from app.outbox.jobs import PeriodicJob, WorkerContext
 
@@ -45,7 +46,12 @@ def _fields(entry: AuditEntry) -> dict[str, Any]:
         "target_id": entry.target_id,
         "client_ip": entry.client_ip,
         "details": entry.details,
-    }
+    } | (
+        # Only when present, so entries sealed before the column existed still verify.
+        {"client_ip_encrypted": entry.client_ip_encrypted.hex()}
+        if entry.client_ip_encrypted is not None
+        else {}
+    )
 
 
 async def record(
@@ -60,7 +66,12 @@ async def record(
     client_ip: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEntry:
-    """Append one entry in the caller's transaction; the sealer chains it after commit."""
+    """Append one entry in the caller's transaction; the sealer chains it after commit.
+
+    ``client_ip`` is kept only as the forms a ``ClientAddress`` carries (a plain string, which
+    has no keys with it, is not kept at all).
+    """
+    address = client_ip if isinstance(client_ip, ClientAddress) else None
     entry = AuditEntry(
         at=now,
         actor=actor,
@@ -68,7 +79,8 @@ async def record(
         action=action,
         target_type=target_type,
         target_id=target_id,
-        client_ip=client_ip,
+        client_ip=address.hmac if address is not None else None,
+        client_ip_encrypted=address.sealed if address is not None and role != "subject" else None,
         # Round-trip through JSON so the hash later covers exactly what JSONB stores.
         details=json.loads(json.dumps(details or {}, default=str)),
     )

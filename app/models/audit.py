@@ -36,7 +36,12 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=64, index=True)
     target_type: str | None = Field(default=None, max_length=32)
     target_id: str | None = Field(default=None, max_length=64, index=True)
+    # A keyed hash of the caller's address (entries before revision 0014: the address itself).
     client_ip: str | None = Field(default=None, max_length=64)
+    # Staff, partners and services only: the address encrypted (the access-record rule).
+    client_ip_encrypted: bytes | None = Field(
+        default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True)
+    )
     details: dict[str, Any] = Field(
         default_factory=dict, sa_column=sa.Column(JSONB, nullable=False)
     )

@@ -77,7 +77,10 @@ class WebhookAttempt(SQLModel, table=True):
     status_code: int | None = None
     latency_ms: int | None = None
     error: str | None = Field(default=None, max_length=500)
-    response_excerpt: str | None = Field(default=None, max_length=1024)
+    # Not the reply itself (a partner echoing a notice would leave corrected values here):
+    # its size and a keyed digest of its first 1 KB, enough to tell two replies apart.
+    response_bytes: int | None = None
+    response_digest: str | None = Field(default=None, max_length=64)
 
 
 class WebhookAcknowledgement(SQLModel, table=True):

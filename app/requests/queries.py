@@ -5,9 +5,6 @@ Every staff read of a request, the queue, or the audit trail is itself audited.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -22,6 +19,7 @@ from app.audit import trail
 from app.audit.actors import Actor
 from app.config import Settings
 from app.crypto import Crypto
+from app.cursors import cursor_instant, decode_cursor, encode_cursor
 from app.errors import InvalidInput, NotFound
 from app.models import DsrObjection, DsrRequest, DsrRequestEvent, SubjectIdentifier
 from app.models.requests import OPEN_STATUSES, STATUSES
@@ -100,26 +98,6 @@ def _search_clauses(crypto: Crypto | None, search: Search) -> list[Any]:
         low, high = reference_range(search.reference)
         clauses.append(col(DsrRequest.id).between(low, high))
     return clauses
-
-
-def encode_cursor(*parts: Any) -> str:
-    raw = json.dumps([str(part) for part in parts], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, size: int) -> list[str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        parts = json.loads(raw)
-    except (binascii.Error, ValueError):
-        raise InvalidInput("The cursor is not valid.") from None
-    if (
-        not isinstance(parts, list)
-        or len(parts) != size
-        or not all(isinstance(part, str) for part in parts)
-    ):
-        raise InvalidInput("The cursor is not valid.")
-    return parts
 
 
 def _overdue_clause(now: datetime) -> Any:
@@ -236,7 +214,7 @@ async def list_staff_requests(
     if cursor is not None:
         due_text, id_text = decode_cursor(cursor, 2)
         try:
-            after = (datetime.fromisoformat(due_text), uuid.UUID(id_text))
+            after = (cursor_instant(due_text), uuid.UUID(id_text))
         except ValueError:
             raise InvalidInput("The cursor is not valid.") from None
         query = query.where(

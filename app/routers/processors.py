@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
@@ -28,6 +28,7 @@ from app.schemas.processors import (
     ReplayResult,
     SecretRotated,
 )
+from app.schemas.types import Instant
 from app.webhooks import deliveries, processors
 from app.webhooks.deliveries import DeliveryView
 from app.webhooks.processors import ProcessorView
@@ -100,7 +101,8 @@ def delivery_detail(view: DeliveryView) -> DeliveryDetail:
                 status_code=item.status_code,
                 latency_ms=item.latency_ms,
                 error=item.error,
-                response_excerpt=item.response_excerpt,
+                response_bytes=item.response_bytes,
+                response_digest=item.response_digest,
             )
             for item in view.attempts
         ],
@@ -198,8 +200,8 @@ async def list_processor_deliveries(
     event_type: EventType | None = None,
     request_ref: uuid.UUID | None = None,
     acknowledged: bool | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> DeliveryPage:
@@ -250,8 +252,8 @@ async def list_deliveries(
     event_type: EventType | None = None,
     request_ref: uuid.UUID | None = None,
     acknowledged: bool | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> DeliveryPage:

@@ -33,6 +33,7 @@ from app.schemas.staff import (
     StaffRequestCreate,
     StaffRequestDetail,
 )
+from app.schemas.types import Instant
 
 router = APIRouter(prefix="/v1/staff", tags=["staff"], responses=PROBLEM_RESPONSES)
 audit_router = APIRouter(prefix="/v1", tags=["audit"], responses=PROBLEM_RESPONSES)
@@ -62,9 +63,9 @@ async def list_requests(
     status: Annotated[list[RequestStatus] | None, Query()] = None,
     type: Annotated[list[RequestType] | None, Query()] = None,
     overdue: bool | None = None,
-    due_before: datetime | None = None,
-    received_from: datetime | None = None,
-    received_to: datetime | None = None,
+    due_before: Instant | None = None,
+    received_from: Instant | None = None,
+    received_to: Instant | None = None,
     fulfilment: Literal["queued", "failed", "done"] | None = None,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -342,8 +343,8 @@ async def read_audit(
     action: Annotated[str | None, Query(max_length=64)] = None,
     target_type: Annotated[str | None, Query(max_length=32)] = None,
     target_id: Annotated[str | None, Query(max_length=64)] = None,
-    at_from: datetime | None = None,
-    at_to: datetime | None = None,
+    at_from: Instant | None = None,
+    at_to: Instant | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AuditPage:
@@ -362,6 +363,7 @@ async def read_audit(
         cursor=cursor,
         limit=limit,
         actor=ctx.actor,
+        crypto=ctx.crypto,
     )
     return AuditPage(
         items=[AuditEntryOut.model_validate(entry, from_attributes=True) for entry in page.entries],

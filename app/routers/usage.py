@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from app.deps import CryptoDep, ReadSessionDep, ServicePrincipal
 from app.retention import restrictions
-from app.schemas.common import PROBLEM_RESPONSES
+from app.schemas.common import AUTH_PROBLEMS, BODY_PROBLEMS, problems
 from app.schemas.usage import UsageCheckCreate, UsageCheckPublic, UsageReasonPublic
 
 router = APIRouter(prefix="/v1", tags=["internal systems"])
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1", tags=["internal systems"])
         "not used or provided) or while processing for the purpose is suspended (PIPA Art. 37). "
         "Service token only. Identifiers are matched by blind index and never stored or logged."
     ),
-    responses={k: v for k, v in PROBLEM_RESPONSES.items() if k in (401, 403, 422)},
+    responses=problems(*BODY_PROBLEMS, *AUTH_PROBLEMS),
 )
 async def check_usage(
     body: UsageCheckCreate,

@@ -15,7 +15,7 @@ from app.deps import (
     SettingsDep,
     TokensDep,
 )
-from app.schemas.common import PROBLEM_RESPONSES
+from app.schemas.common import BODY_PROBLEMS, problems
 from app.schemas.verifications import (
     PrincipalPublic,
     TokenPublic,
@@ -28,10 +28,6 @@ from app.subjects import verification
 router = APIRouter(prefix="/v1", tags=["verification"])
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, object]]:
-    return {status: PROBLEM_RESPONSES[status] for status in statuses}
-
-
 @router.post(
     "/verifications",
     status_code=202,
@@ -40,7 +36,7 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, object]]:
     description="The answer is the same whether or not the destination appears in any record. "
     "At most one code a minute and a few an hour per destination and per client: then 429 with "
     "`Retry-After`.",
-    responses=_problems(422, 429, 503),
+    responses=problems(*BODY_PROBLEMS, 429, 503),
 )
 async def start_verification(
     body: VerificationCreate,
@@ -74,10 +70,16 @@ async def start_verification(
     description="Problem codes: `verification-code-wrong` (with `remaining_attempts`), "
     "`verification-expired`, `verification-dead` (too many wrong codes), `verification-used`, "
     "`verification-unknown`.",
-    responses={
-        **_problems(400, 404, 422, 503),
-        410: {**PROBLEM_RESPONSES[404], "description": "Expired, dead or already used"},
-    },
+    responses=problems(
+        *BODY_PROBLEMS,
+        404,
+        410,
+        503,
+        described={
+            400: "The code is not right, or the body could not be read",
+            410: "Expired, dead or already used",
+        },
+    ),
 )
 async def confirm_verification(
     verification_id: uuid.UUID,
@@ -107,7 +109,7 @@ async def confirm_verification(
     response_model=PrincipalPublic,
     tags=["identity"],
     summary="Who the bearer token says you are",
-    responses=_problems(401),
+    responses=problems(401),
 )
 async def me(principal: PrincipalDep) -> PrincipalPublic:
     return PrincipalPublic(

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from app.schemas.types import Instant
 from app.webhooks.signing import EventType
 
 ProcessorState = Literal["active", "disabled"]
@@ -171,7 +172,12 @@ class AttemptPublic(BaseModel):
     status_code: int | None
     latency_ms: int | None
     error: str | None
-    response_excerpt: str | None = Field(description="The first 1 KB of the response")
+    response_bytes: int | None = Field(
+        description="Size of the reply read (at most its first 1 KB); the body is not kept"
+    )
+    response_digest: str | None = Field(
+        description="Keyed HMAC-SHA256 of that first 1 KB: equal replies, equal digests"
+    )
 
 
 class AcknowledgementPublic(BaseModel):
@@ -226,7 +232,7 @@ class ReplayResult(BaseModel):
 class BulkReplay(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: datetime | None = Field(default=None, description="Only deliveries created since")
+    since: Instant | None = Field(default=None, description="Only deliveries created since")
 
 
 class AcknowledgementCreate(BaseModel):

@@ -19,6 +19,7 @@ from app.schemas.requests import (
     RequestStatus,
     RequestSummary,
 )
+from app.schemas.types import Instant
 
 GroundCode = Literal[
     "pipa_35_4_1",
@@ -148,7 +149,7 @@ class ExtendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Explanation
-    new_due_at: datetime | date = Field(
+    new_due_at: Instant | date = Field(
         description="the new due day, as a date (2026-12-20) or a time with its offset; the "
         "deadline becomes the end of that day in Asia/Seoul",
         examples=["2026-12-20"],
@@ -282,7 +283,15 @@ class AuditEntryOut(BaseModel):
     action: str
     target_type: str | None
     target_id: str | None
-    client_ip: str | None
+    client_ip: str | None = Field(
+        description="Keyed hash (HMAC-SHA256) of the caller's address: equal addresses, equal "
+        "hashes; the address itself is not stored in clear"
+    )
+    client_address: str | None = Field(
+        default=None,
+        description="The address of a staff member, partner or service (access records), shown "
+        "to the privacy officer only; the read is audited. Never kept for data subjects",
+    )
     details: dict[str, Any]
     seq: int | None = Field(description="position in the hash chain; null until sealed")
     prev_hash: str | None

@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.audit import trail
 from app.audit.actors import Actor
 from app.crypto import Crypto
+from app.cursors import cursor_instant
 from app.errors import Conflict, InvalidInput, NotFound, PayloadDestroyed
 from app.models import (
     OutboxMessage,
@@ -49,7 +50,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, _, ident = raw.partition("|")
-        return datetime.fromisoformat(stamp), uuid.UUID(ident)
+        return cursor_instant(stamp), uuid.UUID(ident)
     except ValueError:
         raise InvalidInput("The cursor is not valid.") from None
 

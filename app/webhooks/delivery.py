@@ -152,7 +152,7 @@ class AttemptResult:
     status_code: int | None = None
     latency_ms: int | None = None
     error: str | None = None
-    excerpt: str | None = None
+    excerpt: bytes | None = None  # the first 1 KB of the reply, kept only as a digest
     retry_after: timedelta | None = None
 
 
@@ -175,7 +175,7 @@ async def _post(
                     excerpt.extend(chunk)
                     if len(excerpt) >= EXCERPT_BYTES:
                         break
-                result.excerpt = bytes(excerpt[:EXCERPT_BYTES]).decode("utf-8", "replace") or None
+                result.excerpt = bytes(excerpt[:EXCERPT_BYTES]) or None
                 result.retry_after = retry_after(
                     response.headers.get("retry-after"), now=ctx.clock.now()
                 )
@@ -260,7 +260,10 @@ async def _record(
         "status_code": result.status_code,
         "latency_ms": result.latency_ms,
         "error": result.error[:500] if result.error else None,
-        "response_excerpt": result.excerpt,
+        "response_bytes": len(result.excerpt) if result.excerpt else None,
+        "response_digest": (
+            ctx.crypto.mac("webhook.response", result.excerpt.hex()) if result.excerpt else None
+        ),
     }
     if result.outcome == "delivered":
         # The common case: committed together with the other attempts finishing now.

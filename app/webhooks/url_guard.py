@@ -28,20 +28,60 @@ async def resolve_host(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
+# IPv6 forms that carry an IPv4 address a translator or tunnel would reach.
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052
+# RFC 8215 local-use NAT64: the embedded address sits where the operator's prefix length puts
+# it, so it cannot be unwrapped reliably; it is never a partner's public address.
+NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # RFC 4291 (deprecated)
+IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 SIIT
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: mapped, translated, compatible, NAT64, 6to4,
+    Teredo (server and client). Empty for a plain IPv6 address."""
+    low32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip in IPV4_TRANSLATED or ip in IPV4_COMPATIBLE or ip in NAT64_WELL_KNOWN:
+        return [low32]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    return []
+
+
+def _forbidden_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return (
+        ip in METADATA_ADDRESSES
+        or not ip.is_global
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
+
+
 def metadata_address(address: str) -> bool:
-    """True for a cloud metadata endpoint (also in its IPv4-mapped IPv6 form)."""
+    """True for a cloud metadata endpoint, also when an IPv6 form carries it (mapped, NAT64…)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip in METADATA_ADDRESSES
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        candidates.extend(embedded_ipv4(ip))
+    return any(candidate in METADATA_ADDRESSES for candidate in candidates)
 
 
 def forbidden_address(address: str) -> bool:
-    """True for private, loopback, link-local, reserved, multicast and metadata addresses."""
+    """True for private, loopback, link-local, reserved, multicast and metadata addresses,
+    including IPv6 forms that wrap such an IPv4 address (each wrapped one is checked as IPv4)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip in METADATA_ADDRESSES or not ip.is_global or ip.is_multicast
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in NAT64_LOCAL_USE:
+            return True
+        inner = embedded_ipv4(ip)
+        if inner:
+            return any(_forbidden_ip(v4) for v4 in inner)
+    return _forbidden_ip(ip)
 
 
 async def check_webhook_url(

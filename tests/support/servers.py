@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support import pii_scan
+
 
 @dataclass
 class Received:
@@ -37,10 +39,20 @@ class Reply:
 Responder = Callable[[Received], Reply]
 
 
+def _watch_codes(item: Received) -> None:
+    """Hand every one-time code a gateway receives to the privacy scan (it must leak nowhere)."""
+    try:
+        code = json.loads(item.body).get("variables", {}).get("code")
+    except (ValueError, AttributeError):
+        return
+    if isinstance(code, str):
+        pii_scan.saw_code(code)
+
+
 class RecordingServer:
     """Start with ``with RecordingServer() as server:``; ``server.url`` is its base URL."""
 
-    def __init__(self, responder: Responder | None = None) -> None:
+    def __init__(self, responder: Responder | None = None, *, port: int = 0) -> None:
         self.received: list[Received] = []
         self.script: deque[Reply] = deque()
         self.responder = responder
@@ -65,6 +77,7 @@ class RecordingServer:
                     {k.lower(): v for k, v in self.headers.items()},
                     body,
                 )
+                _watch_codes(item)
                 with owner._lock:
                     owner.received.append(item)
                     reply = owner.script.popleft() if owner.script else None
@@ -95,7 +108,8 @@ class RecordingServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # A fixed port lets a test take a receiver down and bring it back at the same URL.
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         # A short poll interval: stop() returns in ~10 ms instead of the default 0.5 s.
         self._thread = threading.Thread(

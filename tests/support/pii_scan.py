@@ -1,0 +1,153 @@
+"""The suite-wide privacy scan: no test subject's data in any log line or in clear in any table.
+
+A pytest plugin (registered in ``tests/conftest.py``):
+
+- every log record of the run, formatted as production formats it (``JsonFormatter``), is
+  scanned for phone numbers, e-mail addresses, the test subjects' names and addresses, bearer
+  tokens, webhook secrets and every one-time code the loopback gateways received;
+- before each test's tables are truncated, every text, jsonb and bytea column of the app's own
+  tables is scanned for the same identifiers (codes excepted: stored only as hashes, and six
+  digits would match ids). The data map's source tables (the company's systems) are not ours.
+
+Findings fail the run at the end, listed with the test that produced them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.models import metadata
+from app.observability import JsonFormatter
+
+# The test subjects: what tests/support and the test modules use as identifiers and values.
+NAMES = ("김하늘", "홍길동", "김하람", "박민준", "김민지", "이서연", "박다른", "공항대로 247")
+PHONE = r"(?<![\d-])(?:\+82[- ]?|0)1[016789][- ]?\d{3,4}[- ]?\d{4}(?!\d)"
+EMAIL = r"[\w.+-]+@(?:[\w-]+\.)*example\.(?:com|co\.kr)"
+TOKEN = r"eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]{10,}"
+WEBHOOK_SECRET = r"whsec_[A-Za-z0-9+/]{20,}"
+PATTERN = "|".join([PHONE, EMAIL, TOKEN, WEBHOOK_SECRET, *map(re.escape, NAMES)])
+# Log fields that are ids, times and counts: digits there are not codes.
+NUMERIC_FIELDS = ("ts", "request_id", "message_id", "duration_ms", "delay_s", "count", "status")
+# Loggers `configure_logging` keeps at WARNING (httpx logs full URLs at INFO).
+QUIET_IN_PRODUCTION = ("httpx", "httpcore", "sqlalchemy.engine", "uvicorn.access")
+TEXT_TYPES = ("text", "character varying", "jsonb", "json", "bytea")
+
+
+@dataclass
+class Findings:
+    codes: set[str] = field(default_factory=set)
+    logs: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+    current: str = "(collection)"
+    lines: int = 0
+    scans: int = 0
+
+
+FINDINGS = Findings()
+_pattern = re.compile(PATTERN)
+
+
+def saw_code(code: str) -> None:
+    """A one-time code left the service (a gateway received it): it must appear nowhere."""
+    if re.fullmatch(r"\d{6}", code):
+        FINDINGS.codes.add(code)
+
+
+class ScanningHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.formatter_ = JsonFormatter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(QUIET_IN_PRODUCTION) and record.levelno < logging.WARNING:
+            return  # never written in production; in tests, the test client's own URLs
+        try:
+            line = self.formatter_.format(record)
+        except Exception:  # a record that cannot be formatted is not ours to judge
+            return
+        FINDINGS.lines += 1
+        fields: dict[str, Any] = json.loads(line)
+        for name in NUMERIC_FIELDS:
+            fields.pop(name, None)
+        text = json.dumps(fields, ensure_ascii=False)
+        found = _pattern.search(text)
+        code = next((c for c in FINDINGS.codes if re.search(rf"(?<!\d){c}(?!\d)", text)), None)
+        if found or code:
+            what = found.group(0) if found else f"one-time code {code}"
+            FINDINGS.logs.append(f"{FINDINGS.current}: {record.name}: {_masked(what)}")
+
+
+def _masked(value: str) -> str:
+    # The report must not become the leak it reports.
+    return value[:3] + "…" + f"({len(value)} chars)"
+
+
+async def scan_tables(session: AsyncSession) -> None:
+    """Every text/jsonb/bytea column of the app's tables, one statement."""
+    names = [table.name for table in metadata.sorted_tables]
+    columns = (
+        await session.execute(
+            sa.text(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = ANY(:names) "
+                "AND data_type = ANY(:types)"
+            ),
+            {"names": names, "types": list(TEXT_TYPES)},
+        )
+    ).all()
+    if not columns:
+        return
+    selects = []
+    for table, column, kind in columns:
+        value = f"encode(\"{column}\", 'escape')" if kind == "bytea" else f'"{column}"::text'
+        selects.append(
+            f"(SELECT '{table}.{column}' AS place, substring({value} from :pattern) AS hit "
+            f'FROM "{table}" WHERE {value} ~ :pattern LIMIT 1)'
+        )
+    rows = (await session.execute(sa.text(" UNION ALL ".join(selects)), {"pattern": PATTERN})).all()
+    FINDINGS.scans += 1
+    for place, hit in rows:
+        FINDINGS.tables.append(f"{FINDINGS.current}: {place}: {_masked(str(hit))}")
+
+
+_handler = ScanningHandler()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    logging.getLogger().addHandler(_handler)
+    # Our loggers at DEBUG: every line the service could ever write is scanned.
+    logging.getLogger("dsr").setLevel(logging.DEBUG)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    FINDINGS.current = item.nodeid
+    return (yield)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    logging.getLogger().removeHandler(_handler)
+    if FINDINGS.logs or FINDINGS.tables:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    report = terminalreporter
+    report.write_sep("-", "privacy scan")
+    report.write_line(
+        f"{FINDINGS.lines} log lines scanned, {FINDINGS.scans} database scans, "
+        f"{len(FINDINGS.codes)} one-time codes watched"
+    )
+    for kind, found in (("log", FINDINGS.logs), ("table", FINDINGS.tables)):
+        for finding in found[:50]:
+            report.write_line(f"personal data in a {kind}: {finding}", red=True)
+        if len(found) > 50:
+            report.write_line(f"... and {len(found) - 50} more", red=True)
