@@ -103,6 +103,10 @@ class Settings(BaseSettings):
         default=True, description="approve access requests verified by one-time code at intake"
     )
     extension_max_days: int = Field(default=60, ge=1, le=365)
+    single_officer_refusals: bool = Field(
+        default=False,
+        description="let a privacy officer refuse without a colleague's proposal (one officer)",
+    )
     objection_window_days: int = Field(default=30, ge=1, le=365)
     objection_due_days: int = Field(default=10, ge=1, le=30)
     idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)

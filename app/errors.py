@@ -90,6 +90,11 @@ class FourEyesRequired(Forbidden):
     title = "Another privacy officer must decide this"
 
 
+class PostponementNotAllowed(Conflict):
+    code = "postponement-not-allowed"
+    title = "This request cannot be postponed"
+
+
 class ObjectionNotAllowed(Conflict):
     code = "objection-not-allowed"
     title = "An objection cannot be made now"

@@ -28,7 +28,7 @@ from app.demo.processors import PROCESSORS
 from app.outbox.worker import Worker
 from tests.conftest import FROZEN_AT
 from tests.support.dsr_source import ReferenceSource, SourceRecord
-from tests.support.lifecycle import AGENT, OFFICER, Subject, make_subject, staff
+from tests.support.lifecycle import AGENT, OFFICER, Subject, make_subject, propose_refusal, staff
 from tests.support.servers import RecordingServer
 from tests.support.webhooks import register, verified
 
@@ -280,6 +280,7 @@ async def test_ending_a_correction_without_fulfilment_lifts_the_restriction(
     if how == "refuse":
         agent = staff(app, *AGENT)
         await client.post(f"/v1/staff/requests/{request_id}/review", headers=agent)
+        await propose_refusal(app, client, request_id, {"ground": "identity_not_verified"})
         refused = await client.post(
             f"/v1/staff/requests/{request_id}/refuse",
             json={"ground": "identity_not_verified", "explanation": "본인 확인이 되지 않았습니다."},
@@ -503,6 +504,9 @@ async def test_partial_approval_corrects_only_the_granted_items_and_lifts_all(
     )
     officer = staff(app, *OFFICER, sub="officer-1")
     await client.post(f"/v1/staff/requests/{request_id}/review", headers=officer)
+    await propose_refusal(
+        app, client, request_id, {"refused_items": [{"item": "name", "ground": "policy_6_1"}]}
+    )
     approved = await client.post(
         f"/v1/staff/requests/{request_id}/approve",
         json={

@@ -116,6 +116,7 @@ async def withdraw_my_request(
     request = await decisions.withdraw_request(
         session,
         crypto=crypto,
+        settings=settings,
         now=clock.now(),
         request_id=request_id,
         actor=Actor.subject(principal.subject, client_ip),

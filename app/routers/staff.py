@@ -34,6 +34,7 @@ from app.schemas.staff import (
     QueuePage,
     QueueRow,
     RefuseIn,
+    ResumeIn,
     StaffObjectionList,
     StaffObjectionOut,
     StaffRequestCreate,
@@ -283,6 +284,33 @@ async def extend_request(
 
 
 @router.post(
+    "/requests/{request_id}/resume",
+    response_model=QueueRow,
+    summary="The reason for postponing access has ended: give access now (privacy officer)",
+)
+async def resume_request(
+    request_id: uuid.UUID,
+    body: ResumeIn,
+    principal: DeciderPrincipal,
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+) -> dict[str, Any]:
+    request = await decisions.resume_request(
+        session,
+        crypto=crypto,
+        settings=settings,
+        now=clock.now(),
+        request_id=request_id,
+        actor=actor_of(principal, client_ip),
+        note=body.note,
+    )
+    return _row(request, clock, settings)
+
+
+@router.post(
     "/requests/{request_id}/withdraw",
     response_model=QueueRow,
     summary="Withdraw on the subject's behalf (they asked by phone or at the counter)",
@@ -299,6 +327,7 @@ async def withdraw_request(
     request = await decisions.withdraw_request(
         session,
         crypto=crypto,
+        settings=settings,
         now=clock.now(),
         request_id=request_id,
         actor=actor_of(principal, client_ip),
