@@ -34,7 +34,8 @@ def access_report_ready(*, crypto: Crypto, settings: Settings) -> AccessReportRe
     ) -> None:
         refused: dict[str, dict[str, Any]] = {}
         for withheld in report.withheld:
-            ground = WITHHOLDING_TO_REFUSAL_GROUND.get(withheld.ground, "pipa_35_4_1")
+            # Each Art. 35(4) item maps to itself; a decision's own ground stays as it is.
+            ground = WITHHOLDING_TO_REFUSAL_GROUND.get(withheld.ground, withheld.ground)
             refused.setdefault(withheld.item, {"item": withheld.item, "ground": ground})
         await common.complete(
             session,

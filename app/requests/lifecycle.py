@@ -48,6 +48,8 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "complete_partially": (frozenset({"in_progress"}), "partially_completed"),
     "withdraw": (frozenset({"received", "in_review"}), "withdrawn"),
     "reopen": (frozenset({"refused", "partially_completed"}), "in_review"),
+    # The fulfilment found nothing it may carry out: an officer decides the refusal it proposes.
+    "return_to_review": (frozenset({"in_progress"}), "in_review"),
 }
 
 Outcome = Literal["completed", "partially_completed"]

@@ -195,6 +195,7 @@ async def get_my_report(
     clock: ClockDep,
     crypto: CryptoDep,
     client_ip: ClientIpDep,
+    settings: SettingsDep,
     lang: Annotated[
         Literal["ko", "en"] | None,
         Query(description="language of the readable page (default: the request's, Korean)"),
@@ -209,6 +210,6 @@ async def get_my_report(
         client_ip=client_ip,
     )
     if "text/html" in request.headers.get("accept", ""):
-        page = render_access_report_html(report, lang=lang or locale)
+        page = render_access_report_html(report, lang=lang or locale, settings=settings)
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
     return report

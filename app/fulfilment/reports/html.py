@@ -6,7 +6,9 @@ from functools import lru_cache
 
 import jinja2
 
+from app.config import Settings
 from app.fulfilment.reports.builder import KST
+from app.requests.notices import EXTERNAL_REMEDIES
 from app.schemas.reports import (
     AccessReport,
 )
@@ -51,8 +53,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "status": "상태",
         "changed": "변경 일시",
         "none": "해당 없음",
-        "objection": "이 결과에 이의가 있으시면 앱의 요청 내역에서 이의를 제기하시거나 "
-        "고객지원센터(02-2620-1100)로 연락해 주십시오.",
+        "retained": "6. 다른 법령에 따라 분리 보관 중인 개인정보",
+        "retained_intro": "삭제를 요구하신 정보 중 다른 법령이 보존을 정한 정보는 다른 "
+        "개인정보와 분리하여 보관하며, 기한이 지나면 파기합니다.",
+        "kept": "{law}에 따라 {date}까지 분리 보관",
+        "third_party_none": "제3자에게 제공하지 않음",
+        "objection": "일부 항목의 열람이 제한되었습니다. 이 결과에 이의가 있으시면 앱의 요청 "
+        "내역에서 이의를 제기하실 수 있습니다.",
+        "remedies": "개인정보 침해에 대한 신고나 상담이 필요하시면 다음 기관에 문의하실 수 "
+        "있습니다:",
+        "contact": "문의: {contact}",
     },
     "en": {
         "title": "Access to your personal information",
@@ -92,8 +102,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "status": "Status",
         "changed": "Changed",
         "none": "None",
-        "objection": "If you disagree with this result, object from your request in the app "
-        "or call the Customer Support Center (+82-2-2620-1100).",
+        "retained": "6. Personal information kept separately under another law",
+        "retained_intro": "Information you asked us to delete that another law requires us to "
+        "keep is stored apart from all other personal information and destroyed when its "
+        "period ends.",
+        "kept": "Kept separately under {law} until {date}",
+        "third_party_none": "Not provided to third parties",
+        "objection": "Some items were withheld. If you disagree with this result, you can object "
+        "from your request in the app.",
+        "remedies": "To report an infringement of your personal information or ask for advice, "
+        "you can also contact:",
+        "contact": "Contact: {contact}",
     },
 }
 
@@ -116,8 +135,21 @@ def _templates() -> jinja2.Environment:
     return env
 
 
-def render_access_report_html(report: AccessReport, *, lang: str = "ko") -> str:
+def render_access_report_html(
+    report: AccessReport, *, lang: str = "ko", settings: Settings | None = None
+) -> str:
     """The report as a self-contained, autoescaped page (Korean unless lang='en')."""
     lang = "en" if lang == "en" else "ko"
+    field = "contact_text_en" if lang == "en" else "contact_text_ko"
+    # The same setting as the notices' contact line.
+    contact = getattr(settings, field) if settings else Settings.model_fields[field].default
     template = _templates().get_template("access_report.html")
-    return template.render(report=report, lang=lang, t=TEXTS[lang])
+    return template.render(
+        report=report,
+        lang=lang,
+        t=TEXTS[lang],
+        # An objection is open only when something was refused (PIPA Art. 38(5)).
+        objectable=bool(report.withheld),
+        remedies=EXTERNAL_REMEDIES[lang],
+        contact=contact,
+    )
