@@ -27,6 +27,7 @@ from app.routers import (
     processors,
     requests,
     staff,
+    staff_reports,
     usage,
     verifications,
 )
@@ -113,6 +114,7 @@ def create_app(
     app.include_router(verifications.router)
     app.include_router(requests.router)
     app.include_router(staff.router)
+    app.include_router(staff_reports.router)
     app.include_router(staff.audit_router)
     app.include_router(usage.router)
     app.include_router(processors.router)

@@ -14,9 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import yaml
 from fastapi import FastAPI
 
+from app.db import Database
 from app.demo.load import DEMO_SUBJECT, demo_datamap_text
 from app.outbox.worker import Worker
 from app.vocabulary import GROUNDS, WITHHOLDING_GROUNDS, WITHHOLDING_TO_REFUSAL_GROUND
@@ -212,3 +214,82 @@ async def test_records_kept_under_another_law_are_in_the_next_report(
         f"/v1/requests/{request_id}/objection", json={"reason": "왜죠"}, headers=subject.headers
     )
     assert objection.status_code == 409
+
+
+async def test_an_officer_opens_and_hands_over_a_representatives_report(
+    app: FastAPI, client: httpx.AsyncClient, worker: Worker, db: Database
+) -> None:
+    agent = staff(app, *AGENT, sub="agent-1")
+    created = await client.post(
+        "/v1/staff/requests",
+        json={
+            "request": {"type": "access"},
+            "identifiers": {"phone": DEMO_SUBJECT.phone},
+            "intake_channel": "counter",
+            "verification": {
+                "method": "representative",
+                "relation": "delegate",
+                "document_kind": "power_of_attorney",
+                "representative_id_check": "id_document_in_person",
+            },
+        },
+        headers=agent,
+    )
+    assert created.status_code == 201, created.text
+    request_id = created.json()["id"]
+    base = f"/v1/staff/requests/{request_id}"
+    officer = staff(app, *OFFICER, sub="officer-1")
+    assert (await client.post(f"{base}/review", headers=agent)).status_code == 200
+    assert (await client.post(f"{base}/approve", json={}, headers=agent)).status_code == 200
+    before = await client.get(f"{base}/report", headers=officer)
+    assert before.status_code == 404  # not generated yet
+    await worker.drain()
+
+    report = await client.get(f"{base}/report", headers=officer)
+    assert report.status_code == 200, report.text
+    assert report.json()["request_id"] == request_id and report.json()["items"]
+    printable = await client.get(f"{base}/report", headers=officer | {"Accept": "text/html"})
+    assert printable.headers["content-type"].startswith("text/html")
+    assert DEMO_SUBJECT.name in printable.text and CONTACT_KO in printable.text
+    handed = await client.post(
+        f"{base}/report-handover", json={"method": "post", "note": "등기 1234"}, headers=officer
+    )
+    assert handed.status_code == 200, handed.text
+    assert handed.json()["method"] == "post"
+    history = (await client.get(base, headers=officer)).json()["history"]
+    [event] = [e for e in history if e["action"] == "report_handed_over"]
+    assert event["details"] == {"method": "post"}
+    async with db.sessionmaker() as session:
+        actions = (
+            await session.execute(
+                sa.text(
+                    "SELECT action, actor FROM audit_entry WHERE target_id = :id"
+                    " AND action IN ('report.opened_by_staff', 'request.report_handed_over')"
+                ),
+                {"id": request_id},
+            )
+        ).all()
+    assert sorted(actions) == [
+        ("report.opened_by_staff", "staff:officer-1"),
+        ("report.opened_by_staff", "staff:officer-1"),
+        ("request.report_handed_over", "staff:officer-1"),
+    ]
+
+    # Failure paths: an unknown method changes nothing; other roles may not; an app request
+    # is downloaded by its subject, not opened by staff.
+    bad = await client.post(f"{base}/report-handover", json={"method": "fax"}, headers=officer)
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+    for roles in (AGENT, ("admin",)):
+        denied = await client.get(f"{base}/report", headers=staff(app, *roles, sub="x"))
+        assert denied.status_code == 403
+    subject = await make_subject(app, "+821055550002")
+    own = await client.post("/v1/requests", json={"type": "access"}, headers=subject.headers)
+    await worker.drain()
+    refused = await client.get(f"/v1/staff/requests/{own.json()['id']}/report", headers=officer)
+    assert refused.status_code == 403 and refused.json()["code"] == "report-not-for-staff"
+    missing = await client.post(
+        "/v1/staff/requests/00000000-0000-0000-0000-000000000000/report-handover",
+        json={"method": "counter"},
+        headers=officer,
+    )
+    assert missing.status_code == 404

@@ -16,8 +16,8 @@ import pytest
 from fastapi import FastAPI
 
 from app.clock import FrozenClock
-from app.vocabulary import ITEMS
 from app.outbox.worker import Worker
+from app.vocabulary import ITEMS
 from tests.support.lifecycle import (
     AGENT,
     OFFICER,

@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class LocalizedText(BaseModel):
@@ -169,3 +169,20 @@ class AccessReport(BaseModel):
         default_factory=list, description="kept separately under another law until a date"
     )
     sources: list[ReportSource]
+
+
+class ReportHandoverIn(BaseModel):
+    """How a privacy officer gave the report to a representative or a support-center requester."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["counter", "post", "email"]
+    note: str | None = Field(
+        default=None, max_length=500, description="e.g. the registered-post number"
+    )
+
+
+class ReportHandoverOut(BaseModel):
+    request_id: uuid.UUID
+    method: Literal["counter", "post", "email"]
+    handed_over_at: datetime

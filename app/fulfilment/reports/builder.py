@@ -24,6 +24,7 @@ import phonenumbers
 from app.datamap.connectors import Connectors, SubjectRecord
 from app.datamap.identifiers import SubjectIdentifiers
 from app.datamap.schema import CollectionSpec, FieldSpec, HttpSource, Withhold
+from app.retention.store import RetainedSummary
 from app.schemas.reports import (
     AccessReport,
     LocalizedText,
@@ -38,7 +39,6 @@ from app.schemas.reports import (
     ReportValue,
     ReportWithheld,
 )
-from app.retention.store import RetainedSummary
 from app.vocabulary import (
     CATEGORIES,
     GROUNDS,
