@@ -115,6 +115,26 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+async def get_optional_subject(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    tokens: TokensDep,
+    clock: ClockDep,
+    http: HttpDep,
+    session: SessionDep,
+    crypto: CryptoDep,
+) -> Principal | None:
+    """The data subject if a bearer token is sent (401 if it is invalid), else None."""
+    if credentials is None:
+        return None
+    principal = await get_principal(credentials, tokens, clock, http, session, crypto)
+    if principal.kind != "subject":
+        raise Forbidden("Only a data subject's token can add an identifier.")
+    return principal
+
+
+OptionalSubject = Annotated[Principal | None, Depends(get_optional_subject)]
+
+
 async def get_current_subject(principal: PrincipalDep) -> Principal:
     if principal.kind != "subject":
         raise Forbidden("This endpoint is for data subjects.")

@@ -8,6 +8,7 @@ reports back to the lifecycle (``fulfilment.common.complete``).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -65,12 +66,20 @@ async def download_access_report(
     request_id: uuid.UUID,
     subject_index: str,
     client_ip: str | None,
+    subject_indexes: Sequence[str] = (),
 ) -> tuple[AccessReport, str]:
-    """The subject's own access report and the request's locale; every download is audited."""
+    """The subject's own access report and the request's locale; every download is audited.
+
+    The report holds the data of every identifier the request covers, so only a token that
+    proved all of them opens it (one person's token never shows another's data).
+    """
     request = await queries.find_subject_request(
-        session, request_id=request_id, subject_index=subject_index
+        session, request_id=request_id, subject_index=subject_index, subject_indexes=subject_indexes
     )
-    if request.type != "access":
+    if request.type != "access" or not set(request.subject_indexes) <= {
+        subject_index,
+        *subject_indexes,
+    }:
         raise NotFound("No such access request.")
     report = await load_access_report(
         session, crypto=crypto, request_id=request.id, subject=None, now=now

@@ -61,6 +61,7 @@ async def submit_request(
         settings=settings,
         now=clock.now(),
         subject_index=principal.subject,
+        also_indexes=principal.indexes[1:],
         body=body,
         actor=Actor.subject(principal.subject, client_ip),
         idempotency_key=idempotency_key,
@@ -75,7 +76,11 @@ async def list_my_requests(
     principal: CurrentSubject, session: SessionDep, clock: ClockDep, settings: SettingsDep
 ) -> dict[str, Any]:
     items = await queries.list_subject_requests(
-        session, settings=settings, now=clock.now(), subject_index=principal.subject
+        session,
+        settings=settings,
+        now=clock.now(),
+        subject_index=principal.subject,
+        subject_indexes=principal.indexes,
     )
     return {"items": items}
 
@@ -96,6 +101,7 @@ async def get_my_request(
         now=clock.now(),
         request_id=request_id,
         subject_index=principal.subject,
+        subject_indexes=principal.indexes,
     )
 
 
@@ -121,6 +127,7 @@ async def withdraw_my_request(
         request_id=request_id,
         actor=Actor.subject(principal.subject, client_ip),
         subject_index=principal.subject,
+        subject_indexes=principal.indexes,
     )
     return views.summary(request, now=clock.now(), tz=settings.display_timezone)
 
@@ -148,6 +155,7 @@ async def object_to_decision(
         now=clock.now(),
         request_id=request_id,
         subject_index=principal.subject,
+        subject_indexes=principal.indexes,
         reason=body.reason,
         actor=Actor.subject(principal.subject, client_ip),
     )
@@ -207,6 +215,7 @@ async def get_my_report(
         now=clock.now(),
         request_id=request_id,
         subject_index=principal.subject,
+        subject_indexes=principal.indexes,
         client_ip=client_ip,
     )
     if "text/html" in request.headers.get("accept", ""):

@@ -10,6 +10,7 @@ from app.deps import (
     ClientIpDep,
     ClockDep,
     CryptoDep,
+    OptionalSubject,
     PrincipalDep,
     SessionDep,
     SettingsDep,
@@ -39,8 +40,9 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, object]]:
     summary="Send a one-time code to a phone number or e-mail address",
     description="The answer is the same whether or not the destination appears in any record. "
     "At most one code a minute and a few an hour per destination and per client: then 429 with "
-    "`Retry-After`.",
-    responses=_problems(422, 429),
+    "`Retry-After`. A verified subject may send their subject token as bearer to add this "
+    "identifier: the token issued on confirmation then carries both.",
+    responses=_problems(401, 403, 422, 429),
 )
 async def start_verification(
     body: VerificationCreate,
@@ -49,6 +51,7 @@ async def start_verification(
     settings: SettingsDep,
     clock: ClockDep,
     client_ip: ClientIpDep,
+    subject: OptionalSubject,
 ) -> VerificationPublic:
     started = await verification.start_verification(
         session,
@@ -59,6 +62,7 @@ async def start_verification(
         destination=body.destination,
         client_ip=client_ip,
         locale=body.locale or settings.default_locale,
+        link_to=subject,
     )
     return VerificationPublic(
         verification_id=started.id,
