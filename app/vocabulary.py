@@ -111,6 +111,11 @@ PURPOSES: dict[str, Text] = {
     "service_logs": Text(
         ko="서비스 이용 기록 보관(통신사실확인자료)", en="Service use records (access logs)"
     ),
+    # Policy section 4: provision to third parties only with the separate consent in the app.
+    "third_party_provision": Text(
+        ko="제3자 제공(앱에서 별도 동의)",
+        en="Provision to third parties (separate consent in the app)",
+    ),
 }
 
 # One code names one thing: a refusal entry's code may be an item, a category or a purpose.
@@ -144,14 +149,20 @@ ItemCode = Literal[
 ]
 CategoryCode = Literal["identity", "contact", "customs", "device", "counseling_records", "logs"]
 PurposeCode = Literal[
-    "delivery", "customs_clearance", "counseling", "app_service", "marketing", "service_logs"
+    "delivery",
+    "customs_clearance",
+    "counseling",
+    "app_service",
+    "marketing",
+    "service_logs",
+    "third_party_provision",
 ]
 assert set(get_args(ItemCode)) == set(ITEMS)
 assert set(get_args(CategoryCode)) == set(CATEGORIES)
 assert set(get_args(PurposeCode)) == set(PURPOSES)
 
 # Purposes a data subject consented to separately and may withdraw (PIPA Art. 37(1), 22).
-OPTIONAL_PURPOSES: frozenset[str] = frozenset({"marketing"})
+OPTIONAL_PURPOSES: frozenset[str] = frozenset({"marketing", "third_party_provision"})
 
 
 def is_purpose(value: str) -> bool:

@@ -43,6 +43,7 @@ from app.vocabulary import (
     CATEGORIES,
     GROUNDS,
     ITEMS,
+    OPTIONAL_PURPOSES,
     PURPOSES,
     REFUSAL_TO_WITHHOLDING_GROUND,
     ROLES,
@@ -364,7 +365,11 @@ class _ReportBuilder:
                 items, collections, optional = found.get(purpose, (set(), set(), False))
                 items.add(agg.fspec.item)
                 collections.add(agg.spec.name)
-                found[purpose] = (items, collections, optional or agg.spec.optional)
+                found[purpose] = (
+                    items,
+                    collections,
+                    optional or agg.spec.optional or purpose in OPTIONAL_PURPOSES,
+                )
         order = list(PURPOSES)
         return [
             ReportPurpose(
