@@ -102,13 +102,22 @@ async def test_a_two_identifier_report_needs_both_and_tokens_stay_apart(
     )
     request_id = created.json()["id"]
     await worker.drain()
-    # Someone holding only the e-mail sees the request but not the phone's data in the report.
+    # A token holding only the e-mail (or only the phone) sees neither the request nor its
+    # report: the request covers both identifiers, and only a token proving both opens it.
     clock.advance(timedelta(minutes=2))  # past the per-destination cooldown
     _, email_token = await _verify(client, worker, gateway, "email", DEMO_SUBJECT.email)
-    seen = await client.get(f"/v1/requests/{request_id}", headers=_bearer(email_token))
-    assert seen.status_code == 200
-    report = await client.get(f"/v1/requests/{request_id}/report", headers=_bearer(email_token))
-    assert report.status_code == 404
+    for token in (email_token, phone_token):
+        seen = await client.get(f"/v1/requests/{request_id}", headers=_bearer(token))
+        assert seen.status_code == 404
+        report = await client.get(f"/v1/requests/{request_id}/report", headers=_bearer(token))
+        assert report.status_code == 404
+        objection = await client.post(
+            f"/v1/requests/{request_id}/objection", json={"reason": "x"}, headers=_bearer(token)
+        )
+        assert objection.status_code == 404
+    assert (
+        await client.get(f"/v1/requests/{request_id}", headers=_bearer(both_token))
+    ).status_code == 200
     # Another person's token sees nothing of it.
     _, stranger = await _verify(client, worker, gateway, "sms", "010-4821-7395")
     other = await client.get(f"/v1/requests/{request_id}", headers=_bearer(stranger))

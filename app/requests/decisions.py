@@ -33,6 +33,7 @@ from app.requests.lifecycle import (
     record,
     refuses_everything,
     seal,
+    subject_may_see,
     transition,
 )
 
@@ -396,8 +397,8 @@ async def withdraw_request(
 ) -> DsrRequest:
     """The subject withdraws (in the app, or by telling an agent) before the decision."""
     request = await lock_request(session, request_id)
-    if subject_index is not None and not {subject_index, *subject_indexes} & set(
-        request.subject_indexes
+    if subject_index is not None and not subject_may_see(
+        request, {subject_index, *subject_indexes}
     ):
         raise NotFound("No such request.")
     _settle_proposal(request)

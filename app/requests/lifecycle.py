@@ -237,6 +237,18 @@ async def notify(
     )
 
 
+def subject_may_see(request: DsrRequest, indexes: set[str]) -> bool:
+    """Whether a subject who proved these identifiers sees the request.
+
+    A request made with a subject token covers exactly what the token proved: another token sees
+    it only if it proved all of that (one person's two identifiers never open it to a third). A
+    request taken by staff is seen by whoever verifies any of its identifiers.
+    """
+    if request.verification_method == "otp":
+        return set(request.subject_indexes) <= indexes
+    return bool(set(request.subject_indexes) & indexes)
+
+
 def check_ground(ground: str, request_type: str) -> None:
     if ground not in GROUNDS:
         raise InvalidInput("The refusal ground is not one of GET /v1/refusal-grounds.")

@@ -227,9 +227,13 @@ def _answer(
 
 
 def _mine(subject_index: str, subject_indexes: Sequence[str]) -> Any:
-    """Requests made under any of the identifiers this subject proved."""
-    indexes = list(dict.fromkeys([subject_index, *subject_indexes]))
-    return col(DsrRequest.subject_indexes).op("&&")(sa.literal(indexes, SUBJECT_INDEXES))
+    """The requests this subject sees (``lifecycle.subject_may_see``, in SQL)."""
+    indexes = sa.literal(list(dict.fromkeys([subject_index, *subject_indexes])), SUBJECT_INDEXES)
+    column = col(DsrRequest.subject_indexes)
+    return sa.or_(
+        sa.and_(col(DsrRequest.verification_method) != "otp", column.op("&&")(indexes)),
+        column.op("<@")(indexes),
+    )
 
 
 async def list_subject_requests(
