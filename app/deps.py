@@ -123,13 +123,18 @@ async def get_optional_subject(
     session: SessionDep,
     crypto: CryptoDep,
 ) -> Principal | None:
-    """The data subject if a bearer token is sent (401 if it is invalid), else None."""
+    """The data subject if a valid subject token is sent, else None (never an error).
+
+    A public endpoint stays public: an expired token (someone verifying again) or a staff token
+    is simply not a subject to link to.
+    """
     if credentials is None:
         return None
-    principal = await get_principal(credentials, tokens, clock, http, session, crypto)
-    if principal.kind != "subject":
-        raise Forbidden("Only a data subject's token can add an identifier.")
-    return principal
+    try:
+        principal = await get_principal(credentials, tokens, clock, http, session, crypto)
+    except Unauthenticated:
+        return None
+    return principal if principal.kind == "subject" else None
 
 
 OptionalSubject = Annotated[Principal | None, Depends(get_optional_subject)]

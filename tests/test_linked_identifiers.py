@@ -125,23 +125,30 @@ async def test_a_two_identifier_report_needs_both_and_tokens_stay_apart(
     assert (await client.get("/v1/requests", headers=_bearer(stranger))).json()["items"] == []
 
 
-async def test_adding_an_identifier_fails_safely(
+async def test_without_a_valid_subject_token_it_is_a_plain_verification(
     app: FastAPI, client: httpx.AsyncClient, worker: Worker, gateway: RecordingServer
 ) -> None:
     _, phone_token = await _verify(client, worker, gateway, "sms", DEMO_SUBJECT.phone)
-    body = {"channel": "email", "destination": DEMO_SUBJECT.email}
-    bad = await client.post("/v1/verifications", json=body, headers=_bearer("not.a.token"))
-    assert bad.status_code == 401 and bad.headers["content-type"] == "application/problem+json"
-    agent = await client.post("/v1/verifications", json=body, headers=staff(app, *AGENT))
-    assert agent.status_code == 403
-    second_phone = await client.post(
-        "/v1/verifications",
-        json={"channel": "sms", "destination": "010-4821-7395"},
-        headers=_bearer(phone_token),
+    # An expired or broken token (someone verifying again) and a staff token link nothing.
+    for bearer, destination in (
+        ("not.a.token", "a@example.com"),
+        (staff(app, *AGENT)["Authorization"].removeprefix("Bearer "), "b@example.com"),
+    ):
+        _, token = await _verify(client, worker, gateway, "email", destination, bearer=bearer)
+        me = (await client.get("/v1/me", headers=_bearer(token))).json()
+        assert me["identifier_kinds"] == ["email"]
+    # A second phone is a plain verification too: a request reads one phone and one e-mail.
+    _, other_phone = await _verify(
+        client, worker, gateway, "sms", "010-4821-7395", bearer=phone_token
     )
-    assert second_phone.status_code == 422
+    assert (await client.get("/v1/me", headers=_bearer(other_phone))).json()[
+        "identifier_kinds"
+    ] == ["phone"]
+    assert (await client.get("/v1/requests", headers=_bearer(other_phone))).json()["items"] == []
     # The per-destination cooldown applies to a linked verification as to any other.
+    body = {"channel": "email", "destination": DEMO_SUBJECT.email}
     first = await client.post("/v1/verifications", json=body, headers=_bearer(phone_token))
     assert first.status_code == 202
     again = await client.post("/v1/verifications", json=body, headers=_bearer(phone_token))
     assert again.status_code == 429 and "retry-after" in again.headers
+    assert again.headers["content-type"] == "application/problem+json"

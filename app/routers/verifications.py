@@ -41,8 +41,9 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, object]]:
     description="The answer is the same whether or not the destination appears in any record. "
     "At most one code a minute and a few an hour per destination and per client: then 429 with "
     "`Retry-After`. A verified subject may send their subject token as bearer to add this "
-    "identifier: the token issued on confirmation then carries both.",
-    responses=_problems(401, 403, 422, 429),
+    "identifier (of the other kind): the token issued on confirmation then carries both. "
+    "Without a valid subject token this is a plain verification.",
+    responses=_problems(422, 429),
 )
 async def start_verification(
     body: VerificationCreate,

@@ -176,8 +176,9 @@ async def start_verification(
     value = normalise_destination(settings, channel, destination)
     kind = CHANNEL_KIND[channel]
     if link_to is not None and kind in link_to.identifier_kinds:
-        # A request reads one phone and one e-mail per subject (SubjectIdentifiers).
-        raise ValidationFailed("/channel", "Your token already holds an identifier of this kind.")
+        # A request reads one phone and one e-mail (SubjectIdentifiers): a second of the same
+        # kind is a plain verification, as it was before identifiers could be added.
+        link_to = None
     index = crypto.blind_index(kind, value)
     client = crypto.mac("client-ip", client_key(client_ip))
     # Always client first, then destination: concurrent requests cannot deadlock.
