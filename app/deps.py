@@ -25,7 +25,7 @@ from app.clock import Clock
 from app.config import Settings
 from app.crypto import Crypto
 from app.db import Database
-from app.errors import CommitFailed, CredentialsMissing, Forbidden
+from app.errors import CommitFailed, CredentialsMissing, Forbidden, Unauthenticated
 from app.security import Principal, Role, TokenService
 from app.subjects import identifiers
 
@@ -130,6 +130,31 @@ async def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_optional_subject(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    tokens: TokensDep,
+    clock: ClockDep,
+    http: HttpDep,
+    session: SessionDep,
+    crypto: CryptoDep,
+) -> Principal | None:
+    """The data subject if a valid subject token is sent, else None (never an error).
+
+    A public endpoint stays public: an expired token (someone verifying again) or a staff token
+    is simply not a subject to link to.
+    """
+    if credentials is None:
+        return None
+    try:
+        principal = await get_principal(credentials, tokens, clock, http, session, crypto)
+    except Unauthenticated:
+        return None
+    return principal if principal.kind == "subject" else None
+
+
+OptionalSubject = Annotated[Principal | None, Depends(get_optional_subject)]
 
 
 async def get_current_subject(principal: PrincipalDep) -> Principal:

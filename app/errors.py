@@ -131,6 +131,11 @@ class PostponementNotAllowed(Conflict):
     title = "This request cannot be postponed"
 
 
+class ReportNotForStaff(Forbidden):
+    code = "report-not-for-staff"
+    title = "The subject downloads this report in the app"
+
+
 class ObjectionNotAllowed(Conflict):
     code = "objection-not-allowed"
     title = "An objection cannot be made now"

@@ -43,6 +43,7 @@ from app.routers import (
     processors,
     requests,
     staff,
+    staff_reports,
     support,
     usage,
     verifications,
@@ -147,6 +148,7 @@ def create_app(
     app.include_router(verifications.router)
     app.include_router(requests.router)
     app.include_router(staff.router)
+    app.include_router(staff_reports.router)
     app.include_router(staff.audit_router)
     app.include_router(support.router)
     app.include_router(console_auth.router)

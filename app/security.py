@@ -70,6 +70,13 @@ class Principal:
     amr: tuple[str, ...] = ()
     issuer: str | None = None
     expires_at: datetime | None = None
+    # Every verified identifier's blind index, ``subject`` first (a subject who verified two).
+    subject_indexes: tuple[str, ...] = ()
+
+    @property
+    def indexes(self) -> tuple[str, ...]:
+        """The blind indexes this subject proved: the primary one, then any added."""
+        return self.subject_indexes or (self.subject,)
 
     def has_any(self, *roles: str) -> bool:
         return bool(self.roles.intersection(roles))
@@ -187,15 +194,24 @@ class TokenService:
         return jwt.encode(claims, self._key, algorithm="HS256", headers={"kid": DEV_KEY_ID})
 
     def issue_subject_token(
-        self, *, blind_index: str, identifier_kinds: list[str], now: datetime, ttl: timedelta
+        self,
+        *,
+        blind_index: str,
+        identifier_kinds: list[str],
+        now: datetime,
+        ttl: timedelta,
+        also_indexes: list[str] | None = None,
     ) -> str:
+        """A subject token; ``also_indexes``: identifiers verified besides ``blind_index``."""
         issued = int(now.timestamp())
+        extra = [index for index in also_indexes or [] if index != blind_index]
         return self._sign(
             {
                 "iss": ISSUER,
                 "aud": SUBJECT_AUDIENCE,
                 "sub": blind_index,
                 "idk": identifier_kinds,
+                **({"idx": [blind_index, *extra]} if extra else {}),
                 "amr": ["otp"],
                 "iat": issued,
                 "nbf": issued,
@@ -370,11 +386,19 @@ class TokenService:
             if not isinstance(kinds, list) or not all(isinstance(kind, str) for kind in kinds):
                 raise Unauthenticated("The token is not valid.")
             amr = claims.get("amr")
+            indexes = claims.get("idx", [sub])
+            if (
+                not isinstance(indexes, list)
+                or not all(isinstance(index, str) and index for index in indexes)
+                or indexes[:1] != [sub]
+            ):
+                raise Unauthenticated("The token is not valid.")
             return Authentication(
                 Principal(
                     kind="subject",
                     subject=sub,
                     identifier_kinds=tuple(kinds),
+                    subject_indexes=tuple(dict.fromkeys(indexes)) if len(indexes) > 1 else (),
                     amr=tuple(str(m) for m in amr) if isinstance(amr, list) else (),
                     **common,
                 )

@@ -111,6 +111,11 @@ PURPOSES: dict[str, Text] = {
     "service_logs": Text(
         ko="서비스 이용 기록 보관(통신사실확인자료)", en="Service use records (access logs)"
     ),
+    # Policy section 4: provision to third parties only with the separate consent in the app.
+    "third_party_provision": Text(
+        ko="제3자 제공(앱에서 별도 동의)",
+        en="Provision to third parties (separate consent in the app)",
+    ),
 }
 
 # One code names one thing: a refusal entry's code may be an item, a category or a purpose.
@@ -154,7 +159,13 @@ ItemCode = Literal[
 ]
 CategoryCode = Literal["identity", "contact", "customs", "device", "counseling_records", "logs"]
 PurposeCode = Literal[
-    "delivery", "customs_clearance", "counseling", "app_service", "marketing", "service_logs"
+    "delivery",
+    "customs_clearance",
+    "counseling",
+    "app_service",
+    "marketing",
+    "service_logs",
+    "third_party_provision",
 ]
 assert set(get_args(ItemCode)) == set(ITEMS)
 assert set(get_args(CategoryCode)) == set(CATEGORIES)
@@ -162,7 +173,7 @@ assert set(get_args(PurposeCode)) == set(PURPOSES)
 assert set(get_args(OriginCode)) == set(ORIGINS)
 
 # Purposes a data subject consented to separately and may withdraw (PIPA Art. 37(1), 22).
-OPTIONAL_PURPOSES: frozenset[str] = frozenset({"marketing"})
+OPTIONAL_PURPOSES: frozenset[str] = frozenset({"marketing", "third_party_provision"})
 
 
 def is_purpose(value: str) -> bool:
@@ -200,7 +211,10 @@ class Ground:
 _ACCESS_CORRECTION = ("access", "correction")
 _SUSPENSION = ("suspension", "consent_withdrawal")
 
-# PIPA Art. 35(4) 3 and Art. 37(2) 3 concern public institutions only; QXPRESS is not one.
+# PIPA Art. 37(2) 3 concerns a public institution's own duties only; QXPRESS is not one. Art.
+# 35(4) 3 is kept for data that a public institution's duty covers while we hold it (customs
+# clearance data under investigation by the Korea Customs Service): a data map may withhold
+# under it, and the refusal it records must name the same item of the Act.
 GROUNDS: dict[str, Ground] = {
     ground.code: ground
     for ground in (
@@ -221,6 +235,16 @@ GROUNDS: dict[str, Ground] = {
             "부당하게 침해할 우려가 있는 경우",
             "access may harm another person's life or body, or unjustly infringe another "
             "person's property or other interests",
+        ),
+        Ground(
+            "pipa_35_4_3",
+            ("access",),
+            "개인정보 보호법 제35조제4항제3호",
+            "PIPA Art. 35(4) item 3",
+            "공공기관이 조세의 부과·징수, 수사 등 법에 정한 업무를 수행할 때 중대한 지장을 "
+            "초래하는 경우(공공기관의 업무에 관련된 정보에 한함)",
+            "access would seriously disrupt a public institution's duties named in the Act "
+            "(taxation, investigation, ...); only for information those duties cover",
         ),
         Ground(
             "pipa_36_1_proviso",
@@ -257,6 +281,16 @@ GROUNDS: dict[str, Ground] = {
             "곤란하고, 정보주체가 그 계약의 해지 의사를 명확하게 밝히지 아니한 경우",
             "without processing the contracted service (e.g. a delivery under way) cannot be "
             "performed, and the data subject has not clearly terminated the contract",
+        ),
+        Ground(
+            "record_not_found",
+            ("correction",),
+            "개인정보 보호법 제36조제1항(정보주체 자신의 개인정보에 한함)",
+            "PIPA Art. 36(1) (the subject's own personal information only)",
+            "정정을 요구하신 기록을 귀하의 개인정보에서 찾을 수 없는 경우(기록 번호를 확인해 "
+            "주십시오)",
+            "the record you asked us to correct is not among your personal information (please "
+            "check the record number)",
         ),
         Ground(
             "identity_not_verified",
@@ -319,6 +353,12 @@ assert set(get_args(WithholdingGround)) == set(WITHHOLDING_GROUNDS)
 WITHHOLDING_TO_REFUSAL_GROUND: dict[str, str] = {
     "art35_4_1": "pipa_35_4_1",
     "art35_4_2": "pipa_35_4_2",
+    "art35_4_3": "pipa_35_4_3",
+}
+assert set(WITHHOLDING_TO_REFUSAL_GROUND) == set(WITHHOLDING_GROUNDS)
+# The other way: a reviewer's refusal of an access item, as the report's withholding ground.
+REFUSAL_TO_WITHHOLDING_GROUND: dict[str, str] = {
+    refusal: withholding for withholding, refusal in WITHHOLDING_TO_REFUSAL_GROUND.items()
 }
 
 

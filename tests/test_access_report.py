@@ -176,7 +176,7 @@ async def test_processors_and_what_each_received(
     report = await make_report(demo_loaded, settings, demo_map)
     provided = {p.processor: p for p in report.third_parties}
     carriers = set(DEMO_SUBJECT.sent_with) | set(DEMO_SUBJECT.received_with) | {"sf-express"}
-    assert carriers | {"yuhan-technos", "lguplus"} == set(provided)
+    assert carriers | {"yuhan-technos", "lguplus", "channel-corp"} == set(provided)
     assert provided["hct"].items == ["address", "name", "phone"]
     assert provided["hct"].name == "HCT" and provided["hct"].nation == "TW"
     assert provided["hanjin"].records == 3  # twice as sender (one under way), once as recipient
@@ -198,11 +198,16 @@ async def test_purposes_and_consents(demo_loaded: str, settings: Any, demo_map: 
         "app_service",
         "marketing",
         "service_logs",
+        "third_party_provision",
     }
+    assert purposes["third_party_provision"].optional  # a separate consent (policy section 4)
     assert purposes["customs_clearance"].items == ["address", "customs_code", "name", "phone"]
     assert "customs_code" not in purposes["delivery"].items
     assert purposes["marketing"].optional and not purposes["delivery"].optional
-    assert [(c.purpose, c.given, c.records) for c in report.consents] == [("marketing", True, 1)]
+    assert [(c.purpose, c.given, c.records) for c in report.consents] == [
+        ("third_party_provision", True, 1),
+        ("marketing", True, 1),
+    ]
 
 
 async def test_subject_known_by_email_only(
@@ -235,11 +240,13 @@ async def test_withholding_by_decision_and_by_map(
             )
         ],
     )
+    # A withheld item is in no section (Decree Art. 42(1)), only in ``withheld``.
     by_item = {(i.collection, i.item): i for i in report.items}
-    ip = by_item[("access_logs", "ip_address")]
-    assert ip.withheld and ip.values == [] and ip.records == 1
-    assert by_item[("email_counseling", "inquiry")].withheld
+    assert ("access_logs", "ip_address") not in by_item
+    assert ("email_counseling", "inquiry") not in by_item
     assert not by_item[("access_logs", "access_time")].withheld
+    elsewhere = {i for p in report.purposes for i in p.items} | {r.item for r in report.retention}
+    assert not {"ip_address", "inquiry"} & elsewhere
     grounds = {(w.item, w.ground) for w in report.withheld}
     assert grounds == {("ip_address", "art35_4_2"), ("inquiry", "art35_4_1")}
     assert DEMO_SUBJECT.ip_address not in report.model_dump_json()

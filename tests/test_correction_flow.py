@@ -202,6 +202,7 @@ async def test_phone_correction_everywhere_with_restriction_and_notices(
         held[before[key]["carrier_code"]].add(before[key]["tracking_no"])
     held["sf-express"].add("IR202609000001")  # the intl carrier received the phone
     held["lguplus"].add("1")  # the SMS agency received the marketing mobile (record key)
+    held["channel-corp"].add("1")  # the app install, provided with the subject's consent
     await worker.drain()
     got = notices(receiver, secrets)
     assert set(got) == set(held)  # yuhan-technos (customs broker) never had the phone

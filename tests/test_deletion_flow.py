@@ -243,7 +243,8 @@ async def test_deletion_erases_expired_separates_kept_and_notifies(
     expected.setdefault("sf-express", set()).add("IR202609000001")
     expected.setdefault("yuhan-technos", set()).add("IR202609000001")
     notices_by_processor = await deleted_notices(db, app.state.crypto)
-    assert set(notices_by_processor) == set(expected) | {"lguplus"}
+    # lguplus sent marketing SMS; channel-corp received the app install (policy section 4).
+    assert set(notices_by_processor) == set(expected) | {"lguplus", "channel-corp"}
     for code, tracking_numbers in expected.items():
         refs = {entry["reference"] for entry in notices_by_processor[code]}
         assert refs == tracking_numbers, code

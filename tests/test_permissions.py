@@ -111,6 +111,13 @@ MATRIX: list[Row] = [
     Row("POST", "/v1/staff/requests/{id}/refuse", only(DECIDER), body=empty),
     Row("POST", "/v1/staff/requests/{id}/extend", only(DECIDER), body=empty),
     Row("POST", "/v1/staff/requests/{id}/resume", only(DECIDER), body=empty),
+    Row("GET", "/v1/staff/requests/{id}/report", only(DECIDER, 404)),
+    Row(
+        "POST",
+        "/v1/staff/requests/{id}/report-handover",
+        only(DECIDER, 404),
+        body=lambda role: {"method": "counter"},
+    ),
     Row("POST", "/v1/staff/requests/{id}/withdraw", only(STAFF), body=empty),
     Row("POST", "/v1/staff/requests/{id}/retry-fulfilment", only(OFFICER), body=empty),
     Row("GET", "/v1/staff/objections", only(STAFF)),

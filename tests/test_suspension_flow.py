@@ -81,7 +81,8 @@ async def test_suspension_blocks_only_the_named_purposes(
     marketing = await rows(db, "SELECT count(*) AS n FROM demo.marketing_contacts WHERE id = 1")
     assert marketing[0]["n"] == 1
     got = notices(receiver, secrets)
-    assert list(got) == ["lguplus"]  # app installs were handed to no one
+    # The app install was provided to channel-corp (policy section 4): it is told too.
+    assert set(got) == {"lguplus", "channel-corp"}
     event = got["lguplus"][0]
     assert event["type"] == "processing.suspended"
     assert event["data"] == {"records": [{"reference": "1", "purposes": ["marketing"]}]}

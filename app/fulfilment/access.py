@@ -28,6 +28,8 @@ from app.fulfilment.reports.store import purge_expired_access_reports, store_acc
 from app.models import DsrRequest
 from app.outbox import queue
 from app.outbox.jobs import Dead, Outcome, PeriodicJob, Retry, Sent, WorkerContext
+from app.requests.lifecycle import unseal
+from app.retention.store import RetainedSummary, list_retained
 from app.subjects import identifiers as subjects
 
 logger = logging.getLogger("dsr.access")
@@ -38,6 +40,20 @@ JOB_TOPIC = "fulfil.access"
 # Called in the transaction that stores the report (the lifecycle completes the request).
 AccessReportReady = Callable[..., Awaitable[None]]
 # Signature: async def hook(session, *, request_id: UUID, report: AccessReport, now: datetime)
+
+
+def decision_withholdings(crypto: Crypto, request: DsrRequest) -> list[Withholding]:
+    """The items the reviewer refused (Art. 35(4)), withheld from the report with the reason."""
+    explanation = unseal(crypto, request.id, "decision", request.decision_note_encrypted)
+    return [
+        Withholding.decided(
+            item=entry["item"],
+            ground=entry["ground"],
+            explanation=explanation if isinstance(explanation, str) else None,
+        )
+        for entry in request.refusals
+        if entry.get("stage") == "decision" and entry.get("item")
+    ]
 
 
 def subject_blind_index(crypto: Crypto, identifiers: SubjectIdentifiers) -> str:
@@ -88,9 +104,11 @@ async def handle_fulfil_access(message: Any, payload: Any, ctx: WorkerContext) -
             subject = payload.get("subject") or subject_blind_index(ctx.crypto, identifiers)
     except (KeyError, TypeError, ValueError):
         return Dead("fulfil.access payload is malformed")
-    if "identifiers" not in payload:
-        # Queued by the lifecycle with the request id only: read who the subject is.
-        async with ctx.db.sessionmaker() as session:
+    async with ctx.db.sessionmaker() as session:
+        subject_keys = [subject] if "identifiers" in payload else []
+        if "identifiers" not in payload:
+            # Queued by the lifecycle with the request id only: read who the subject is, and
+            # what the decision withholds (Decree Art. 42(1)).
             request = await session.get(DsrRequest, request_id)
             if request is None:
                 return Dead("fulfil.access for an unknown request")
@@ -100,6 +118,10 @@ async def handle_fulfil_access(message: Any, payload: Any, ctx: WorkerContext) -
                 session, crypto=ctx.crypto, identifier_ids=request.identifier_ids
             )
             subject = request.subject_index
+            subject_keys = list(request.subject_indexes)
+            withheld = [*withheld, *decision_withholdings(ctx.crypto, request)]
+        # What a deletion kept apart under another law is still held (summaries only).
+        retained: list[RetainedSummary] = await list_retained(session, subject_keys=subject_keys)
     try:
         datamap = context_datamap(ctx)
     except ConfigError:
@@ -110,7 +132,12 @@ async def handle_fulfil_access(message: Any, payload: Any, ctx: WorkerContext) -
             datamap, self_url=self_database_url(ctx), http=ctx.http, crypto=ctx.crypto
         ) as connectors:
             report = await generate_access_report(
-                connectors, request_id=request_id, subject=identifiers, now=now, withheld=withheld
+                connectors,
+                request_id=request_id,
+                subject=identifiers,
+                now=now,
+                withheld=withheld,
+                retained=retained,
             )
     except SourceError as exc:
         return source_retry(message, exc, request_id=request_id, step="access")

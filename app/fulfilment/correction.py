@@ -27,9 +27,17 @@ from app.fulfilment import forwarding
 from app.fulfilment.common import context_datamap, self_database_url, source_retry
 from app.fulfilment.plan import conclude, decision_refused, open_request, resume
 from app.outbox.jobs import Dead, Outcome, Retry, Sent, WorkerContext
+from app.requests import completion
 
 JOB_TOPIC = "fulfil.correction"
 EVENT_TYPE = "personal_data.corrected"
+NOT_FOUND_GROUND = "record_not_found"
+NOT_FOUND_NOTE = {
+    "ko": "정정을 요구하신 기록을 귀하의 개인정보에서 찾을 수 없습니다. 기록 번호(운송장 번호 "
+    "등)를 확인하여 다시 요구해 주십시오.",
+    "en": "We could not find the record you asked us to correct among your personal "
+    "information. Please check the record number (e.g. the tracking number) and ask again.",
+}
 
 
 def stored_value(spec: CollectionSpec, role: str, field: FieldSpec, value: str) -> str:
@@ -162,6 +170,20 @@ async def handle_fulfil_correction(message: Any, payload: Any, ctx: WorkerContex
     for record in affected:
         for item in record["items"]:
             counts[item] += 1
+    unmatched = sorted({entry["item"] for entry in corrections} - set(counts))
+    if corrections and len(unmatched) == len({entry["item"] for entry in corrections}):
+        # No record to correct: a refusal the system proposes and an officer decides.
+        async with ctx.db.transaction() as session:
+            await completion.return_to_review(
+                session,
+                crypto=ctx.crypto,
+                now=ctx.clock.now(),
+                request_id=request.id,
+                ground=NOT_FOUND_GROUND,
+                explanation=NOT_FOUND_NOTE["en" if request.locale == "en" else "ko"],
+                reason="no_matching_record",
+            )
+        return Sent("no record to correct: returned for an officer's decision")
     notices = processor_notices(affected)
     requests = forwarding.controller_notices(affected, event_type=forwarding.CORRECTION_REQUESTED)
     plan = {
@@ -177,6 +199,8 @@ async def handle_fulfil_correction(message: Any, payload: Any, ctx: WorkerContex
             "processors_notified": [notice["processor"] for notice in notices],
             "controllers_notified": [notice["processor"] for notice in requests],
         },
+        # An item whose corrections reached no record is refused; the rest is corrected.
+        "refused_items": [{"item": item, "ground": NOT_FOUND_GROUND} for item in unmatched],
     }
     await conclude(ctx, request=request, plan=plan, now=ctx.clock.now())
     return Sent()

@@ -8,6 +8,7 @@ reports back to the lifecycle (``fulfilment.common.complete``).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +39,8 @@ def access_report_ready(*, crypto: Crypto, settings: Settings) -> AccessReportRe
     ) -> None:
         refused: dict[str, dict[str, Any]] = {}
         for withheld in report.withheld:
-            ground = WITHHOLDING_TO_REFUSAL_GROUND.get(withheld.ground, "pipa_35_4_1")
+            # Each Art. 35(4) item maps to itself; a decision's own ground stays as it is.
+            ground = WITHHOLDING_TO_REFUSAL_GROUND.get(withheld.ground, withheld.ground)
             refused.setdefault(withheld.item, {"item": withheld.item, "ground": ground})
         await common.complete(
             session,
@@ -68,12 +70,20 @@ async def download_access_report(
     request_id: uuid.UUID,
     subject_index: str,
     client_ip: str | None,
+    subject_indexes: Sequence[str] = (),
 ) -> tuple[AccessReport, str]:
-    """The subject's own access report and the request's locale; every download is audited."""
+    """The subject's own access report and the request's locale; every download is audited.
+
+    The report holds the data of every identifier the request covers, so only a token that
+    proved all of them opens it (one person's token never shows another's data).
+    """
     request = await queries.find_subject_request(
-        session, request_id=request_id, subject_index=subject_index
+        session, request_id=request_id, subject_index=subject_index, subject_indexes=subject_indexes
     )
-    if request.type != "access":
+    if request.type != "access" or not set(request.subject_indexes) <= {
+        subject_index,
+        *subject_indexes,
+    }:
         raise NotFound("No such access request.")
     try:
         report = await load_access_report(

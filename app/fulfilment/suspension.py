@@ -33,6 +33,7 @@ from app.fulfilment.deletion import retain_input, running_term
 from app.fulfilment.plan import conclude, decision_refused, open_request, resume
 from app.models import DsrRequest
 from app.outbox.jobs import Dead, Outcome, Retry, Sent, WorkerContext
+from app.requests import completion
 from app.retention import store
 from app.vocabulary import OPTIONAL_PURPOSES
 
@@ -184,6 +185,19 @@ async def _fulfil(message: Any, payload: Any, ctx: WorkerContext, *, withdrawal:
         withdrawal=withdrawal,
     )
     now = ctx.clock.now()
+    if plan["refused_items"] and not plan["suspend"]["purposes"] and not plan["changes"]:
+        # Nothing can be suspended: that is a refusal, which an officer decides (two people).
+        async with ctx.db.transaction() as session:
+            await completion.return_to_review(
+                session,
+                crypto=ctx.crypto,
+                now=now,
+                request_id=request.id,
+                ground=CONTRACT_GROUND,
+                explanation=CONTRACT_NOTE["en" if request.locale == "en" else "ko"],
+                reason="every_purpose_in_contract",
+            )
+        return Sent("nothing to suspend: returned for an officer's decision")
     keep = records_to_keep(ctx.settings, records, plan["changes"], request=request, now=now)
     if keep:
         # Committed before any source is touched, so nothing the law keeps is lost (a retry

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from app.models.base import timestamp, uuid_pk
@@ -40,3 +42,6 @@ class Verification(SQLModel, table=True):
     created_at: datetime = timestamp(index=True)
     expires_at: datetime = timestamp()
     confirmed_at: datetime | None = timestamp(nullable=True)
+    # A verified subject adding this identifier: the blind indexes and kinds they already
+    # proved, carried into the new token on confirmation (no personal data).
+    link_to: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(JSONB))

@@ -66,7 +66,11 @@ async def complete_request(
     request = await lock_request(session, request_id)
     if request.status in ("completed", "partially_completed"):
         return request
-    more = _fulfilment_refusals(refused_items, request.type)
+    decided = {e["item"] for e in request.refusals if e.get("item")}
+    # An item the decision refused is not refused a second time by the fulfilment.
+    more = [
+        e for e in _fulfilment_refusals(refused_items, request.type) if e["item"] not in decided
+    ]
     if outcome == "partially_completed" and not (more or request.refusals):
         raise InvalidInput("A partial completion names the refused items and their grounds.")
     request.refusals = [*request.refusals, *more]
@@ -96,6 +100,50 @@ async def complete_request(
         key=f"completed:{request.round}",
         now=now,
         extra=notice_extra,
+    )
+    return request
+
+
+async def return_to_review(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    now: datetime,
+    request_id: uuid.UUID,
+    ground: str,
+    explanation: str,
+    reason: str,
+) -> DsrRequest:
+    """Nothing can be carried out: back to review with a system proposal to refuse.
+
+    A refusal is always decided by a privacy officer (two people: the system proposes, the
+    officer decides); ``explanation`` is the text offered for the subject, ``reason`` a code.
+    """
+    request = await lock_request(session, request_id)
+    if request.status != "in_progress":
+        return request
+    check_ground(ground, request.type)
+    request.proposal = {
+        "by": SYSTEM.id,
+        "role": SYSTEM.role,
+        "at": now.isoformat(),
+        "ground": ground,
+        "refused_items": [],
+        "reason": reason,
+    }
+    request.proposal_note_encrypted = seal(crypto, request.id, "proposal", explanation)
+    request.fulfilment_state = None
+    request.fulfilment_error = None
+    # Holds stay until the officer decides: the refusal (or completion) releases them.
+    await transition(
+        session,
+        crypto=crypto,
+        request=request,
+        action="return_to_review",
+        actor=SYSTEM,
+        now=now,
+        details={"ground": ground, "reason": reason},
+        note=explanation,
     )
     return request
 

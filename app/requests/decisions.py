@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ from app.requests.lifecycle import (
     record,
     refuses_everything,
     seal,
+    subject_may_see,
     transition,
 )
 
@@ -403,10 +405,13 @@ async def withdraw_request(
     request_id: uuid.UUID,
     actor: Actor,
     subject_index: str | None = None,
+    subject_indexes: Sequence[str] = (),
 ) -> DsrRequest:
     """The subject withdraws (in the app, or by telling an agent) before the decision."""
     request = await lock_request(session, request_id)
-    if subject_index is not None and subject_index not in request.subject_indexes:
+    if subject_index is not None and not subject_may_see(
+        request, {subject_index, *subject_indexes}
+    ):
         raise NotFound("No such request.")
     _settle_proposal(request)
     await transition(

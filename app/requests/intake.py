@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -197,15 +198,26 @@ async def submit_subject_request(
     actor: Actor,
     idempotency_key: str | None = None,
     intake_channel: Literal["app", "web"] = "app",
+    also_indexes: Sequence[str] = (),
 ) -> Submitted:
-    """A request from the app or the privacy center, by a subject verified by one-time code."""
+    """A request from the app or the privacy center, by a subject verified by one-time code.
+
+    ``also_indexes``: further identifiers the same token proved; the request covers them all.
+    """
 
     async def intake_of() -> Intake:
         identifier = await subjects.find_identifier(session, blind_index=subject_index)
         if identifier is None:
             raise Unauthenticated("The verified identifier is not known: verify again.")
+        more = [
+            await subjects.find_identifier(session, blind_index=index)
+            for index in dict.fromkeys(also_indexes)
+            if index != subject_index
+        ]
+        if any(found is None for found in more):
+            raise Unauthenticated("The verified identifier is not known: verify again.")
         return Intake(
-            identifiers=[identifier],
+            identifiers=[identifier, *(found for found in more if found is not None)],
             notice_identifier=identifier,
             intake_channel=intake_channel,
             verification_method="otp",

@@ -48,6 +48,8 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "complete_partially": (frozenset({"in_progress"}), "partially_completed"),
     "withdraw": (frozenset({"received", "in_review"}), "withdrawn"),
     "reopen": (frozenset({"refused", "partially_completed"}), "in_review"),
+    # The fulfilment found nothing it may carry out: an officer decides the refusal it proposes.
+    "return_to_review": (frozenset({"in_progress"}), "in_review"),
 }
 
 # Each refusal written whole: a verb built from the action name reads "start reviewd".
@@ -254,6 +256,18 @@ async def notify(
             "message_id": str(message_id),
         },
     )
+
+
+def subject_may_see(request: DsrRequest, indexes: set[str]) -> bool:
+    """Whether a subject who proved these identifiers sees the request.
+
+    A request made with a subject token covers exactly what the token proved: another token sees
+    it only if it proved all of that (one person's two identifiers never open it to a third). A
+    request taken by staff is seen by whoever verifies any of its identifiers.
+    """
+    if request.verification_method == "otp":
+        return set(request.subject_indexes) <= indexes
+    return bool(set(request.subject_indexes) & indexes)
 
 
 def check_ground(ground: str, request_type: str) -> None:

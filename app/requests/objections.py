@@ -9,6 +9,7 @@ Upheld, the request is reopened for a new decision (``in_review``, due by the ob
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -22,7 +23,7 @@ from app.crypto import Crypto
 from app.errors import Forbidden, FourEyesRequired, IllegalTransition, NotFound, ObjectionNotAllowed
 from app.models import DsrObjection, DsrRequest
 from app.requests import deadlines
-from app.requests.lifecycle import lock_request, notify, record, transition
+from app.requests.lifecycle import lock_request, notify, record, subject_may_see, transition
 from app.requests.notices import objection_until
 
 
@@ -48,10 +49,11 @@ async def submit_objection(
     subject_index: str,
     reason: str,
     actor: Actor,
+    subject_indexes: Sequence[str] = (),
 ) -> DsrObjection:
     """The subject objects to a refusal within the window; the objection gets its own due date."""
     request = await lock_request(session, request_id)
-    if subject_index not in request.subject_indexes:
+    if not subject_may_see(request, {subject_index, *subject_indexes}):
         raise NotFound("No such request.")
     until = objection_until(request, settings)
     if until is None or not request.refusals:

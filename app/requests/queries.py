@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +25,7 @@ from app.errors import InvalidInput, NotFound
 from app.models import DsrObjection, DsrRequest, DsrRequestEvent, SubjectIdentifier
 from app.models.requests import OPEN_STATUSES, STATUSES
 from app.requests import deadlines, notes, views
-from app.requests.lifecycle import unseal
+from app.requests.lifecycle import SUBJECT_INDEXES, unseal
 from app.requests.notices import objection_until, reference
 from app.requests.objections import open_text
 from app.subjects import identifiers as subjects
@@ -289,14 +290,29 @@ def _answer(
     }
 
 
+def _mine(subject_index: str, subject_indexes: Sequence[str]) -> Any:
+    """The requests this subject sees (``lifecycle.subject_may_see``, in SQL)."""
+    indexes = sa.literal(list(dict.fromkeys([subject_index, *subject_indexes])), SUBJECT_INDEXES)
+    column = col(DsrRequest.subject_indexes)
+    return sa.or_(
+        sa.and_(col(DsrRequest.verification_method) != "otp", column.op("&&")(indexes)),
+        column.op("<@")(indexes),
+    )
+
+
 async def list_subject_requests(
-    session: AsyncSession, *, settings: Settings, now: datetime, subject_index: str
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    now: datetime,
+    subject_index: str,
+    subject_indexes: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """The subject's own requests, newest first."""
     rows = (
         await session.exec(
             select(DsrRequest)
-            .where(col(DsrRequest.subject_indexes).contains([subject_index]))
+            .where(_mine(subject_index, subject_indexes))
             .order_by(col(DsrRequest.received_at).desc(), col(DsrRequest.id))
             .limit(200)
         )
@@ -305,14 +321,17 @@ async def list_subject_requests(
 
 
 async def find_subject_request(
-    session: AsyncSession, *, request_id: uuid.UUID, subject_index: str
+    session: AsyncSession,
+    *,
+    request_id: uuid.UUID,
+    subject_index: str,
+    subject_indexes: Sequence[str] = (),
 ) -> DsrRequest:
     """The request if it was made under one of this subject's identifiers, else NotFound."""
     request = (
         await session.exec(
             select(DsrRequest).where(
-                col(DsrRequest.id) == request_id,
-                col(DsrRequest.subject_indexes).contains([subject_index]),
+                col(DsrRequest.id) == request_id, _mine(subject_index, subject_indexes)
             )
         )
     ).first()
@@ -329,10 +348,11 @@ async def get_subject_request(
     now: datetime,
     request_id: uuid.UUID,
     subject_index: str,
+    subject_indexes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One of the subject's own requests; another subject's is NotFound, never Forbidden."""
     request = await find_subject_request(
-        session, request_id=request_id, subject_index=subject_index
+        session, request_id=request_id, subject_index=subject_index, subject_indexes=subject_indexes
     )
     return {
         **_answer(request, crypto=crypto, settings=settings, now=now),

@@ -64,6 +64,7 @@ async def submit_request(
         settings=settings,
         now=clock.now(),
         subject_index=principal.subject,
+        also_indexes=principal.indexes[1:],
         body=body,
         actor=Actor.of(principal, client_ip),
         idempotency_key=idempotency_key,
@@ -78,7 +79,11 @@ async def list_my_requests(
     principal: CurrentSubject, session: SessionDep, clock: ClockDep, settings: SettingsDep
 ) -> dict[str, Any]:
     items = await queries.list_subject_requests(
-        session, settings=settings, now=clock.now(), subject_index=principal.subject
+        session,
+        settings=settings,
+        now=clock.now(),
+        subject_index=principal.subject,
+        subject_indexes=principal.indexes,
     )
     return {"items": items}
 
@@ -99,6 +104,7 @@ async def get_my_request(
         now=clock.now(),
         request_id=request_id,
         subject_index=principal.subject,
+        subject_indexes=principal.indexes,
     )
 
 
@@ -124,6 +130,7 @@ async def withdraw_my_request(
         request_id=request_id,
         actor=Actor.of(principal, client_ip),
         subject_index=principal.subject,
+        subject_indexes=principal.indexes,
     )
     return views.summary(request, now=clock.now(), tz=settings.display_timezone)
 
@@ -151,6 +158,7 @@ async def object_to_decision(
         now=clock.now(),
         request_id=request_id,
         subject_index=principal.subject,
+        subject_indexes=principal.indexes,
         reason=body.reason,
         actor=Actor.of(principal, client_ip),
     )
@@ -203,6 +211,7 @@ async def get_my_report(
     clock: ClockDep,
     crypto: CryptoDep,
     client_ip: ClientIpDep,
+    settings: SettingsDep,
     lang: Annotated[
         Literal["ko", "en"] | None,
         Query(description="language of the readable page (default: the request's, Korean)"),
@@ -214,10 +223,11 @@ async def get_my_report(
         now=clock.now(),
         request_id=request_id,
         subject_index=principal.subject,
+        subject_indexes=principal.indexes,
         client_ip=client_ip,
     )
     if "text/html" in request.headers.get("accept", ""):
-        page = render_access_report_html(report, lang=lang or locale)
+        page = render_access_report_html(report, lang=lang or locale, settings=settings)
         return HTMLResponse(
             page,
             headers={

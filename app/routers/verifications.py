@@ -10,6 +10,7 @@ from app.deps import (
     ClientIpDep,
     ClockDep,
     CryptoDep,
+    OptionalSubject,
     PrincipalDep,
     SessionDep,
     SettingsDep,
@@ -35,7 +36,9 @@ router = APIRouter(prefix="/v1", tags=["verification"])
     summary="Send a one-time code to a phone number or e-mail address",
     description="The answer is the same whether or not the destination appears in any record. "
     "At most one code a minute and a few an hour per destination and per client: then 429 with "
-    "`Retry-After`.",
+    "`Retry-After`. A verified subject may send their subject token as bearer to add this "
+    "identifier (of the other kind): the token issued on confirmation then carries both. "
+    "Without a valid subject token this is a plain verification.",
     responses=problems(*BODY_PROBLEMS, 429, 503),
 )
 async def start_verification(
@@ -45,6 +48,7 @@ async def start_verification(
     settings: SettingsDep,
     clock: ClockDep,
     client_ip: ClientIpDep,
+    subject: OptionalSubject,
 ) -> VerificationPublic:
     started = await verification.start_verification(
         session,
@@ -55,6 +59,7 @@ async def start_verification(
         destination=body.destination,
         client_ip=client_ip,
         locale=body.locale or settings.default_locale,
+        link_to=subject,
     )
     return VerificationPublic(
         verification_id=started.id,

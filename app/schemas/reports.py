@@ -2,7 +2,9 @@
 
 Five sections: the items held (per category and role, with values), the purposes, the retention
 period and legal basis per item, provision to third parties (processors), and consents held.
-Items withheld under Art. 35(4) are listed with their ground. Labels come in Korean and English.
+Items withheld under Art. 35(4) appear in no section and are listed with their ground (Decree Art.
+42(1)); records kept apart under another law are listed with the law and the date. Labels come
+in Korean and English.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class LocalizedText(BaseModel):
@@ -125,6 +127,27 @@ class ReportWithheld(BaseModel):
     explanation: LocalizedText | None = None
 
 
+class ReportRetained(BaseModel):
+    """Items kept apart under another law after a deletion (PIPA Art. 21(3)): still held.
+
+    Only the item names and dates: the sealed copy is not opened to make the report.
+    """
+
+    collection: str
+    collection_label: LocalizedText
+    role: str | None = None
+    items: list[str]
+    item_labels: list[LocalizedText]
+    records: int
+    rule: str = Field(examples=["contracts"])
+    legal_basis: LocalizedText
+    kept_until: datetime = Field(description="destroyed (its data key shredded) after this")
+    purpose: LocalizedText = Field(description="why it is kept: the legal retention only")
+    provided_to_third_parties: bool = Field(
+        default=False, description="a separately kept copy is provided to no one"
+    )
+
+
 class ReportSource(BaseModel):
     name: str
     connector: Literal["postgres", "http"]
@@ -154,4 +177,24 @@ class AccessReport(BaseModel):
     third_parties: list[ReportProvision]
     consents: list[ReportConsent]
     withheld: list[ReportWithheld]
+    retained: list[ReportRetained] = Field(
+        default_factory=list, description="kept separately under another law until a date"
+    )
     sources: list[ReportSource]
+
+
+class ReportHandoverIn(BaseModel):
+    """How a privacy officer gave the report to a representative or a support-center requester."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["counter", "post", "email"]
+    note: str | None = Field(
+        default=None, max_length=500, description="e.g. the registered-post number"
+    )
+
+
+class ReportHandoverOut(BaseModel):
+    request_id: uuid.UUID
+    method: Literal["counter", "post", "email"]
+    handed_over_at: datetime

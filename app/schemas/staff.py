@@ -24,10 +24,12 @@ from app.schemas.types import Instant
 GroundCode = Literal[
     "pipa_35_4_1",
     "pipa_35_4_2",
+    "pipa_35_4_3",
     "pipa_36_1_proviso",
     "pipa_37_2_1",
     "pipa_37_2_2",
     "pipa_37_2_4",
+    "record_not_found",
     "identity_not_verified",
     "policy_6_1",
     "policy_6_2",

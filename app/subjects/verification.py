@@ -39,7 +39,7 @@ from app.errors import (
 from app.models import Verification
 from app.notifications import messages
 from app.outbox.jobs import WorkerContext
-from app.security import TokenService
+from app.security import Principal, TokenService
 from app.subjects import identifiers
 
 logger = logging.getLogger("dsr.verifications")
@@ -166,10 +166,19 @@ async def start_verification(
     destination: str,
     client_ip: str,
     locale: Locale,
+    link_to: Principal | None = None,
 ) -> VerificationStarted:
-    """Send a fresh one-time code to a phone or e-mail address (through the outbox)."""
+    """Send a fresh one-time code to a phone or e-mail address (through the outbox).
+
+    ``link_to``: a verified subject adding this identifier; the confirmed token carries both.
+    The answer, the limits and the time taken are the same either way.
+    """
     value = normalise_destination(settings, channel, destination)
     kind = CHANNEL_KIND[channel]
+    if link_to is not None and kind in link_to.identifier_kinds:
+        # A request reads one phone and one e-mail (SubjectIdentifiers): a second of the same
+        # kind is a plain verification, as it was before identifiers could be added.
+        link_to = None
     index = crypto.blind_index(kind, value)
     client = crypto.mac("client-ip", client_key(client_ip))
     # Always client first, then destination: concurrent requests cannot deadlock.
@@ -191,6 +200,9 @@ async def start_verification(
         wrong_attempts=0,
         created_at=now,
         expires_at=now + ttl,
+        link_to=None
+        if link_to is None
+        else {"indexes": list(link_to.indexes), "kinds": list(link_to.identifier_kinds)},
     )
     verification.destination_encrypted = crypto.encrypt(
         value, context=f"verification:{verification.id}"
@@ -283,8 +295,15 @@ async def confirm_verification(
     )
     await session.flush()
     ttl = timedelta(seconds=settings.subject_token_ttl_seconds)
+    link = verification.link_to or {}
+    indexes = [*link.get("indexes", []), verification.destination_index]
+    kinds = list(dict.fromkeys([*link.get("kinds", []), kind]))
     token = tokens.issue_subject_token(
-        blind_index=verification.destination_index, identifier_kinds=[kind], now=now, ttl=ttl
+        blind_index=indexes[0],
+        identifier_kinds=kinds,
+        now=now,
+        ttl=ttl,
+        also_indexes=list(dict.fromkeys(indexes[1:])),
     )
     logger.info(
         "verification confirmed",

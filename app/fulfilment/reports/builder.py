@@ -4,7 +4,11 @@ Generation streams every collection of the data map through its connector and fo
 into per-item aggregates (distinct values with counts, retention clocks, processors, consents),
 so memory depends on how many *distinct* values a subject has, not on how many records.
 Only the subject's own role fields are read, so another person's data in the same record
-(the sender's phone on a delivery the subject received) never reaches the report.
+(the sender's phone on a delivery the subject received) never reaches the report. A withheld
+item (PIPA Art. 35(4): the data map's ``withhold`` or the reviewer's decision) is in no section,
+only in ``withheld`` with its ground (Decree Art. 42(1)). Records kept apart under another law
+are listed in ``retained`` from their summaries (item names and dates; the sealed copies stay
+closed).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import phonenumbers
 from app.datamap.connectors import Connectors, SubjectRecord
 from app.datamap.identifiers import SubjectIdentifiers
 from app.datamap.schema import CollectionSpec, FieldSpec, HttpSource, Withhold
+from app.retention.store import RetainedSummary
 from app.schemas.reports import (
     AccessReport,
     LocalizedText,
@@ -28,22 +33,40 @@ from app.schemas.reports import (
     ReportOrigin,
     ReportProvision,
     ReportPurpose,
+    ReportRetained,
     ReportRetention,
     ReportSource,
     ReportSubject,
     ReportValue,
     ReportWithheld,
 )
-from app.vocabulary import CATEGORIES, ORIGINS, PURPOSES, ROLES, WITHHOLDING_GROUNDS, Text
+from app.vocabulary import (
+    CATEGORIES,
+    GROUNDS,
+    ITEMS,
+    OPTIONAL_PURPOSES,
+    ORIGINS,
+    PURPOSES,
+    REFUSAL_TO_WITHHOLDING_GROUND,
+    ROLES,
+    WITHHOLDING_GROUNDS,
+    Text,
+)
 
 KST = timezone(timedelta(hours=9), "KST")
 DEFAULT_MAX_VALUES = 5000
+RETAINED_PURPOSE = Text(
+    ko="법령에 따른 보존(다른 목적으로 이용하거나 제공하지 않음)",
+    en="Retention required by law only (not used or provided for any other purpose)",
+)
 
 
 @dataclass(frozen=True)
 class Withholding:
     """Withhold matching items from one report under PIPA Art. 35(4) (a decision for this
-    request, on top of what the data map withholds). None matches anything."""
+    request, on top of what the data map withholds). None matches anything. ``ground`` is a
+    withholding ground, or the refusal ground of the decision when it has no such counterpart
+    (``policy_6_2``)."""
 
     ground: str
     item: str | None = None
@@ -52,8 +75,20 @@ class Withholding:
     explanation: Text | None = None
 
     def __post_init__(self) -> None:
-        if self.ground not in WITHHOLDING_GROUNDS:
+        if self.ground not in WITHHOLDING_GROUNDS and (
+            self.ground not in GROUNDS or "access" not in GROUNDS[self.ground].applies_to
+        ):
             raise ValueError(f"unknown withholding ground {self.ground!r}")
+
+    @classmethod
+    def decided(cls, *, item: str, ground: str, explanation: str | None) -> Withholding:
+        """The reviewer's refusal of one access item, as a withholding of it everywhere."""
+        text = Text(ko=explanation, en=explanation) if explanation else None
+        return cls(
+            ground=REFUSAL_TO_WITHHOLDING_GROUND.get(ground, ground),
+            item=item,
+            explanation=text,
+        )
 
     def matches(self, collection: str, role: str, item: str) -> bool:
         return (
@@ -85,6 +120,15 @@ class Withholding:
 
 def _lt(text: Text) -> LocalizedText:
     return LocalizedText(ko=text.ko, en=text.en)
+
+
+def _ground_label(code: str) -> LocalizedText:
+    if code in WITHHOLDING_GROUNDS:
+        return _lt(WITHHOLDING_GROUNDS[code])
+    ground = GROUNDS[code]
+    return LocalizedText(
+        ko=f"{ground.ko}({ground.source_ko})", en=f"{ground.en} ({ground.source_en})"
+    )
 
 
 def _role_label(spec: CollectionSpec, role: str) -> Text:
@@ -200,7 +244,9 @@ class _ReportBuilder:
             items = [
                 f.item
                 for f in spec.roles[role].fields
-                if f.provided and (limit is None or f.item in limit)
+                if f.provided
+                and (limit is None or f.item in limit)
+                and self._withhold_for(spec, role, f) is None
             ]
             self.provided_items[key] = items
         return items
@@ -261,9 +307,15 @@ class _ReportBuilder:
                 consent.last_changed = changed
 
     def build(
-        self, *, request_id: uuid.UUID, subject: SubjectIdentifiers, now: datetime
+        self,
+        *,
+        request_id: uuid.UUID,
+        subject: SubjectIdentifiers,
+        now: datetime,
+        retained: Sequence[RetainedSummary] = (),
     ) -> AccessReport:
-        held = [agg for agg in self.items.values() if agg.records > 0]
+        found = [agg for agg in self.items.values() if agg.records > 0]
+        held = [agg for agg in found if agg.withhold is None]
         return AccessReport(
             request_id=request_id,
             generated_at=now,
@@ -273,7 +325,8 @@ class _ReportBuilder:
             retention=self._retention(held),
             third_parties=self._third_parties(),
             consents=self._consents(),
-            withheld=self._withheld(held),
+            withheld=self._withheld(found),
+            retained=self._retained(retained),
             sources=[
                 ReportSource(
                     name=name,
@@ -341,7 +394,11 @@ class _ReportBuilder:
                 items, collections, optional = found.get(purpose, (set(), set(), False))
                 items.add(agg.fspec.item)
                 collections.add(agg.spec.name)
-                found[purpose] = (items, collections, optional or agg.spec.optional)
+                found[purpose] = (
+                    items,
+                    collections,
+                    optional or agg.spec.optional or purpose in OPTIONAL_PURPOSES,
+                )
         order = list(PURPOSES)
         return [
             ReportPurpose(
@@ -390,6 +447,8 @@ class _ReportBuilder:
         for code, agg in sorted(self.provisions.items()):
             info = self.datamap.processor(code)
             items = sorted(agg.items)
+            if not items:
+                continue  # everything it received is withheld
             labels = []
             for item in items:
                 label = self._item_label(item)
@@ -450,11 +509,48 @@ class _ReportBuilder:
                     item=agg.fspec.item,
                     item_label=_lt(agg.fspec.item_label),
                     ground=rule.ground,
-                    ground_label=_lt(WITHHOLDING_GROUNDS[rule.ground]),
+                    ground_label=_ground_label(rule.ground),
                     explanation=_lt(rule.explanation) if rule.explanation else None,
                 )
             )
         return out
+
+    def _retained(self, summaries: Sequence[RetainedSummary]) -> list[ReportRetained]:
+        rows: dict[tuple[str, str | None, str], ReportRetained] = {}
+        for summary in sorted(summaries, key=lambda s: (s.collection, s.role or "", s.rule)):
+            items = [item for item in summary.items if not self._retained_withheld(summary, item)]
+            if not items:
+                continue
+            key = (summary.collection, summary.role, summary.rule)
+            row = rows.get(key)
+            if row is None:
+                spec = next((c for c in self.datamap.collections if c.name == key[0]), None)
+                row = rows[key] = ReportRetained(
+                    collection=summary.collection,
+                    collection_label=_lt(spec.label)
+                    if spec
+                    else LocalizedText(ko=summary.collection, en=summary.collection),
+                    role=summary.role,
+                    items=[],
+                    item_labels=[],
+                    records=0,
+                    rule=summary.rule,
+                    legal_basis=LocalizedText(ko=summary.legal_basis_ko, en=summary.legal_basis_en),
+                    kept_until=summary.destroy_after,
+                    purpose=_lt(RETAINED_PURPOSE),
+                )
+            row.records += 1
+            row.kept_until = max(row.kept_until, summary.destroy_after)
+            row.items = sorted(set(row.items) | set(items))
+            row.item_labels = [
+                _lt(ITEMS[i].label) if i in ITEMS else LocalizedText(ko=i, en=i) for i in row.items
+            ]
+        return list(rows.values())
+
+    def _retained_withheld(self, summary: RetainedSummary, item: str) -> bool:
+        return any(
+            rule.matches(summary.collection, summary.role or "", item) for rule in self.withheld
+        )
 
 
 def mask_identifiers(subject: SubjectIdentifiers) -> list[str]:
@@ -481,6 +577,7 @@ async def generate_access_report(
     subject: SubjectIdentifiers,
     now: datetime,
     withheld: Sequence[Withholding] = (),
+    retained: Sequence[RetainedSummary] = (),
     max_values_per_item: int = DEFAULT_MAX_VALUES,
 ) -> AccessReport:
     """Read every collection in the data map for the subject and build the five sections.
@@ -493,4 +590,4 @@ async def generate_access_report(
         connector = connectors.for_collection(spec)
         async for record in connector.export(spec, subject=subject):
             builder.add(spec, record)
-    return builder.build(request_id=request_id, subject=subject, now=now)
+    return builder.build(request_id=request_id, subject=subject, now=now, retained=retained)

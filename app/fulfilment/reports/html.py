@@ -9,7 +9,9 @@ from functools import lru_cache
 
 import jinja2
 
+from app.config import Settings
 from app.fulfilment.reports.builder import KST
+from app.requests.notices import EXTERNAL_REMEDIES
 from app.schemas.reports import (
     AccessReport,
 )
@@ -55,8 +57,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "status": "상태",
         "changed": "변경 일시",
         "none": "해당 없음",
-        "objection": "이 결과에 이의가 있으시면 앱이나 홈페이지 개인정보 권리 행사 메뉴의 요청 "
-        "내역에서 이의를 제기하시거나 고객지원센터(02-2620-1100)로 연락해 주십시오.",
+        "retained": "6. 다른 법령에 따라 분리 보관 중인 개인정보",
+        "retained_intro": "삭제를 요구하신 정보 중 다른 법령이 보존을 정한 정보는 다른 "
+        "개인정보와 분리하여 보관하며, 기한이 지나면 파기합니다.",
+        "kept": "{law}에 따라 {date}까지 분리 보관",
+        "third_party_none": "제3자에게 제공하지 않음",
+        "objection": "일부 항목의 열람이 제한되었습니다. 이 결과에 이의가 있으시면 앱이나 "
+        "홈페이지 개인정보 권리 행사 메뉴의 요청 내역에서 이의를 제기하실 수 있습니다.",
+        "remedies": "개인정보 침해에 대한 신고나 상담이 필요하시면 다음 기관에 문의하실 수 "
+        "있습니다:",
+        "contact": "문의: {contact}",
         "navigation": "요청으로 돌아가기",
         "print_hint": "인쇄하거나 PDF로 저장하려면 브라우저의 인쇄 기능(Ctrl+P)을 사용하세요. "
         "A4 용지에 맞게 인쇄됩니다.",
@@ -100,9 +110,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "status": "Status",
         "changed": "Changed",
         "none": "None",
-        "objection": "If you disagree with this result, object from your request in the app or "
-        "the privacy center on our homepage, or call the Customer Support Center "
-        "(+82-2-2620-1100).",
+        "retained": "6. Personal information kept separately under another law",
+        "retained_intro": "Information you asked us to delete that another law requires us to "
+        "keep is stored apart from all other personal information and destroyed when its "
+        "period ends.",
+        "kept": "Kept separately under {law} until {date}",
+        "third_party_none": "Not provided to third parties",
+        "objection": "Some items were withheld. If you disagree with this result, you can object "
+        "from your request in the app or the privacy center on our homepage.",
+        "remedies": "To report an infringement of your personal information or ask for advice, "
+        "you can also contact:",
+        "contact": "Contact: {contact}",
         "navigation": "Back to the request",
         "print_hint": "To print or save as PDF, use your browser's print command (Ctrl+P). "
         "It prints on A4.",
@@ -129,15 +147,31 @@ def _templates() -> jinja2.Environment:
 
 
 def render_access_report_html(
-    report: AccessReport, *, lang: str = "ko", back: tuple[str, str] | None = None
+    report: AccessReport,
+    *,
+    lang: str = "ko",
+    settings: Settings | None = None,
+    back: tuple[str, str] | None = None,
 ) -> str:
     """The report as a self-contained, autoescaped page (Korean unless lang='en').
 
     ``back`` (href, label) adds a link back (the privacy center's request page), hidden in print.
     """
     lang = "en" if lang == "en" else "ko"
+    field = "contact_text_en" if lang == "en" else "contact_text_ko"
+    # The same setting as the notices' contact line.
+    contact = getattr(settings, field) if settings else Settings.model_fields[field].default
     template = _templates().get_template("access_report.html")
-    return template.render(report=report, lang=lang, t=TEXTS[lang], back=back)
+    return template.render(
+        report=report,
+        lang=lang,
+        t=TEXTS[lang],
+        # An objection is open only when something was refused (PIPA Art. 38(5)).
+        objectable=bool(report.withheld),
+        remedies=EXTERNAL_REMEDIES[lang],
+        contact=contact,
+        back=back,
+    )
 
 
 _STYLE = re.compile(r"<style>(.*?)</style>", re.DOTALL)

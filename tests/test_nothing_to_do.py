@@ -1,0 +1,109 @@
+"""Fulfilment that finds nothing to carry out goes to a refusal an officer decides (issue 11).
+
+A correction whose record reaches no record of the subject, and a suspension whose every
+purpose a contract under way needs (PIPA Art. 37(2)4), return to review with a system proposal:
+the system proposes, a privacy officer decides (two people), and the subject gets the refusal
+notice with a reason they understand. Through HTTP and the real worker on the demo data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from app.db import Database
+from app.demo.load import DEMO_SUBJECT
+from app.outbox.worker import Worker
+from tests.support.lifecycle import OFFICER, make_subject, staff
+from tests.support.servers import RecordingServer
+from tests.test_correction_flow import (  # noqa: F401 - fixtures
+    DEMO_PHONE,
+    approve,
+    demo,
+    settings_overrides,
+    status,
+)
+
+
+async def _returned_then_refused(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    worker: Worker,
+    gateway: RecordingServer,
+    request_id: str,
+    ground: str,
+) -> dict[str, Any]:
+    await approve(app, client, request_id)
+    await worker.drain()
+    officer = staff(app, *OFFICER, sub="officer-1")
+    found = (await client.get(f"/v1/staff/requests/{request_id}", headers=officer)).json()
+    assert found["status"] == "in_review"
+    assert found["proposal"]["ground"] == ground
+    assert found["proposal"]["by"] == "system"
+    refused = await client.post(
+        f"/v1/staff/requests/{request_id}/refuse",
+        json={"ground": ground, "explanation": found["proposal"]["explanation"]},
+        headers=officer,
+    )
+    assert refused.status_code == 200, refused.text
+    await worker.drain()
+    sent = [r.json() for r in gateway.requests("/sms")]
+    decided = [m for m in sent if m["template"] == "request_decided"]
+    assert len(decided) == 1
+    return decided[0]
+
+
+async def test_a_correction_of_an_unknown_record_is_refused_not_completed(
+    app: FastAPI, client: httpx.AsyncClient, worker: Worker, gateway: RecordingServer
+) -> None:
+    subject = await make_subject(app, DEMO_PHONE)
+    created = await client.post(
+        "/v1/requests",
+        json={
+            "type": "correction",
+            "corrections": [
+                {
+                    "item": "address",
+                    "new_value": "서울특별시 강서구 공항대로 1",
+                    "record_ref": "NOPE0",
+                }
+            ],
+        },
+        headers=subject.headers,
+    )
+    request_id = created.json()["id"]
+    message = await _returned_then_refused(
+        app, client, worker, gateway, request_id, "record_not_found"
+    )
+    assert await status(client, subject, request_id) == "refused"
+    assert "찾을 수 없" in message["body"] and "1833-6972" in message["body"]
+
+
+async def test_a_suspension_every_purpose_of_which_is_under_way_is_an_officers_refusal(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    worker: Worker,
+    gateway: RecordingServer,
+    db: Database,
+) -> None:
+    async with db.transaction() as session:
+        await session.execute(
+            sa.text(
+                "UPDATE demo.deliveries SET delivered_at = NULL"
+                " WHERE id = (SELECT min(id) FROM demo.deliveries WHERE sender_phone = :p)"
+            ),
+            {"p": DEMO_SUBJECT.phone},
+        )
+    subject = await make_subject(app, DEMO_PHONE)
+    created = await client.post(
+        "/v1/requests",
+        json={"type": "suspension", "purposes": ["delivery"]},
+        headers=subject.headers,
+    )
+    request_id = created.json()["id"]
+    message = await _returned_then_refused(app, client, worker, gateway, request_id, "pipa_37_2_4")
+    assert await status(client, subject, request_id) == "refused"
+    assert "계약" in message["body"]
