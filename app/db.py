@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -66,6 +67,20 @@ def create_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngin
     return create_async_engine(
         async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **kwargs
     )
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under a unit-of-work session, inside that session's transaction.
+
+    For hot paths that run a few hand-written statements: asyncpg directly costs about a fifth
+    of the CPU of a SQLAlchemy execute. The session still commits or rolls back as usual.
+    """
+    connection = await session.connection()
+    driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+    if not driver.is_in_transaction():
+        # SQLAlchemy's adapter sends BEGIN lazily, before the first statement it runs itself.
+        await connection.exec_driver_sql("SELECT")
+    return driver
 
 
 @dataclass

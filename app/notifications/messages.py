@@ -37,6 +37,7 @@ def _environment() -> jinja2.Environment:
         autoescape=False,  # plain-text SMS and e-mail bodies  # noqa: S701
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
+        auto_reload=False,  # templates ship with the code: no stat() per notice
     )
 
 
@@ -44,6 +45,33 @@ def render_notice(template: str, *, locale: Locale, variables: dict[str, Any]) -
     """The text of a notice in one locale (StrictUndefined: a missing variable is a bug)."""
     chosen: Locale = locale if locale in LOCALES else "ko"
     return _environment().get_template(f"{chosen}/{template}.txt").render(**variables).strip()
+
+
+def notice_payload(
+    *,
+    channel: Channel,
+    destination: str,
+    template: str,
+    variables: dict[str, Any],
+    locale: Locale = "ko",
+) -> dict[str, Any]:
+    """A notice rendered now: what the outbox message carries (encrypted) to the gateway."""
+    text = render_notice(template, locale=locale, variables=variables)
+    subject: str | None = None
+    body = text
+    if channel == "email":
+        subject, _, rest = text.partition("\n")
+        # A one-line notice (the verification code) is both the subject and the body.
+        body = rest if rest.strip() else text
+    return {
+        "channel": channel,
+        "to": destination,
+        "template": template,
+        "locale": locale,
+        "variables": variables,
+        "subject": subject.strip() if subject else None,
+        "body": body.strip(),
+    }
 
 
 async def queue_notice(
@@ -61,22 +89,6 @@ async def queue_notice(
     max_attempts: int | None = None,
 ) -> uuid.UUID | None:
     """Render a notice now and queue it for the gateway in the caller's transaction."""
-    text = render_notice(template, locale=locale, variables=variables)
-    subject: str | None = None
-    body = text
-    if channel == "email":
-        subject, _, rest = text.partition("\n")
-        # A one-line notice (the verification code) is both the subject and the body.
-        body = rest if rest.strip() else text
-    payload = {
-        "channel": channel,
-        "to": destination,
-        "template": template,
-        "locale": locale,
-        "variables": variables,
-        "subject": subject.strip() if subject else None,
-        "body": body.strip(),
-    }
     return await queue.enqueue(
         session,
         crypto=crypto,
@@ -84,7 +96,13 @@ async def queue_notice(
         kind="notification",
         topic=template,
         target=channel,
-        payload=payload,
+        payload=notice_payload(
+            channel=channel,
+            destination=destination,
+            template=template,
+            variables=variables,
+            locale=locale,
+        ),
         request_ref=request_ref,
         dedupe_key=dedupe_key,
         max_attempts=max_attempts,

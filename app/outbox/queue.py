@@ -20,6 +20,38 @@ def payload_context(message_id: uuid.UUID) -> str:
     return f"outbox:{message_id}"
 
 
+def message_values(
+    *,
+    crypto: Crypto,
+    now: datetime,
+    kind: str,
+    topic: str,
+    payload: dict[str, Any],
+    target: str | None = None,
+    request_ref: uuid.UUID | None = None,
+    dedupe_key: str | None = None,
+    not_before: datetime | None = None,
+    max_attempts: int | None = None,
+) -> dict[str, Any]:
+    """The columns of one pending message, its payload encrypted and bound to its id."""
+    message_id = uuid.uuid4()
+    return {
+        "id": message_id,
+        "kind": kind,
+        "topic": topic,
+        "target": target,
+        "payload": crypto.encrypt_json(payload, context=payload_context(message_id)),
+        "status": "pending",
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "next_attempt_at": not_before or now,
+        "created_at": now,
+        "updated_at": now,
+        "request_ref": request_ref,
+        "dedupe_key": dedupe_key,
+    }
+
+
 async def enqueue(
     session: AsyncSession,
     *,
@@ -35,22 +67,18 @@ async def enqueue(
     max_attempts: int | None = None,
 ) -> uuid.UUID | None:
     """Queue a message in the caller's transaction; None when dedupe_key was already queued."""
-    message_id = uuid.uuid4()
-    values = {
-        "id": message_id,
-        "kind": kind,
-        "topic": topic,
-        "target": target,
-        "payload": crypto.encrypt_json(payload, context=payload_context(message_id)),
-        "status": "pending",
-        "attempts": 0,
-        "max_attempts": max_attempts,
-        "next_attempt_at": not_before or now,
-        "created_at": now,
-        "updated_at": now,
-        "request_ref": request_ref,
-        "dedupe_key": dedupe_key,
-    }
+    values = message_values(
+        crypto=crypto,
+        now=now,
+        kind=kind,
+        topic=topic,
+        payload=payload,
+        target=target,
+        request_ref=request_ref,
+        dedupe_key=dedupe_key,
+        not_before=not_before,
+        max_attempts=max_attempts,
+    )
     statement = insert(OutboxMessage).values(**values)
     if dedupe_key is not None:
         statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"])

@@ -14,6 +14,7 @@ the fulfilment job releases it in its own transaction; ``release_holds`` is idem
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -31,27 +32,33 @@ def optional_purposes(purposes: list[str]) -> list[str]:
 
 
 async def hold_at_intake(
-    session: AsyncSession, *, request: DsrRequest, body: dict[str, Any], now: datetime
+    session: AsyncSession,
+    *,
+    request_type: str,
+    subject_keys: list[str],
+    request_id: uuid.UUID,
+    body: dict[str, Any],
+    now: datetime,
 ) -> int:
     """Restrict a correction's items / provisionally suspend withdrawn optional purposes."""
-    if request.type == "correction":
+    if request_type == "correction":
         items = [
             RestrictedItem(entry["item"], record_ref=entry.get("record_ref"))
             for entry in body.get("corrections", [])
         ]
         return await restrictions.restrict_items(
             session,
-            subject_keys=request.subject_indexes,
+            subject_keys=subject_keys,
             items=items,
-            request_id=request.id,
+            request_id=request_id,
             now=now,
         )
-    if request.type == "consent_withdrawal":
+    if request_type == "consent_withdrawal":
         return await restrictions.suspend_purposes(
             session,
-            subject_keys=request.subject_indexes,
+            subject_keys=subject_keys,
             purposes=optional_purposes(list(body.get("purposes") or [])),
-            request_id=request.id,
+            request_id=request_id,
             now=now,
             consent_withdrawal=True,
         )
