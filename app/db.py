@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,12 +98,26 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     For hot paths that run a few hand-written statements: asyncpg directly costs about a fifth
     of the CPU of a SQLAlchemy execute. The session still commits or rolls back as usual.
     """
+    driver, _ = await fetch_first(session, "SELECT")
+    return driver
+
+
+async def fetch_first(
+    session: AsyncSession, query: str, *args: Any
+) -> tuple[asyncpg.Connection, Mapping[Any, Any] | None]:
+    """Run ``query`` in the session's transaction; its first row, and the asyncpg connection
+    under the session for the statements that follow (see ``driver_connection``).
+
+    SQLAlchemy's adapter sends BEGIN lazily, before the first statement it runs itself: so the
+    first statement of a unit of work goes through SQLAlchemy, the next ones straight to asyncpg.
+    """
     connection = await session.connection()
     driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
-    if not driver.is_in_transaction():
-        # SQLAlchemy's adapter sends BEGIN lazily, before the first statement it runs itself.
-        await connection.exec_driver_sql("SELECT")
-    return driver
+    if driver.is_in_transaction():
+        return driver, await driver.fetchrow(query, *args)
+    result = await connection.exec_driver_sql(query, args)
+    row = result.mappings().first() if result.returns_rows else None
+    return driver, row
 
 
 @dataclass

@@ -14,7 +14,7 @@ from app.audit import trail
 from app.audit.actors import SYSTEM, Actor
 from app.config import Settings
 from app.crypto import Crypto
-from app.db import driver_connection
+from app.db import driver_connection, fetch_first
 from app.errors import DuplicateRequest, InvalidInput, Unauthenticated
 from app.models import SubjectIdentifier
 from app.models.requests import OPEN_STATUSES
@@ -87,6 +87,23 @@ WITH open_request AS (
         unnest($28::uuid[], $29::text[], $30::text[], $31::text[], $32::bytea[], $33::int[],
             $34::timestamptz[], $35::text[])
         AS o(id, kind, topic, target, payload, max_attempts, next_attempt_at, dedupe_key)
+), restricted AS (
+    INSERT INTO processing_restriction (
+        id, subject_key, item, role, record_ref, request_id, created_at
+    )
+    SELECT r.id, r.subject_key, r.item, r.role, r.record_ref, new_request.id, $15
+    FROM new_request,
+        unnest($38::uuid[], $39::text[], $40::text[], $41::text[], $42::text[])
+        AS r(id, subject_key, item, role, record_ref)
+    ON CONFLICT DO NOTHING
+), suspended AS (
+    INSERT INTO processing_suspension (
+        id, subject_key, purpose, request_id, consent_withdrawal, since
+    )
+    SELECT p.id, p.subject_key, p.purpose, new_request.id, p.consent_withdrawal, $15
+    FROM new_request, unnest($43::uuid[], $44::text[], $45::text[], $46::bool[])
+        AS p(id, subject_key, purpose, consent_withdrawal)
+    ON CONFLICT DO NOTHING
 ), answer AS (
     UPDATE idempotency_record SET status_code = 201, response = $36::text::jsonb
     WHERE id = $37 AND EXISTS (SELECT FROM new_request)
@@ -161,6 +178,10 @@ class _Rows:
             column.append(values[name])
         message_id: uuid.UUID = values["id"]
         return message_id
+
+
+def _columns(rows: list[dict[str, Any]], names: tuple[str, ...]) -> list[list[Any]]:
+    return [[row[name] for row in rows] for name in names]
 
 
 def _received_notice(
@@ -249,6 +270,13 @@ async def _create(
     ):
         # Approving (review, decision, fulfilment job) is the worker's: intake only queues it.
         rows.message(jobs.auto_review_message(crypto=crypto, request_id=received.id, now=now))
+    restricted, suspended = holds.intake_holds(
+        request_type=body.type,
+        subject_keys=indexes,
+        request_id=received.id,
+        body=stored,
+        now=now,
+    )
     answer = summary(received, now=now, tz=tz)
     driver = await driver_connection(session)
     await driver.execute(_LOCK_SUBJECTS, sorted(set(indexes)))
@@ -275,20 +303,14 @@ async def _create(
         *rows.outbox,
         json.dumps(answer),
         claim_id,
+        *_columns(restricted, ("id", "subject_key", "item", "role", "record_ref")),
+        *_columns(suspended, ("id", "subject_key", "purpose", "consent_withdrawal")),
     )
     if open_id is not None:
         raise DuplicateRequest(
             f"An open {body.type} request exists: {open_id}. Follow it, or withdraw it first.",
             open_request_id=str(open_id),
         )
-    await holds.hold_at_intake(
-        session,
-        request_type=body.type,
-        subject_keys=indexes,
-        request_id=received.id,
-        body=stored,
-        now=now,
-    )
     return answer
 
 
@@ -339,14 +361,14 @@ async def submit_subject_request(
     idempotency_key: str | None = None,
 ) -> Submitted:
     """A request from the app, by a subject who verified an identifier with a one-time code."""
-    driver = await driver_connection(session)
     claim_id: uuid.UUID | None = None
     if idempotency_key is None:
-        row = await driver.fetchrow(_IDENTIFIER, subject_index)
+        _, row = await fetch_first(session, _IDENTIFIER, subject_index)
     else:
         claim_id = uuid.uuid4()
         fingerprint_body = body.model_dump(mode="json")
-        row = await driver.fetchrow(
+        _, row = await fetch_first(
+            session,
             _IDENTIFIER_CLAIMING,
             subject_index,
             *idempotency.claim_values(
@@ -358,7 +380,7 @@ async def submit_subject_request(
                 ttl=timedelta(hours=settings.idempotency_ttl_hours),
             ),
         )
-        if row["claimed"] is None:
+        if row is not None and row["claimed"] is None:
             claim = await _settle_key(
                 session,
                 crypto=crypto,

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, insert
@@ -86,20 +86,19 @@ def subject_keys_for(crypto: Crypto, identifiers: Mapping[str, str | None]) -> l
     return keys
 
 
-async def restrict_items(
-    session: AsyncSession,
+def restriction_rows(
     *,
     subject_keys: Sequence[str],
     items: Iterable[str | RestrictedItem],
     request_id: uuid.UUID,
     now: datetime,
-) -> int:
-    """Restrict items of a subject until the correction ``request_id`` is done; returns new rows."""
+) -> list[dict[str, Any]]:
+    """The rows restricting these items of every subject key (checked: known item codes)."""
     scoped = [
         entry if isinstance(entry, RestrictedItem) else RestrictedItem(entry) for entry in items
     ]
     _check_items((entry.item for entry in scoped), "/items")
-    rows = [
+    return [
         {
             "id": uuid.uuid4(),
             "subject_key": key,
@@ -112,6 +111,18 @@ async def restrict_items(
         for key in dict.fromkeys(subject_keys)
         for entry in dict.fromkeys(scoped)
     ]
+
+
+async def restrict_items(
+    session: AsyncSession,
+    *,
+    subject_keys: Sequence[str],
+    items: Iterable[str | RestrictedItem],
+    request_id: uuid.UUID,
+    now: datetime,
+) -> int:
+    """Restrict items of a subject until the correction ``request_id`` is done; returns new rows."""
+    rows = restriction_rows(subject_keys=subject_keys, items=items, request_id=request_id, now=now)
     if not rows:
         return 0
     result = await session.execute(
@@ -145,19 +156,18 @@ async def lift_restrictions(
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def suspend_purposes(
-    session: AsyncSession,
+def suspension_rows(
     *,
     subject_keys: Sequence[str],
     purposes: Iterable[str],
     request_id: uuid.UUID,
     now: datetime,
     consent_withdrawal: bool = False,
-) -> int:
-    """Suspend processing for these purposes (PIPA Art. 37); returns new rows."""
+) -> list[dict[str, Any]]:
+    """The rows suspending these purposes for every subject key (checked: known purposes)."""
     chosen = list(dict.fromkeys(purposes))
     _check_purposes(chosen, "/purposes")
-    rows = [
+    return [
         {
             "id": uuid.uuid4(),
             "subject_key": key,
@@ -169,6 +179,25 @@ async def suspend_purposes(
         for key in dict.fromkeys(subject_keys)
         for purpose in chosen
     ]
+
+
+async def suspend_purposes(
+    session: AsyncSession,
+    *,
+    subject_keys: Sequence[str],
+    purposes: Iterable[str],
+    request_id: uuid.UUID,
+    now: datetime,
+    consent_withdrawal: bool = False,
+) -> int:
+    """Suspend processing for these purposes (PIPA Art. 37); returns new rows."""
+    rows = suspension_rows(
+        subject_keys=subject_keys,
+        purposes=purposes,
+        request_id=request_id,
+        now=now,
+        consent_withdrawal=consent_withdrawal,
+    )
     if not rows:
         return 0
     result = await session.execute(
