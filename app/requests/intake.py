@@ -233,8 +233,11 @@ async def _create(
     intake: Intake,
     actor: Actor,
     claim_id: uuid.UUID | None,
+    locked: bool = False,
 ) -> dict[str, Any]:
-    """Write the request and everything that comes with it; returns the 201 answer."""
+    """Write the request and everything that comes with it; returns the 201 answer.
+
+    ``locked``: the caller's first statement already took the subject lock."""
     indexes = [identifier.blind_index for identifier in intake.identifiers]
     tz = settings.display_timezone
     due = deadlines.due_after(now, days=settings.due_days[body.type], tz=tz)
@@ -279,7 +282,8 @@ async def _create(
     )
     answer = summary(received, now=now, tz=tz)
     driver = await driver_connection(session)
-    await driver.execute(_LOCK_SUBJECTS, sorted(set(indexes)))
+    if not locked:
+        await driver.execute(_LOCK_SUBJECTS, sorted(set(indexes)))
     open_id = await driver.fetchval(
         _WRITE_REQUEST,
         received.id,
@@ -334,9 +338,15 @@ async def _settle_key(
     )
 
 
-_IDENTIFIER = "SELECT id, kind, value_encrypted FROM subject_identifier WHERE blind_index = $1"
-# The same, claiming the Idempotency-Key in the same round trip (``claimed`` is null when the
-# key was used before: an answer to replay, a key reused, or one expired).
+# An app request's first statement: the subject lock (``_LOCK_SUBJECTS`` for its one key) and
+# the verified identifier, in one round trip (round trips, not SQL, are what intake pays for).
+_IDENTIFIER = """
+SELECT pg_advisory_xact_lock(hashtextextended('dsr:' || $1, 0)) AS locked,
+    i.id, i.kind, i.value_encrypted
+FROM (VALUES (1)) AS one (n) LEFT JOIN subject_identifier AS i ON i.blind_index = $1
+"""
+# The same, claiming the Idempotency-Key first (``claimed`` is null when the key was used
+# before: an answer to replay, a key reused, or one expired). Claim, then lock, as before.
 _IDENTIFIER_CLAIMING = """
 WITH claimed AS (
     INSERT INTO idempotency_record (id, principal, key, fingerprint, created_at, expires_at)
@@ -344,7 +354,9 @@ WITH claimed AS (
     ON CONFLICT ON CONSTRAINT uq_idempotency_record_key DO NOTHING
     RETURNING id
 )
-SELECT (SELECT id FROM claimed) AS claimed, i.id, i.kind, i.value_encrypted
+SELECT (SELECT id FROM claimed) AS claimed,
+    pg_advisory_xact_lock(hashtextextended('dsr:' || $1, 0)) AS locked,
+    i.id, i.kind, i.value_encrypted
 FROM (VALUES (1)) AS one (n) LEFT JOIN subject_identifier AS i ON i.blind_index = $1
 """
 
@@ -417,6 +429,7 @@ async def submit_subject_request(
         intake=intake,
         actor=actor,
         claim_id=claim_id,
+        locked=True,
     )
     return Submitted(answer=answer, replayed=False)
 

@@ -70,8 +70,16 @@ def decode_cursor(cursor: str, size: int) -> list[str]:
     return parts
 
 
+# Literal, not bound: the planner can then match the partial index of open requests
+# (ix_dsr_request_open_due) in every plan, generic ones included.
+_OPEN = sa.text(f"dsr_request.status IN ({', '.join(repr(s) for s in OPEN_STATUSES)})")
+# Above this many stored requests (planner statistics), closed statuses are counted from the
+# statistics instead of row by row: an exact count would read millions of rows per page.
+EXACT_COUNT_LIMIT = 100_000
+
+
 def _overdue_clause(now: datetime) -> Any:
-    return sa.and_(col(DsrRequest.status).in_(OPEN_STATUSES), col(DsrRequest.due_at) < now)
+    return sa.and_(_OPEN, col(DsrRequest.due_at) < now)
 
 
 def _filtered(query: Any, filters: RequestFilters, now: datetime) -> Any:
@@ -95,11 +103,33 @@ def _filtered(query: Any, filters: RequestFilters, now: datetime) -> Any:
 
 
 async def _counts(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
+    """Open statuses, overdue and failed: exact, each from a small index. Closed statuses: exact
+    up to ``EXACT_COUNT_LIMIT`` stored requests, then estimates from the planner's statistics
+    (refreshed by autovacuum), flagged in ``estimated``."""
     by_status = dict.fromkeys(STATUSES, 0)
-    rows = await session.execute(
-        sa.select(col(DsrRequest.status), sa.func.count()).group_by(col(DsrRequest.status))
-    )
-    for status, count in rows.all():
+    stored = (
+        await session.execute(
+            sa.text("SELECT reltuples FROM pg_class WHERE oid = 'dsr_request'::regclass")
+        )
+    ).scalar_one()
+    estimated = stored > EXACT_COUNT_LIMIT
+    counted = sa.select(col(DsrRequest.status), sa.func.count()).group_by(col(DsrRequest.status))
+    if estimated:
+        counted = counted.where(_OPEN)
+        rows = await session.execute(
+            sa.text(
+                "SELECT v.status, round(v.freq * c.reltuples)::bigint"
+                " FROM pg_class AS c, pg_stats AS s,"
+                " unnest(s.most_common_vals::text::text[], s.most_common_freqs)"
+                " AS v(status, freq)"
+                " WHERE c.oid = 'dsr_request'::regclass AND s.schemaname = current_schema()"
+                " AND s.tablename = 'dsr_request' AND s.attname = 'status'"
+            )
+        )
+        for status, count in rows.all():
+            if status in by_status and status not in OPEN_STATUSES:
+                by_status[status] = int(count)
+    for status, count in (await session.execute(counted)).all():
         by_status[status] = count
     overdue = (
         await session.execute(sa.select(sa.func.count()).where(_overdue_clause(now)))
@@ -114,6 +144,7 @@ async def _counts(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
     ).scalar_one()
     return {
         "by_status": by_status,
+        "estimated": [s for s in STATUSES if s not in OPEN_STATUSES] if estimated else [],
         "overdue": overdue,
         "fulfilment_failed": failed,
         "open_objections": open_objections,

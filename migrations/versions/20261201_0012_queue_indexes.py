@@ -1,0 +1,68 @@
+"""indexes for the staff queue and the outbox claim at ten million rows
+
+Every staff filter reads its page from an index in (due_at, id) order, so a page (first or
+deep, through the keyset cursor) reads about ``limit`` index entries whatever the table holds:
+by status, by type, overdue (open requests only: a partial index), by fulfilment state, by
+received time (its own range index), and by subject (the GIN index on subject_indexes already
+serves phone / e-mail search through the blind index). The outbox claim reads pending rows only
+(a partial index), so delivered history does not slow it.
+
+Revision ID: 0012
+Revises: 0006 (the lead re-chains at merge)
+Create Date: 2026-12-01
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0012"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+OPEN = sa.text("status IN ('received', 'in_review', 'in_progress')")
+
+
+def upgrade() -> None:
+    op.create_index("ix_dsr_request_status_due", "dsr_request", ["status", "due_at", "id"])
+    op.create_index("ix_dsr_request_type_due", "dsr_request", ["type", "due_at", "id"])
+    op.create_index(
+        "ix_dsr_request_open_due", "dsr_request", ["due_at", "id"], postgresql_where=OPEN
+    )
+    op.create_index(
+        "ix_dsr_request_fulfilment_due",
+        "dsr_request",
+        ["fulfilment_state", "due_at", "id"],
+        postgresql_where=sa.text("fulfilment_state IS NOT NULL"),
+    )
+    op.create_index("ix_dsr_request_received", "dsr_request", ["received_at", "id"])
+    # Superseded by the (status, due_at, id) index above.
+    op.drop_index("ix_dsr_request_status", table_name="dsr_request")
+    op.create_index(
+        "ix_outbox_message_pending",
+        "outbox_message",
+        ["next_attempt_at"],
+        postgresql_where=sa.text("status = 'pending'"),
+    )
+    # Stats and operators read pending, held and dead rows, never the delivered history.
+    op.create_index(
+        "ix_outbox_message_unfinished",
+        "outbox_message",
+        ["status", "kind"],
+        postgresql_where=sa.text("status NOT IN ('delivered', 'cancelled')"),
+    )
+    op.drop_index("ix_outbox_message_due", table_name="outbox_message")
+
+
+def downgrade() -> None:
+    op.create_index("ix_outbox_message_due", "outbox_message", ["status", "next_attempt_at"])
+    op.drop_index("ix_outbox_message_unfinished", table_name="outbox_message")
+    op.drop_index("ix_outbox_message_pending", table_name="outbox_message")
+    op.create_index("ix_dsr_request_status", "dsr_request", ["status"])
+    op.drop_index("ix_dsr_request_received", table_name="dsr_request")
+    op.drop_index("ix_dsr_request_fulfilment_due", table_name="dsr_request")
+    op.drop_index("ix_dsr_request_open_due", table_name="dsr_request")
+    op.drop_index("ix_dsr_request_type_due", table_name="dsr_request")
+    op.drop_index("ix_dsr_request_status_due", table_name="dsr_request")
