@@ -106,12 +106,21 @@ async def _counts(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
     """Open statuses, overdue and failed: exact, each from a small index. Closed statuses: exact
     up to ``EXACT_COUNT_LIMIT`` stored requests, then estimates from the planner's statistics
     (refreshed by autovacuum), flagged in ``estimated``."""
-    by_status = dict.fromkeys(STATUSES, 0)
-    stored = (
+    stored, overdue, failed, open_objections = (
         await session.execute(
-            sa.text("SELECT reltuples FROM pg_class WHERE oid = 'dsr_request'::regclass")
+            sa.select(
+                sa.text("(SELECT reltuples FROM pg_class WHERE oid = 'dsr_request'::regclass)"),
+                sa.select(sa.func.count()).where(_overdue_clause(now)).scalar_subquery(),
+                sa.select(sa.func.count())
+                .where(col(DsrRequest.fulfilment_state) == "failed")
+                .scalar_subquery(),
+                sa.select(sa.func.count())
+                .where(col(DsrObjection.status) == "open")
+                .scalar_subquery(),
+            )
         )
-    ).scalar_one()
+    ).one()
+    by_status = dict.fromkeys(STATUSES, 0)
     estimated = stored > EXACT_COUNT_LIMIT
     counted = sa.select(col(DsrRequest.status), sa.func.count()).group_by(col(DsrRequest.status))
     if estimated:
@@ -131,17 +140,6 @@ async def _counts(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
                 by_status[status] = int(count)
     for status, count in (await session.execute(counted)).all():
         by_status[status] = count
-    overdue = (
-        await session.execute(sa.select(sa.func.count()).where(_overdue_clause(now)))
-    ).scalar_one()
-    failed = (
-        await session.execute(
-            sa.select(sa.func.count()).where(col(DsrRequest.fulfilment_state) == "failed")
-        )
-    ).scalar_one()
-    open_objections = (
-        await session.execute(sa.select(sa.func.count()).where(col(DsrObjection.status) == "open"))
-    ).scalar_one()
     return {
         "by_status": by_status,
         "estimated": [s for s in STATUSES if s not in OPEN_STATUSES] if estimated else [],
@@ -151,7 +149,8 @@ async def _counts(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
     }
 
 
-def queue_row(request: DsrRequest, *, now: datetime, tz: str) -> dict[str, Any]:
+def queue_row(request: Any, *, now: datetime, tz: str) -> dict[str, Any]:
+    """A queue line from a ``DsrRequest`` or a row of its table (the same attribute names)."""
     return {
         **views.summary(request, now=now, tz=tz),
         "reference": reference(request.id),
@@ -176,7 +175,8 @@ async def list_staff_requests(
     actor: Actor,
 ) -> dict[str, Any]:
     """One page of the queue, earliest due first; the cursor is the last (due_at, id) seen."""
-    query = _filtered(select(DsrRequest), filters, now)
+    # Rows of the table, not ORM objects: building 50 of those cost more than the query.
+    query = _filtered(sa.select(DsrRequest.__table__), filters, now)  # type: ignore[attr-defined]
     if cursor is not None:
         due_text, id_text = decode_cursor(cursor, 2)
         try:
@@ -187,7 +187,7 @@ async def list_staff_requests(
             sa.tuple_(col(DsrRequest.due_at), col(DsrRequest.id)) > sa.tuple_(*after)
         )
     query = query.order_by(col(DsrRequest.due_at), col(DsrRequest.id)).limit(limit + 1)
-    rows = list((await session.exec(query)).all())
+    rows = list((await session.execute(query)).all())
     page, more = rows[:limit], len(rows) > limit
     next_cursor = encode_cursor(page[-1].due_at.isoformat(), page[-1].id) if more else None
     tz = settings.display_timezone
