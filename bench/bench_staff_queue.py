@@ -100,7 +100,7 @@ PHONE_SEARCH = (
 def subject_key(n: int) -> str:
     import hashlib
 
-    return hashlib.md5(str(n).encode()).hexdigest() + hashlib.md5(str(n + 1).encode()).hexdigest()  # noqa: S324
+    return hashlib.md5(str(n).encode()).hexdigest() + hashlib.md5(str(n + 1).encode()).hexdigest()
 
 
 async def timed(fn: Callable[[], Awaitable[Any]], runs: int) -> dict[str, float]:
