@@ -25,12 +25,21 @@ class ConfigError(RuntimeError):
     """The configuration cannot be used; the message names the setting."""
 
 
-class RetentionRule(BaseModel):
-    """A retention period required by law (privacy policy section 2) and its legal basis."""
+class RetentionSetting(BaseModel):
+    """One DSR_RETENTION_RULES entry, parsed into ``app.retention.rules.RetentionRule``."""
 
-    period: str = Field(pattern=r"^[1-9][0-9]{0,2}[ym]$", description="'5y', '3m', '12m'")
+    period: str = Field(description="'5y', '3m', '12m' (at least one month)")
     legal_basis_ko: str = Field(min_length=1)
     legal_basis_en: str = Field(min_length=1)
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        # Imported here: the rules module imports the vocabulary, which imports this module.
+        from app.retention.rules import parse_period
+
+        parse_period(value, setting="DSR_RETENTION_RULES")
+        return value
 
 
 _ECOMMERCE = (
@@ -40,7 +49,7 @@ _ECOMMERCE = (
 _SECRETS = ("통신비밀보호법", "Protection of Communications Secrets Act")
 
 
-def default_retention_rules() -> dict[str, RetentionRule]:
+def default_retention_rules() -> dict[str, RetentionSetting]:
     """The privacy policy's section 2 table, one named rule per row."""
     table = {
         "transactions": ("5y", ("국세기본법", "Framework Act on National Taxes")),
@@ -52,7 +61,7 @@ def default_retention_rules() -> dict[str, RetentionRule]:
         "access_logs_12m": ("12m", _SECRETS),
     }
     return {
-        name: RetentionRule(period=period, legal_basis_ko=ko, legal_basis_en=en)
+        name: RetentionSetting(period=period, legal_basis_ko=ko, legal_basis_en=en)
         for name, (period, (ko, en)) in table.items()
     }
 
@@ -94,6 +103,10 @@ class Settings(BaseSettings):
         default=True, description="approve access requests verified by one-time code at intake"
     )
     extension_max_days: int = Field(default=60, ge=1, le=365)
+    single_officer_refusals: bool = Field(
+        default=False,
+        description="let a privacy officer refuse without a colleague's proposal (one officer)",
+    )
     objection_window_days: int = Field(default=30, ge=1, le=365)
     objection_due_days: int = Field(default=10, ge=1, le=30)
     idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
@@ -179,6 +192,14 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = 1.0
     worker_batch_size: int = 50
     worker_lease_seconds: int = 60
+    outbox_payload_retention_days: int = Field(
+        default=3,
+        ge=0,
+        description="days a delivered or dead message keeps its payload (replay), then destroyed",
+    )
+    outbox_retention_batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="payloads destroyed per transaction"
+    )
 
     # Data map and access reports
     datamap_path: Path | None = Field(
@@ -202,12 +223,12 @@ class Settings(BaseSettings):
 
     # Retention (privacy policy section 2). DSR_RETENTION_RULES (JSON) overrides or adds rules
     # by name; the others keep their defaults.
-    retention_rules: dict[str, RetentionRule] = Field(default_factory=default_retention_rules)
+    retention_rules: dict[str, RetentionSetting] = Field(default_factory=default_retention_rules)
     retention_purge_batch_size: int = Field(default=1000, ge=1, le=50_000)
 
     @field_validator("retention_rules", mode="after")
     @classmethod
-    def _keep_default_rules(cls, value: dict[str, RetentionRule]) -> dict[str, RetentionRule]:
+    def _keep_default_rules(cls, value: dict[str, RetentionSetting]) -> dict[str, RetentionSetting]:
         return {**default_retention_rules(), **value}
 
     def key_bytes(self, name: str) -> bytes:

@@ -2,11 +2,17 @@
 
 Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread,
 which costs more than the getter itself on every request.
+
+The session is function-scoped: its unit of work commits when the handler returns and **before**
+the response is sent, so a client told ``201`` can read what it wrote on any connection, and a
+commit that fails answers ``503`` instead of a success that was never stored.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 import httpx
@@ -14,11 +20,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.audit.actors import Actor
 from app.clock import Clock
 from app.config import Settings
 from app.crypto import Crypto
 from app.db import Database
-from app.errors import DomainError, Forbidden, Unauthenticated
+from app.errors import CommitFailed, Forbidden, Unauthenticated
 from app.security import Principal, Role, TokenService
 from app.subjects import identifiers
 
@@ -48,19 +55,25 @@ async def get_tokens(request: Request) -> TokenService:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One unit of work per request: commit when the handler returns, roll back on error."""
+    """One unit of work per request (``Database.transaction``), closed before the response.
+
+    A failure of the commit itself (deadlock, failover, dropped connection) becomes
+    ``CommitFailed`` (503 + Retry-After): the client retries, with its Idempotency-Key if any.
+    """
     database: Database = request.app.state.db
-    async with database.sessionmaker() as session:
-        try:
-            yield session
-            await session.commit()
-        except DomainError as exc:
-            # An error that records state (a wrong one-time code) keeps its changes.
-            await (session.commit() if exc.keep_changes else session.rollback())
+    handler_error: BaseException | None = None
+    try:
+        async with database.transaction() as session:
+            try:
+                yield session
+            except BaseException as exc:
+                handler_error = exc
+                raise
+    except Exception as exc:
+        if exc is handler_error or isinstance(exc, CommitFailed):
             raise
-        except BaseException:
-            await session.rollback()
-            raise
+        # Not the handler's error: the COMMIT (or ROLLBACK) at the end of the unit failed.
+        raise CommitFailed() from exc
 
 
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -78,7 +91,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 CryptoDep = Annotated[Crypto, Depends(get_crypto)]
 HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the code after ``yield`` (the commit) runs before the response is sent.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
 ClientIpDep = Annotated[str, Depends(client_ip)]
@@ -142,3 +156,66 @@ OfficerPrincipal = Annotated[Principal, Depends(require_roles(Role.PRIVACY_OFFIC
 # Legal decisions (refusals, postponements, objections): the privacy officer alone, not admin.
 DeciderPrincipal = Annotated[Principal, Depends(require_roles(Role.PRIVACY_OFFICER))]
 ServicePrincipal = Annotated[Principal, Depends(require_roles(Role.SERVICE))]
+
+
+@dataclass(frozen=True)
+class StaffContext:
+    """What every staff handler needs: the unit of work, the time, keys, settings, who acts."""
+
+    session: AsyncSession
+    now: datetime
+    crypto: Crypto
+    settings: Settings
+    actor: Actor
+    principal: Principal
+
+
+@dataclass(frozen=True)
+class _Unit:
+    session: AsyncSession
+    now: datetime
+    crypto: Crypto
+    settings: Settings
+    client_ip: str
+
+    def acting(self, principal: Principal) -> StaffContext:
+        return StaffContext(
+            session=self.session,
+            now=self.now,
+            crypto=self.crypto,
+            settings=self.settings,
+            actor=Actor.of(principal, self.client_ip),
+            principal=principal,
+        )
+
+
+async def _unit(
+    session: SessionDep,
+    clock: ClockDep,
+    crypto: CryptoDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+) -> _Unit:
+    # One ``now`` per request: the handler, the audit entry and the answer agree on the time.
+    return _Unit(session, clock.now(), crypto, settings, client_ip)
+
+
+_UnitDep = Annotated[_Unit, Depends(_unit)]
+
+
+async def get_staff_context(principal: StaffPrincipal, unit: _UnitDep) -> StaffContext:
+    return unit.acting(principal)
+
+
+async def get_officer_context(principal: OfficerPrincipal, unit: _UnitDep) -> StaffContext:
+    return unit.acting(principal)
+
+
+async def get_decider_context(principal: DeciderPrincipal, unit: _UnitDep) -> StaffContext:
+    return unit.acting(principal)
+
+
+# Any staff role / privacy officer or admin / the privacy officer alone.
+StaffDep = Annotated[StaffContext, Depends(get_staff_context)]
+OfficerDep = Annotated[StaffContext, Depends(get_officer_context)]
+DeciderDep = Annotated[StaffContext, Depends(get_decider_context)]

@@ -90,6 +90,11 @@ class FourEyesRequired(Forbidden):
     title = "Another privacy officer must decide this"
 
 
+class PostponementNotAllowed(Conflict):
+    code = "postponement-not-allowed"
+    title = "This request cannot be postponed"
+
+
 class ObjectionNotAllowed(Conflict):
     code = "objection-not-allowed"
     title = "An objection cannot be made now"
@@ -99,6 +104,11 @@ class Gone(DomainError):
     status = 410
     code = "gone"
     title = "No longer available"
+
+
+class PayloadDestroyed(Gone):
+    code = "payload-destroyed"
+    title = "The message's content was destroyed after its retention period"
 
 
 class RateLimited(DomainError):
@@ -143,6 +153,17 @@ class ServiceUnavailable(DomainError):
     status = 503
     code = "unavailable"
     title = "Service unavailable"
+
+
+class CommitFailed(ServiceUnavailable):
+    """The unit of work could not be committed: nothing is known stored; retry shortly."""
+
+    code = "commit-failed"
+    title = "The change could not be saved; try again"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.headers["Retry-After"] = str(max(1, int(retry_after)))
 
 
 def problem_type(code: str) -> str:

@@ -19,6 +19,7 @@ from app.db import Database, database_url
 from app.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, RequestIdMiddleware
 from app.migrate import head_revision
 from app.observability import Metrics
+from app.outbox.worker import Worker
 from app.problems import install_problem_handlers
 from app.routers import (
     health,
@@ -30,7 +31,7 @@ from app.routers import (
     verifications,
 )
 from app.security import TokenService
-from app.worker import Worker, build_context, build_registry
+from app.worker import build_context, build_registry
 
 logger = logging.getLogger("dsr.app")
 

@@ -28,8 +28,16 @@ from typing import Any, Literal, Protocol
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from jose import jwk, jwt
+from jose import jwt
 from jose.backends.base import Key
+
+# The cryptography backend, named: python-jose falls back to ``ecdsa``/``rsa`` (pure Python,
+# with known timing weaknesses) when it cannot import it; this import fails loudly instead.
+from jose.backends.cryptography_backend import (
+    CryptographyECKey,
+    CryptographyHMACKey,
+    CryptographyRSAKey,
+)
 from jose.exceptions import JOSEError
 
 from app.config import EXTERNAL_ALGORITHMS, ConfigError, Settings, check_token_issuers
@@ -46,6 +54,11 @@ DEV_KEY_ID = "dsr-dev-1"
 ALGORITHMS = ["HS256"]  # our own tokens' allow-list; never taken from the token
 
 _KEY_TYPE = {"HS": "oct", "RS": "RSA", "ES": "EC"}
+_KEY_CLASS: dict[str, type[Key]] = {
+    "oct": CryptographyHMACKey,
+    "RSA": CryptographyRSAKey,
+    "EC": CryptographyECKey,
+}
 _CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _PUBLIC_MEMBERS = ("kty", "kid", "alg", "use", "n", "e", "crv", "x", "y")
 
@@ -108,9 +121,14 @@ class VerificationKey:
         if self.kty == "EC" and self.crv is not None and _CURVE.get(alg) != self.crv:
             raise Unauthenticated("The token's algorithm does not match its key.")
         try:
-            return jwk.construct(self.material, alg)
+            return jose_key(self.material, alg)
         except (JOSEError, ValueError, TypeError, KeyError):
             raise Unauthenticated("The token's algorithm does not match its key.") from None
+
+
+def jose_key(material: Any, alg: str) -> Key:
+    """A jose key for ``alg`` built by the cryptography backend (never ``ecdsa`` or ``rsa``)."""
+    return _KEY_CLASS[_KEY_TYPE[alg[:2]]](material, alg)
 
 
 class KeySource(Protocol):
@@ -209,7 +227,7 @@ def parse_jwks(document: Any) -> dict[str, VerificationKey]:
             continue
         public = {name: entry[name] for name in _PUBLIC_MEMBERS if name in entry}
         try:
-            jwk.construct(public, alg or ("RS256" if kty == "RSA" else "ES256"))
+            jose_key(public, alg or ("RS256" if kty == "RSA" else "ES256"))
         except (JOSEError, ValueError, TypeError, KeyError):  # a malformed key: skip it alone
             continue
         keys[kid] = VerificationKey(

@@ -1,14 +1,18 @@
-"""Fixed vocabularies of requests: types, items, categories, purposes, refusal grounds.
+"""The one vocabulary: request types, items and their categories, purposes, roles, grounds.
 
 Item, category and purpose codes follow section 1 of the privacy policy; the data map
-(``datamap.yaml``), the usage-check API, corrections and retained records use the same codes.
-Refusal grounds map each code to its legal source.
+(``datamap.yaml``, validated against these tables), the request API, the access report,
+deletion, corrections, the usage-check API and retained records use the same codes and labels.
+Refusal grounds and the withholding grounds of access reports map each code to its legal source.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.config import REQUEST_TYPES
 
@@ -25,50 +29,102 @@ TYPE_LABELS: dict[str, dict[str, str]] = {
 assert set(TYPE_LABELS) == set(REQUEST_TYPES)
 
 
+class Text(BaseModel):
+    """A label in Korean and English (texts reaching a data subject come in both)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ko: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+    def get(self, lang: str) -> str:
+        return self.en if lang == "en" else self.ko
+
+
 @dataclass(frozen=True)
 class Item:
+    """An item of personal information and the one category it belongs to."""
+
     code: str
     category: str
     correctable: bool
     ko: str
     en: str
 
+    @property
+    def label(self) -> Text:
+        return Text(ko=self.ko, en=self.en)
+
+
+# Categories say what kind of information an item is, as a data subject would group it; the
+# privacy policy's section 1 lists the same items under its purposes (delivery, counseling, app,
+# marketing), which are the PURPOSES below, not categories. The data map, deletion by category
+# and the access report all take an item's category from here.
+CATEGORIES: dict[str, Text] = {
+    "identity": Text(ko="신원 정보", en="Identity"),
+    "contact": Text(ko="연락처 정보", en="Contact details"),
+    "customs": Text(ko="통관 정보", en="Customs clearance information"),
+    "device": Text(ko="기기 정보", en="Device information"),
+    "counseling_records": Text(ko="상담·문의 내용", en="Counseling and inquiries"),
+    "logs": Text(ko="접속·이용 기록", en="Access and service use records"),
+}
 
 ITEMS: dict[str, Item] = {
     item.code: item
     for item in (
-        Item("name", "identity", True, "이름", "name"),
-        Item("phone", "contact", True, "전화번호", "phone number"),
-        Item("address", "contact", True, "주소", "address"),
-        Item("email", "contact", True, "이메일", "e-mail address"),
-        Item("customs_code", "customs", True, "개인통관고유부호", "personal customs code"),
-        Item("company_name", "marketing", True, "회사명", "company name"),
-        Item("company_address", "marketing", True, "회사 주소", "company address"),
-        Item("device_serial", "device", False, "기기 일련번호", "device serial number"),
-        Item("inquiry", "counseling", False, "상담 내용", "inquiry"),
+        Item("name", "identity", True, "이름", "Name"),
+        Item("company_name", "identity", True, "회사명", "Company name"),
+        Item("phone", "contact", True, "전화번호", "Phone number"),
+        Item("email", "contact", True, "이메일", "E-mail address"),
+        Item("address", "contact", True, "주소", "Address"),
+        Item("company_address", "contact", True, "회사 주소", "Company address"),
+        Item(
+            "customs_code", "customs", True, "개인통관고유부호", "Personal customs clearance code"
+        ),
+        Item("device_serial", "device", False, "기기 일련번호", "Device serial number"),
+        Item("inquiry", "counseling_records", False, "문의 내용", "Inquiry"),
         Item("ip_address", "logs", False, "접속 IP 주소", "IP address"),
-        Item("access_time", "logs", False, "접속 일시", "access time"),
-        Item("service_use", "logs", False, "서비스 이용기록", "service use records"),
+        Item("access_time", "logs", False, "접속 일시", "Date and time of access"),
+        Item("service_use", "logs", False, "서비스 이용 기록", "Record of service use"),
     )
 }
+assert {item.category for item in ITEMS.values()} == set(CATEGORIES)
 
-CATEGORIES: dict[str, dict[str, str]] = {
-    "identity": {"ko": "신원 정보", "en": "identity"},
-    "contact": {"ko": "연락처 정보", "en": "contact details"},
-    "customs": {"ko": "통관 정보", "en": "customs clearance"},
-    "marketing": {"ko": "마케팅·이벤트 정보", "en": "marketing and events"},
-    "device": {"ko": "기기 정보", "en": "device"},
-    "counseling": {"ko": "상담 기록", "en": "counseling records"},
-    "logs": {"ko": "접속·이용 기록", "en": "access and use logs"},
+# The purposes of privacy policy section 1 (and the access logs of its item 5).
+PURPOSES: dict[str, Text] = {
+    "delivery": Text(
+        ko="택배 서비스 제공(계약 체결·이행, 배송, 요금 정산, 사고 처리 및 보상)",
+        en="Delivery service (contract, delivery of goods, payment, accident handling)",
+    ),
+    "customs_clearance": Text(ko="수출입 통관", en="Customs clearance for import and export"),
+    "counseling": Text(
+        ko="고객 상담(본인 확인, 사실 확인을 위한 연락, 처리 결과 안내)",
+        en="Customer counseling (identification, contact, result of handling)",
+    ),
+    "app_service": Text(
+        ko="모바일 앱 서비스(고객 식별, 배송 조회·예약, 푸시 알림)",
+        en="Mobile app service (identification, tracking and reservation, push messages)",
+    ),
+    "marketing": Text(
+        ko="마케팅 및 이벤트 안내(선택 동의)", en="Marketing and events (optional consent)"
+    ),
+    "service_logs": Text(
+        ko="서비스 이용 기록 보관(통신사실확인자료)", en="Service use records (access logs)"
+    ),
 }
 
-PURPOSES: dict[str, dict[str, str]] = {
-    "delivery": {"ko": "배송 서비스 제공", "en": "delivery service"},
-    "customs_clearance": {"ko": "통관", "en": "customs clearance"},
-    "counseling": {"ko": "고객 상담", "en": "customer counseling"},
-    "app_service": {"ko": "모바일 앱 서비스", "en": "mobile app service"},
-    "marketing": {"ko": "마케팅·이벤트", "en": "marketing and events"},
-    "service_logs": {"ko": "서비스 이용기록 관리", "en": "service logs"},
+# One code names one thing: a refusal entry's code may be an item, a category or a purpose.
+assert not (set(ITEMS) & set(CATEGORIES) or set(ITEMS) & set(PURPOSES))
+assert not set(CATEGORIES) & set(PURPOSES)
+
+# The roles a person has in a record (the data map may label others itself).
+ROLES: dict[str, Text] = {
+    "sender": Text(ko="보내는 분", en="Sender"),
+    "recipient": Text(ko="받는 분", en="Recipient"),
+    "customer": Text(ko="고객", en="Customer"),
+    "user": Text(ko="앱 이용자", en="App user"),
+    "subscriber": Text(ko="수신 동의자", en="Subscriber"),
+    "account": Text(ko="계정 이용자", en="Account holder"),
 }
 
 # The same codes as types, for request and response bodies.
@@ -86,25 +142,16 @@ ItemCode = Literal[
     "access_time",
     "service_use",
 ]
+CategoryCode = Literal["identity", "contact", "customs", "device", "counseling_records", "logs"]
 PurposeCode = Literal[
     "delivery", "customs_clearance", "counseling", "app_service", "marketing", "service_logs"
 ]
 assert set(get_args(ItemCode)) == set(ITEMS)
+assert set(get_args(CategoryCode)) == set(CATEGORIES)
 assert set(get_args(PurposeCode)) == set(PURPOSES)
 
 # Purposes a data subject consented to separately and may withdraw (PIPA Art. 37(1), 22).
 OPTIONAL_PURPOSES: frozenset[str] = frozenset({"marketing"})
-
-RetentionRuleName = Literal[
-    "transactions",
-    "contracts",
-    "complaints",
-    "service_calls",
-    "advertising",
-    "access_logs_3m",
-    "access_logs_12m",
-]
-RETENTION_RULE_NAMES: tuple[str, ...] = get_args(RetentionRuleName)
 
 
 def is_purpose(value: str) -> bool:
@@ -113,6 +160,12 @@ def is_purpose(value: str) -> bool:
 
 def is_item(value: str) -> bool:
     return value in ITEMS
+
+
+def items_in(categories: Iterable[str]) -> set[str]:
+    """The items of these categories (the one item→category mapping)."""
+    wanted = set(categories)
+    return {code for code, item in ITEMS.items() if item.category in wanted}
 
 
 @dataclass(frozen=True)
@@ -231,6 +284,33 @@ GROUNDS: dict[str, Ground] = {
 }
 
 
+# Grounds for withholding an item from an access report (PIPA Art. 35(4)); a data map's
+# ``withhold`` and a reviewer's withholding name one. Each maps to the refusal ground above that
+# the partial refusal of the request records.
+WithholdingGround = Literal["art35_4_1", "art35_4_2", "art35_4_3"]
+WITHHOLDING_GROUNDS: dict[str, Text] = {
+    "art35_4_1": Text(
+        ko="법률에 따라 열람이 금지되거나 제한되는 경우(개인정보 보호법 제35조제4항제1호)",
+        en="Access is prohibited or restricted by law (PIPA Art. 35(4)1)",
+    ),
+    "art35_4_2": Text(
+        ko="다른 사람의 생명·신체를 해할 우려가 있거나 다른 사람의 재산과 그 밖의 이익을 부당하게 "
+        "침해할 우려가 있는 경우(개인정보 보호법 제35조제4항제2호)",
+        en="Access may harm another person's life or body or unfairly infringe their property "
+        "or other interests (PIPA Art. 35(4)2)",
+    ),
+    "art35_4_3": Text(
+        ko="공공기관의 업무 수행에 중대한 지장을 초래하는 경우(개인정보 보호법 제35조제4항제3호)",
+        en="Access would seriously disrupt a public institution's duties (PIPA Art. 35(4)3)",
+    ),
+}
+assert set(get_args(WithholdingGround)) == set(WITHHOLDING_GROUNDS)
+WITHHOLDING_TO_REFUSAL_GROUND: dict[str, str] = {
+    "art35_4_1": "pipa_35_4_1",
+    "art35_4_2": "pipa_35_4_2",
+}
+
+
 def item_label(code: str, locale: str) -> str:
     """A readable name for an item, category or purpose code (the code itself if unknown)."""
     lang = "ko" if locale == "ko" else "en"
@@ -239,5 +319,5 @@ def item_label(code: str, locale: str) -> str:
         return item.ko if lang == "ko" else item.en
     for table in (PURPOSES, CATEGORIES):
         if code in table:
-            return table[code][lang]
+            return table[code].get(lang)
     return code

@@ -19,8 +19,9 @@ from app.config import KEY_FIELDS, Settings, new_key
 from app.db import Database
 from app.main import create_app
 from app.models import metadata
+from app.outbox.worker import Worker
 from app.security import TokenService
-from app.worker import Worker, build_context, build_registry
+from app.worker import build_context, build_registry
 from tests.support.database import fresh_database, server_url
 from tests.support.servers import RecordingServer
 

@@ -17,7 +17,7 @@ from app.clock import FrozenClock
 from app.datamap.connectors.postgres import connect
 from app.db import Database
 from app.demo.load import DEMO_SUBJECT, demo_datamap_text, drop_demo, load_demo
-from app.worker import Worker
+from app.outbox.worker import Worker
 from tests.conftest import FROZEN_AT
 from tests.support.lifecycle import make_subject
 from tests.support.servers import RecordingServer

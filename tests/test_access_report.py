@@ -26,19 +26,19 @@ from app.db import Database
 from app.demo.load import DEMO_SUBJECT, demo_datamap_text, drop_demo, load_demo
 from app.errors import Gone, NotFound
 from app.fulfilment.access import (
-    ACCESS_REPORT_READY,
     enqueue_access_fulfilment,
     purge_access_reports,
     subject_blind_index,
 )
-from app.fulfilment.common import DATAMAP
 from app.fulfilment.reports.builder import Withholding, generate_access_report
 from app.fulfilment.reports.html import render_access_report_html
 from app.fulfilment.reports.store import load_access_report, store_access_report
 from app.models import AccessReportRecord, OutboxMessage
 from app.outbox import queue
+from app.outbox.jobs import WorkerContext
+from app.outbox.worker import Worker
 from app.schemas.reports import AccessReport
-from app.worker import Worker, WorkerContext, build_registry
+from app.worker import build_registry
 from tests.conftest import FROZEN_AT
 from tests.support.dsr_source import ReferenceSource, SourceRecord
 from tests.support.servers import closed_port
@@ -130,7 +130,7 @@ async def test_demo_subject_report_lists_every_item_in_both_roles(
     assert records[("deliveries", "sender")] == len(s.sent_with)
     assert records[("deliveries", "recipient")] == len(s.received_with)
     categories = {i.item: i.category for i in report.items}
-    assert categories["customs_code"] == "identification" and categories["phone"] == "contact"
+    assert categories["customs_code"] == "customs" and categories["phone"] == "contact"
     assert report.complete and report.subject.identifiers == [
         "010-****-0001",
         "d***********@example.com",
@@ -343,7 +343,7 @@ async def test_http_source_is_in_the_report_and_its_values_are_escaped(
                         "fields": [
                             {
                                 "column": "nickname",
-                                "item": "nickname",
+                                "item": "name",
                                 "label": {"ko": "닉네임", "en": "Nickname"},
                             },
                             {"column": "phone", "item": "phone"},
@@ -354,7 +354,7 @@ async def test_http_source_is_in_the_report_and_its_values_are_escaped(
         )
         report = await make_report(demo_loaded, settings, parse_datamap(data))
     items = held(report)
-    assert items[("chats", "customer", "nickname")] == ["<script>alert(1)</script>"]
+    assert items[("chats", "customer", "name")] == ["<script>alert(1)</script>"]
     assert {s.name: s.records for s in report.sources} == {"crm": 1, "demo": 12}
     assert "channel-corp" in {p.processor for p in report.third_parties}
     html = render_access_report_html(report)
@@ -445,7 +445,7 @@ def job_worker(worker: Worker, completed: list[dict[str, Any]]) -> Iterator[Work
         ).scalar()
         completed.append({"request_id": request_id, "report": report, "stored_rows": count})
 
-    worker.ctx.extras[ACCESS_REPORT_READY] = on_ready
+    worker.ctx.access_report_ready = on_ready
     yield worker
 
 
@@ -476,7 +476,7 @@ async def queue_job(worker: Worker, request_id: uuid.UUID) -> None:
 async def test_job_generates_stores_and_completes(
     demo_loaded: str, job_worker: Worker, demo_map: DataMap, completed: list[dict[str, Any]]
 ) -> None:
-    job_worker.ctx.extras[DATAMAP] = demo_map
+    job_worker.ctx.datamap = demo_map
     request_id = uuid.uuid4()
     await queue_job(job_worker, request_id)
     assert await job_worker.drain() == 1
@@ -509,7 +509,7 @@ async def test_a_source_that_is_down_makes_the_job_retry_with_no_report(
     archived = json.loads(json.dumps(data["collections"][3]))
     archived.update(name="archived_installs", source="archive")
     data["collections"].append(archived)
-    job_worker.ctx.extras[DATAMAP] = parse_datamap(data)
+    job_worker.ctx.datamap = parse_datamap(data)
     request_id = uuid.uuid4()
     await queue_job(job_worker, request_id)
     assert await job_worker.run_once() == 1
@@ -527,7 +527,7 @@ async def test_a_source_that_is_down_makes_the_job_retry_with_no_report(
         "token": TOKEN,
     }
     archived.update(resource="installs")
-    job_worker.ctx.extras[DATAMAP] = parse_datamap(data)
+    job_worker.ctx.datamap = parse_datamap(data)
     clock.advance(timedelta(hours=1))
     assert await job_worker.run_once() == 1
     async with job_worker.ctx.db.sessionmaker() as session:
@@ -535,7 +535,7 @@ async def test_a_source_that_is_down_makes_the_job_retry_with_no_report(
         assert (await session.exec(select(AccessReportRecord))).all() == []
     assert message.status == "pending" and message.attempts == 2
     # Once the source is back (here: dropped from the map), the report is made.
-    job_worker.ctx.extras[DATAMAP] = parse_datamap(demo_map_data())
+    job_worker.ctx.datamap = parse_datamap(demo_map_data())
     clock.advance(timedelta(hours=1))
     assert await job_worker.run_once() == 1
     assert len(completed) == 1

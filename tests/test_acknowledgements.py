@@ -13,9 +13,9 @@ from standardwebhooks import Webhook
 
 from app.clock import FrozenClock
 from app.db import Database
+from app.outbox.worker import Worker
 from app.webhooks.acknowledgements import processor_confirmations
 from app.webhooks.signing import webhook_id
-from app.worker import Worker
 from tests.support.servers import RecordingServer
 from tests.support.webhooks import notify, register
 

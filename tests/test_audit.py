@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from app.audit import trail
 from app.clock import FrozenClock
 from app.db import Database
-from app.worker import Worker
+from app.outbox.worker import Worker
 
 
 async def write_entries(db: Database, clock: FrozenClock, count: int) -> None:

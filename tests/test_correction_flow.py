@@ -25,11 +25,10 @@ from app.datamap.loader import parse_datamap
 from app.db import Database
 from app.demo.load import DEMO_SUBJECT, demo_datamap_text, drop_demo, load_demo
 from app.demo.processors import PROCESSORS
-from app.fulfilment import common
-from app.worker import Worker
+from app.outbox.worker import Worker
 from tests.conftest import FROZEN_AT
 from tests.support.dsr_source import ReferenceSource, SourceRecord
-from tests.support.lifecycle import AGENT, OFFICER, Subject, make_subject, staff
+from tests.support.lifecycle import AGENT, OFFICER, Subject, make_subject, propose_refusal, staff
 from tests.support.servers import RecordingServer
 from tests.support.webhooks import register, verified
 
@@ -281,6 +280,7 @@ async def test_ending_a_correction_without_fulfilment_lifts_the_restriction(
     if how == "refuse":
         agent = staff(app, *AGENT)
         await client.post(f"/v1/staff/requests/{request_id}/review", headers=agent)
+        await propose_refusal(app, client, request_id, {"ground": "identity_not_verified"})
         refused = await client.post(
             f"/v1/staff/requests/{request_id}/refuse",
             json={"ground": "identity_not_verified", "explanation": "본인 확인이 되지 않았습니다."},
@@ -382,7 +382,7 @@ async def test_source_down_before_anything_is_written_changes_nothing(
     clock: FrozenClock,
     crm: ReferenceSource,
 ) -> None:
-    worker.ctx.extras[common.DATAMAP] = with_crm(crm.url)
+    worker.ctx.datamap = with_crm(crm.url)
     before = await deliveries(db)
     subject = await make_subject(app, DEMO_PHONE)
     request_id = await submit(client, subject, [{"item": "phone", "new_value": "010-5555-0009"}])
@@ -413,7 +413,7 @@ async def test_failure_mid_correction_retries_the_same_plan_and_converges(
     receiver: RecordingServer,
     secrets: dict[str, str],
 ) -> None:
-    worker.ctx.extras[common.DATAMAP] = with_crm(crm.url)
+    worker.ctx.datamap = with_crm(crm.url)
     before = await deliveries(db)
     subject = await make_subject(app, DEMO_PHONE)
     request_id = await submit(client, subject, [{"item": "phone", "new_value": "010-5555-0009"}])
@@ -464,7 +464,7 @@ async def test_operator_retry_after_exhausted_attempts_finishes_the_same_plan(
     receiver: RecordingServer,
     secrets: dict[str, str],
 ) -> None:
-    worker.ctx.extras[common.DATAMAP] = with_crm(crm.url)
+    worker.ctx.datamap = with_crm(crm.url)
     subject = await make_subject(app, DEMO_PHONE)
     request_id = await submit(client, subject, [{"item": "phone", "new_value": "010-5555-0009"}])
     await approve(app, client, request_id)
@@ -504,6 +504,9 @@ async def test_partial_approval_corrects_only_the_granted_items_and_lifts_all(
     )
     officer = staff(app, *OFFICER, sub="officer-1")
     await client.post(f"/v1/staff/requests/{request_id}/review", headers=officer)
+    await propose_refusal(
+        app, client, request_id, {"refused_items": [{"item": "name", "ground": "policy_6_1"}]}
+    )
     approved = await client.post(
         f"/v1/staff/requests/{request_id}/approve",
         json={

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from app.config import ConfigError, Settings
+from app.config import ConfigError, Settings, default_retention_rules
 from app.datamap.identifiers import SubjectIdentifiers, identifier_candidates
 from app.datamap.loader import DataMapError, load_configured_datamap, load_datamap, parse_datamap
-from app.datamap.schema import DataMap, add_months, default_rules, quote_ident
+from app.datamap.schema import DataMap, default_rules, quote_ident
 from app.demo.load import demo_datamap_text, write_demo_datamap
 from app.main import create_app
-from app.vocabulary import RETENTION_RULE_NAMES
+from app.retention.rules import add_months
 
 
 def base_map() -> dict[str, Any]:
@@ -277,7 +277,7 @@ def test_policy_retention_rules() -> None:
     for name, (months, law) in expected.items():
         assert rules[name].months == months
         assert law in rules[name].legal_basis.en
-    assert set(expected) == set(RETENTION_RULE_NAMES)
+    assert set(expected) == set(default_retention_rules())
     assert rules["until_purpose_achieved"].retain_until(datetime(2026, 1, 1, tzinfo=UTC)) is None
     start = datetime(2024, 1, 31, 9, tzinfo=UTC)
     assert rules["access_logs_3m"].retain_until(start) == datetime(2024, 4, 30, 9, tzinfo=UTC)
@@ -326,4 +326,4 @@ def test_the_map_cannot_define_its_own_rules() -> None:
 def test_every_demo_rule_is_a_setting() -> None:
     demo = parse_datamap(yaml.safe_load(demo_datamap_text()))
     for spec in demo.collections:
-        assert spec.retention.rule in (*RETENTION_RULE_NAMES, "until_purpose_achieved")
+        assert spec.retention.rule in (*default_retention_rules(), "until_purpose_achieved")

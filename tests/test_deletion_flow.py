@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -24,17 +25,21 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from app.clock import FrozenClock
+from app.datamap.connectors import open_connectors
 from app.datamap.connectors.postgres import connect
+from app.datamap.identifiers import SubjectIdentifiers
 from app.datamap.loader import parse_datamap
 from app.db import Database
 from app.demo.load import DEMO_SUBJECT, demo_datamap_text, drop_demo, load_demo
 from app.errors import NotFound
-from app.fulfilment.common import DATAMAP
-from app.fulfilment.deletion import handle_fulfil_deletion
+from app.fulfilment.deletion import earlier_plans, handle_fulfil_deletion
+from app.fulfilment.reports.builder import generate_access_report
 from app.models import OutboxMessage, RetentionKey
+from app.outbox.jobs import Dead, Sent
 from app.outbox.queue import read_payload
+from app.outbox.worker import Worker
 from app.retention import store
-from app.worker import Dead, Sent, Worker
+from app.vocabulary import CATEGORIES
 from tests.conftest import FROZEN_AT
 from tests.support.lifecycle import drive, make_subject
 from tests.support.servers import RecordingServer
@@ -361,7 +366,7 @@ async def test_source_failure_then_retry_keeps_each_record_once(
         for spec in data["collections"]:
             if spec["name"] == "intl_reservations":
                 spec["source"] = "demo_ro"
-        worker.ctx.extras[DATAMAP] = parse_datamap(data)
+        worker.ctx.datamap = parse_datamap(data)
         request_id = await approved_deletion(app, client)
         rid = uuid.UUID(request_id)
 
@@ -441,3 +446,38 @@ async def test_job_ignores_malformed_unknown_and_finished_requests(
         after = await store.list_retained(session, request_id=uuid.UUID(request_id))
     assert [s.id for s in after] == [s.id for s in before]
     assert len(await deleted_notices(db, app.state.crypto)) > 0  # still one per processor
+
+
+@pytest.mark.parametrize("category", sorted(CATEGORIES))
+async def test_deleting_a_category_erases_what_the_report_lists_under_it(
+    app: FastAPI,
+    client: Any,
+    worker: Worker,
+    db: Database,
+    database_url: str,
+    demo_db: asyncpg.Connection,
+    category: str,
+) -> None:
+    # One item→category mapping: the access report's grouping and deletion by category agree
+    # (two vocabularies once put company_name in "identity" in one and "marketing" in the other).
+    datamap = app.state.datamap
+    async with (
+        httpx.AsyncClient() as http,
+        open_connectors(
+            datamap, self_url=database_url, http=http, crypto=app.state.crypto
+        ) as connectors,
+    ):
+        report = await generate_access_report(
+            connectors,
+            request_id=uuid.uuid4(),
+            subject=SubjectIdentifiers(phone=DEMO_PHONE),
+            now=FROZEN_AT,
+        )
+    listed = {entry.item for entry in report.items if entry.category == category}
+    # The demo's access logs are found by e-mail; this subject proved a phone number.
+    assert listed or category == "logs", f"the demo subject has nothing in {category}"
+    request_id = await approved_deletion(app, client, {"categories": [category]})
+    await worker.drain()
+    async with db.sessionmaker() as session:
+        planned = await earlier_plans(session, request_id=uuid.UUID(request_id))
+    assert {item for target in planned for item in target.items} == listed

@@ -17,8 +17,8 @@ from fastapi import FastAPI
 from app.cli.demo import _seed_processors
 from app.demo.partner import load_secrets, partner_app, signed_acknowledgement
 from app.demo.processors import PROCESSORS
+from app.outbox.worker import Worker
 from app.webhooks import notices
-from app.worker import Worker
 from tests.support.servers import closed_port
 
 

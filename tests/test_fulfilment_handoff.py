@@ -13,9 +13,10 @@ from fastapi import FastAPI
 from app.db import Database
 from app.errors import InvalidInput
 from app.models import OutboxMessage
-from app.outbox.jobs import Outcome, Sent, WorkerContext
+from app.outbox.jobs import Outcome, Registry, Sent, WorkerContext
+from app.outbox.worker import Worker
 from app.requests import completion, lifecycle
-from app.worker import Registry, Worker, build_registry
+from app.worker import build_registry
 from tests.support.lifecycle import AGENT, OFFICER, drive, make_subject, new_request, staff
 
 

@@ -13,8 +13,8 @@ from app.config import Settings
 from app.db import Database
 from app.models import OutboxMessage
 from app.notifications import messages
+from app.outbox.worker import Worker
 from app.subjects import identifiers
-from app.worker import Worker
 from tests.support.servers import RecordingServer, Reply, closed_port
 
 

@@ -13,7 +13,8 @@ from app.clock import FrozenClock
 from app.db import Database
 from app.models import OutboxMessage
 from app.outbox import queue as outbox
-from app.worker import Dead, Outcome, Registry, Retry, Sent, Worker, WorkerContext
+from app.outbox.jobs import Dead, Outcome, Registry, Retry, Sent, WorkerContext
+from app.outbox.worker import Worker
 
 
 async def queue(db: Database, worker: Worker, payload: dict[str, Any], **kwargs: Any) -> Any:

@@ -110,6 +110,7 @@ MATRIX: list[Row] = [
     Row("POST", "/v1/staff/requests/{id}/propose-refusal", only(STAFF), body=empty),
     Row("POST", "/v1/staff/requests/{id}/refuse", only(DECIDER), body=empty),
     Row("POST", "/v1/staff/requests/{id}/extend", only(DECIDER), body=empty),
+    Row("POST", "/v1/staff/requests/{id}/resume", only(DECIDER), body=empty),
     Row("POST", "/v1/staff/requests/{id}/withdraw", only(STAFF), body=empty),
     Row("POST", "/v1/staff/requests/{id}/retry-fulfilment", only(OFFICER), body=empty),
     Row("GET", "/v1/staff/objections", only(STAFF)),

@@ -14,9 +14,9 @@ from sqlmodel import select
 from app.clock import FrozenClock
 from app.db import Database
 from app.models import AuditEntry, OutboxMessage, Processor
+from app.outbox.worker import Worker
 from app.security import TokenService
 from app.webhooks.signing import webhook_id
-from app.worker import Worker
 from tests.support.servers import RecordingServer, Reply
 from tests.support.webhooks import notify, register
 
@@ -133,8 +133,8 @@ async def test_officers_register_list_read_and_change_processors(
         entries = (await session.exec(select(AuditEntry).order_by(sa.column("id")))).all()
     assert created["secret"].encode() not in stored.secret_encrypted
     assert [(e.action, e.actor, e.role) for e in entries] == [
-        ("processor.registered", "officer-7", role),
-        ("processor.updated", "officer-7", role),
+        ("processor.registered", "staff:officer-7", role),
+        ("processor.updated", "staff:officer-7", role),
     ]
     assert created["secret"] not in str([e.details for e in entries])
 

@@ -114,7 +114,7 @@ async def test_extension_moves_the_deadline_and_is_checked(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     subject = await make_subject(app)
-    request_id = await new_request(client, subject, "deletion")
+    request_id = await new_request(client, subject, "access")
     url = f"/v1/staff/requests/{request_id}/extend"
     officer = staff(app, *OFFICER)
     reason = "보관 의무 확인에 시간이 필요합니다."

@@ -13,9 +13,17 @@ from fastapi import FastAPI
 
 from app.models import DsrRequest
 from app.observability import JsonFormatter
+from app.outbox.worker import Worker
 from app.requests import notices as request_notices
-from app.worker import Worker
-from tests.support.lifecycle import AGENT, OFFICER, drive, make_subject, new_request, staff
+from tests.support.lifecycle import (
+    AGENT,
+    OFFICER,
+    drive,
+    make_subject,
+    new_request,
+    propose_refusal,
+    staff,
+)
 from tests.support.servers import RecordingServer
 
 PHONE = "+821012345678"
@@ -79,7 +87,7 @@ async def test_every_notice_of_a_request_goes_once(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     subject = await make_subject(app, PHONE)
-    request_id = await new_request(client, subject, "deletion")
+    request_id = await new_request(client, subject, "access")
     base = f"/v1/staff/requests/{request_id}"
     officer = staff(app, *OFFICER, sub="officer-1")
     await client.post(f"{base}/review", headers=staff(app, *AGENT))
@@ -92,14 +100,9 @@ async def test_every_notice_of_a_request_goes_once(
         headers=officer,
     )
     assert extended.status_code == 200
-    refused = await client.post(
-        f"{base}/refuse",
-        json={
-            "ground": "pipa_36_1_proviso",
-            "explanation": "전자상거래법에 따라 5년간 보관합니다.",
-        },
-        headers=officer,
-    )
+    refusal = {"ground": "pipa_35_4_1", "explanation": "법률에 따라 열람이 제한됩니다."}
+    await propose_refusal(app, client, request_id, refusal)
+    refused = await client.post(f"{base}/refuse", json=refusal, headers=officer)
     assert refused.status_code == 200
     objection = await client.post(
         f"/v1/requests/{request_id}/objection",
@@ -127,9 +130,9 @@ async def test_every_notice_of_a_request_goes_once(
     assert "사유: 다른 법령상 보관 의무를 확인하고 있습니다." in notices["request_postponed"]
     decided_text = notices["request_decided"]
     assert "결정: 거절" in decided_text
-    assert "다른 법령에서 그 개인정보가 수집 대상으로 명시되어 있는 경우" in decided_text
-    assert "개인정보 보호법 제36조제1항 단서" in decided_text
-    assert "설명: 전자상거래법에 따라 5년간 보관합니다." in decided_text
+    assert "법률에 따라 열람이 금지되거나 제한되는 경우" in decided_text
+    assert "개인정보 보호법 제35조제4항제1호" in decided_text
+    assert "설명: 법률에 따라 열람이 제한됩니다." in decided_text
     # Refused on 26 Nov: objections until the end of 26 Dec (30 days), via the app or the team.
     assert "2026-12-26까지 앱 또는 상황관리팀 (02-2620-1100)" in decided_text
     assert "제38조제5항" in decided_text
@@ -153,7 +156,7 @@ async def test_every_notice_of_a_request_goes_once(
     await worker.drain()
     assert len(sent(gateway)) == 5
     # Nothing personal in the logs: not the number, not the explanations or the reason.
-    for secret in ("12345678", "5년간 보관", "보관 기간이 지났다"):
+    for secret in ("12345678", "열람이 제한됩니다", "보관 기간이 지났다"):
         assert secret not in caplog.text
     formatted = "\n".join(JsonFormatter().format(record) for record in caplog.records)
     assert "12345678" not in formatted
@@ -178,5 +181,6 @@ async def test_completion_notices_full_and_partial(
     assert "2026-12-26까지" in text
     assert Counter(notice["template"] for notice in sent(gateway)) == {
         "request_received": 2,
+        "request_approved": 1,  # the correction, when it was approved and under way
         "request_completed": 2,
     }

@@ -21,11 +21,11 @@ from app.crypto import Crypto, DecryptionError, open_sealed
 from app.db import Database
 from app.errors import InvalidInput, NotFound
 from app.models import AuditEntry, RetainedRecord, RetentionKey
+from app.outbox.worker import Worker
 from app.retention import rules as retention_rules
 from app.retention import store
 from app.retention.rules import RetainedRecordDestroyed, UnknownRetentionRule
 from app.retention.store import RetainInput
-from app.worker import Worker
 
 SUBJECT = "b" * 64
 PAYLOAD = {"sender_name": "홍길동", "sender_phone": "+821012345678", "amount": 12000}
@@ -102,7 +102,7 @@ def test_the_policy_table_is_the_default(settings: Settings) -> None:
         "access_logs_3m": ("3m", "Protection of Communications Secrets Act"),
         "access_logs_12m": ("12m", "Protection of Communications Secrets Act"),
     }
-    assert rules["transactions"].legal_basis("ko") == "국세기본법"
+    assert rules["transactions"].legal_basis.ko == "국세기본법"
     assert retention_rules.retention_rule(settings, "access_logs_12m").months == 12
     with pytest.raises(UnknownRetentionRule):
         retention_rules.retention_rule(settings, "forever")
@@ -124,6 +124,63 @@ def test_rules_can_be_overridden_from_the_environment(monkeypatch: pytest.Monkey
     )
     with pytest.raises(ValueError, match="period"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("period", "months"),
+    [("1m", 1), ("3m", 3), ("12m", 12), ("1y", 12), ("5y", 60), ("999m", 999), ("999y", 11988)],
+)
+def test_periods_parse_to_months(period: str, months: int) -> None:
+    assert retention_rules.parse_period(period) == months
+
+
+@pytest.mark.parametrize(
+    ("period", "message"),
+    [
+        ("0y", "is zero"),
+        ("0m", "is zero"),
+        ("00y", "is zero"),
+        ("05y", "must be 1 to 999"),
+        ("1000m", "must be 1 to 999"),
+        ("5", "must be 1 to 999"),
+        ("y", "must be 1 to 999"),
+        ("5d", "must be 1 to 999"),
+        ("5Y", "must be 1 to 999"),
+        (" 5y", "must be 1 to 999"),
+        ("-1y", "must be 1 to 999"),
+        ("", "must be 1 to 999"),
+        ("forever", "must be 1 to 999"),
+    ],
+)
+def test_bad_periods_are_refused_naming_the_setting(period: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as caught:
+        retention_rules.parse_period(period, setting="DSR_RETENTION_RULES")
+    assert str(caught.value).startswith("DSR_RETENTION_RULES: ")
+
+
+def test_a_zero_period_stops_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "DSR_RETENTION_RULES",
+        '{"pickup_photos": {"period": "0y", "legal_basis_ko": "내규", "legal_basis_en": "Rule"}}',
+    )
+    with pytest.raises(ValueError, match=r"DSR_RETENTION_RULES: period '0y' is zero"):
+        Settings()
+
+
+def test_settings_and_data_map_share_one_rule_type(settings: Settings) -> None:
+    from app.datamap.loader import parse_datamap
+
+    overrides = {"complaints": {"period": "4y", "legal_basis_ko": "법", "legal_basis_en": "Law"}}
+    configured = Settings(retention_rules=overrides)
+    datamap = parse_datamap({}, rules=configured.retention_rules)
+    for name, rule in retention_rules.retention_rules(configured).items():
+        assert isinstance(datamap.rule(name), retention_rules.RetentionRule)
+        assert datamap.rule(name) == rule == retention_rules.retention_rule(configured, name)
+    assert datamap.rule("complaints").months == 48
+    assert datamap.rule("until_purpose_achieved") is retention_rules.UNTIL_PURPOSE_ACHIEVED
+    # The same parser behind both: a rule with a zero period cannot be built either.
+    with pytest.raises(ValueError, match="is zero"):
+        retention_rules.RetentionRule(rule="x", period="0y", legal_basis={"ko": "법", "en": "Law"})
 
 
 def test_destroy_after_uses_calendar_months(settings: Settings) -> None:

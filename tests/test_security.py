@@ -28,7 +28,15 @@ from app.clock import FrozenClock
 from app.config import KEY_FIELDS, ConfigError, Settings, new_key
 from app.db import Database
 from app.errors import ServiceUnavailable, Unauthenticated
-from app.security import STAFF_AUDIENCE, SUBJECT_AUDIENCE, JwksKeys, Principal, TokenService
+from app.security import (
+    STAFF_AUDIENCE,
+    SUBJECT_AUDIENCE,
+    JwksKeys,
+    Principal,
+    TokenService,
+    parse_jwks,
+    static_key,
+)
 from app.subjects import identifiers
 from tests.support.servers import Received, RecordingServer, Reply
 
@@ -756,3 +764,24 @@ def test_dsr_token_refuses_unknown_roles_and_prod(tmp_path: Path) -> None:
     prod = run_cli(tmp_path, "--role", "admin", "--sub", "x", extra=prod_env)
     assert prod.returncode == 2 and prod.stdout == ""
     assert "identity provider" in prod.stderr
+
+
+def test_jose_verifies_es256_and_rs256_with_the_cryptography_backend(
+    rsa_key: SigningKey, ec_key: SigningKey
+) -> None:
+    """Not the pure-Python ``ecdsa``/``rsa`` fallbacks python-jose would use without it."""
+    from jose import backends
+    from jose.backends.cryptography_backend import CryptographyECKey, CryptographyRSAKey
+
+    assert backends.ECKey is CryptographyECKey and backends.RSAKey is CryptographyRSAKey
+    cases = (
+        (ec_key, CryptographyECKey, ec.EllipticCurvePublicKey),
+        (rsa_key, CryptographyRSAKey, rsa.RSAPublicKey),
+    )
+    for key, jose_class, public_class in cases:
+        from_pem = static_key(key.public_pem, kid=key.kid, setting="DSR_TEST_KEY")
+        from_jwks = parse_jwks({"keys": [key.public_jwk]})[key.kid]
+        for source in (from_pem, from_jwks):
+            built = source.for_algorithm(key.alg)
+            assert type(built) is jose_class
+            assert isinstance(built.prepared_key, public_class)  # type: ignore[attr-defined]

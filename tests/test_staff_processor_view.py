@@ -9,9 +9,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.outbox.worker import Worker
 from app.webhooks import notices as processors_notices
 from app.webhooks import processors
-from app.worker import Worker
 from tests.support.lifecycle import AGENT, make_subject, new_request, staff
 from tests.support.servers import RecordingServer
 

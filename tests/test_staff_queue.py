@@ -149,7 +149,7 @@ async def test_intake_by_an_agent_and_by_a_representative(
     by_phone = await client.post(
         "/v1/staff/requests",
         json={
-            "request": {"type": "deletion", "categories": ["marketing"]},
+            "request": {"type": "deletion", "categories": ["identity"]},
             "identifiers": {"phone": "010-3333-4444", "email": "kim@example.com"},
             "intake_channel": "phone",
             "verification": {"method": "agent", "check": "callback_to_number_on_record"},

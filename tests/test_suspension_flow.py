@@ -11,8 +11,8 @@ from fastapi import FastAPI
 
 from app.db import Database
 from app.demo.load import DEMO_SUBJECT
-from app.worker import Worker
-from tests.support.lifecycle import AGENT, OFFICER, Subject, make_subject, staff
+from app.outbox.worker import Worker
+from tests.support.lifecycle import AGENT, OFFICER, Subject, make_subject, propose_refusal, staff
 from tests.support.servers import RecordingServer
 from tests.test_correction_flow import (  # noqa: F401 - fixtures
     DEMO_PHONE,
@@ -215,6 +215,7 @@ async def test_refused_suspension_suspends_nothing(
     subject = await make_subject(app, DEMO_PHONE)
     request_id = await submit(client, subject, "consent_withdrawal", ["marketing"])
     await client.post(f"/v1/staff/requests/{request_id}/review", headers=staff(app, *AGENT))
+    await propose_refusal(app, client, request_id, {"ground": "identity_not_verified"})
     refused = await client.post(
         f"/v1/staff/requests/{request_id}/refuse",
         json={"ground": "identity_not_verified", "explanation": "본인 확인이 되지 않았습니다."},
@@ -234,6 +235,9 @@ async def test_withdrawal_refused_in_part_ends_that_provisional_suspension(
     assert not await allowed(client, app, "marketing")
     officer = staff(app, *OFFICER, sub="officer-1")
     await client.post(f"/v1/staff/requests/{request_id}/review", headers=officer)
+    await propose_refusal(
+        app, client, request_id, {"refused_items": [{"item": "marketing", "ground": "pipa_37_2_1"}]}
+    )
     approved = await client.post(
         f"/v1/staff/requests/{request_id}/approve",
         json={

@@ -23,9 +23,9 @@ from app.crypto import Crypto
 from app.db import Database
 from app.models import OutboxMessage, Verification
 from app.observability import JsonFormatter
+from app.outbox.worker import Worker
 from app.security import TokenService
 from app.subjects import identifiers
-from app.worker import Worker
 from tests.support.servers import RecordingServer, Reply
 
 PHONE = "010-4821-7395"
@@ -507,7 +507,7 @@ async def test_no_code_or_destination_in_logs_or_stored_in_clear(
     async with db.sessionmaker() as session:
         rows = (await session.execute(sa.text("SELECT * FROM verification"))).all()
         outbox_rows = (await session.execute(sa.text("SELECT payload FROM outbox_message"))).all()
-    dumped = repr(rows).encode() + b"".join(bytes(row[0]) for row in outbox_rows)
+    dumped = repr(rows).encode() + b"".join(bytes(row[0] or b"") for row in outbox_rows)
     for secret in (code, "821048217395", "48217395", "kim.minji", "203.0.113.77"):
         assert secret.encode() not in dumped, secret
 

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from app.clock import FrozenClock
 from app.db import Database
 from app.models import OutboxMessage
+from app.outbox.worker import Worker
 from app.webhooks.signing import webhook_id
-from app.worker import Worker
 from tests.support.servers import Received, RecordingServer, Reply
 from tests.support.webhooks import notify, register, verified
 

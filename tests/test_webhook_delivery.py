@@ -18,9 +18,12 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from app.clock import FrozenClock
 from app.db import Database
 from app.models import AuditEntry, OutboxMessage, Processor
-from app.webhooks import notices, processors
+from app.outbox.jobs import WorkerContext
+from app.outbox.retry import WEBHOOK_RETRY
+from app.outbox.worker import Worker
+from app.webhooks import processors
 from app.webhooks.signing import webhook_id
-from app.worker import Worker, WorkerContext, build_registry
+from app.worker import build_registry
 from tests.support.servers import Received, RecordingServer, Reply, closed_port
 from tests.support.webhooks import attempts, message, notify, register, verified
 
@@ -278,13 +281,13 @@ async def test_dead_after_the_whole_schedule_alerts_then_replay_delivers(
     assert message_id is not None
     started = clock.now()
     waits = []
-    for _ in range(notices.MAX_ATTEMPTS - 1):
+    for _ in range(WEBHOOK_RETRY.max_attempts - 1):
         assert await worker.run_once(kinds=["webhook"]) == 1
         stored = await message(db, message_id)
         assert stored.status == "pending"
         waits.append((stored.next_attempt_at - clock.now()).total_seconds())
         clock.set(stored.next_attempt_at)
-    for wait, planned in zip(waits, notices.RETRY_SCHEDULE_SECONDS[1:], strict=True):
+    for wait, planned in zip(waits, WEBHOOK_RETRY.waits, strict=True):
         assert planned * 0.9 <= wait <= planned * 1.1
     assert await worker.run_once(kinds=["webhook"]) == 1
     stored = await message(db, message_id)

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import trail
-from app.audit.actors import Actor
+from app.audit.actors import LEGACY_BARE_ACTIONS, STAFF_PREFIX, Actor
 from app.errors import InvalidInput
 from app.models import AuditEntry
 from app.requests.queries import decode_cursor, encode_cursor
@@ -26,6 +27,23 @@ class AuditFilters:
     at_to: datetime | None = None
 
 
+@dataclass(frozen=True)
+class AuditPageView:
+    entries: list[AuditEntry]
+    next_cursor: str | None
+
+
+def _actor_clause(actor: str) -> Any:
+    """``staff:<sub>`` also matches the rows written before one convention (bare ``sub``)."""
+    if not actor.startswith(STAFF_PREFIX) or len(actor) == len(STAFF_PREFIX):
+        return col(AuditEntry.actor) == actor
+    bare = actor.removeprefix(STAFF_PREFIX)
+    return sa.or_(
+        col(AuditEntry.actor) == actor,
+        sa.and_(col(AuditEntry.actor) == bare, col(AuditEntry.action).in_(LEGACY_BARE_ACTIONS)),
+    )
+
+
 async def list_audit(
     session: AsyncSession,
     *,
@@ -34,11 +52,11 @@ async def list_audit(
     cursor: str | None,
     limit: int,
     actor: Actor,
-) -> dict[str, Any]:
+) -> AuditPageView:
     """Audit entries, newest first (the read is itself recorded)."""
     query = select(AuditEntry).order_by(col(AuditEntry.id).desc())
     if filters.actor is not None:
-        query = query.where(col(AuditEntry.actor) == filters.actor)
+        query = query.where(_actor_clause(filters.actor))
     if filters.action is not None:
         query = query.where(col(AuditEntry.action) == filters.action)
     if filters.target_type is not None:
@@ -56,23 +74,6 @@ async def list_audit(
         query = query.where(col(AuditEntry.id) < int(before))
     rows = list((await session.exec(query.limit(limit + 1))).all())
     page, more = rows[:limit], len(rows) > limit
-    items = [
-        {
-            "id": row.id,
-            "at": row.at.isoformat(),
-            "actor": row.actor,
-            "role": row.role,
-            "action": row.action,
-            "target_type": row.target_type,
-            "target_id": row.target_id,
-            "client_ip": row.client_ip,
-            "details": row.details,
-            "seq": row.seq,
-            "prev_hash": row.prev_hash,
-            "hash": row.hash,
-        }
-        for row in page
-    ]
     await trail.record(
         session,
         now=now,
@@ -86,4 +87,4 @@ async def list_audit(
             "count": len(page),
         },
     )
-    return {"items": items, "next_cursor": encode_cursor(page[-1].id) if more else None}
+    return AuditPageView(page, encode_cursor(page[-1].id) if more else None)

@@ -22,7 +22,8 @@ from app.db import database_url
 from app.demo.load import DEMO_SUBJECT
 from app.main import create_app, http_client
 from app.migrate import upgrade
-from app.worker import Worker, build_context, build_registry
+from app.outbox.worker import Worker
+from app.worker import build_context, build_registry
 
 
 def serve(

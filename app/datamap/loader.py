@@ -13,15 +13,15 @@ from pydantic import ValidationError
 
 from app.config import ConfigError, Settings, default_retention_rules
 from app.datamap.schema import (
-    ITEMS,
     NAME_PATTERN,
     CollectionSpec,
     DataMap,
     HttpSource,
     PostgresSource,
     RoleSpec,
-    rules_from_settings,
 )
+from app.retention.rules import datamap_rules
+from app.vocabulary import CATEGORIES, ITEMS
 
 logger = logging.getLogger("dsr.datamap")
 
@@ -82,9 +82,7 @@ def parse_datamap(
         )
     data = {
         **data,
-        "retention_rules": rules_from_settings(
-            default_retention_rules() if rules is None else rules
-        ),
+        "retention_rules": datamap_rules(default_retention_rules() if rules is None else rules),
     }
     # A discriminated union on `connector` gives clean per-source messages.
     sources = data.get("sources") or {}
@@ -180,8 +178,14 @@ def _check_role(
         if field.column in columns:
             yield f"{at}.fields[{index}].column", "the same column twice in one role"
         columns.add(field.column)
-        if field.item not in ITEMS and field.label is None:
-            yield f"{at}.fields[{index}].item", "unknown item: give it a label {ko, en}"
+        category = ITEMS[field.item].category
+        if field.category is not None and field.category != category:
+            # One item, one category: deletion by category and the report must agree.
+            yield (
+                f"{at}.fields[{index}].category",
+                f"the vocabulary puts {field.item} in {category} "
+                f"({CATEGORIES[category].en}): leave category out",
+            )
         if field.column == spec.record_key:
             yield f"{at}.fields[{index}].column", "the record key cannot be a personal field"
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.config import ConfigError, default_retention_rules
+from app.retention.rules import RetentionRule, datamap_rules
+from app.vocabulary import ITEMS, CategoryCode, ItemCode, PurposeCode, Text, WithholdingGround
 
 logger = logging.getLogger("dsr.datamap")
 
@@ -31,223 +30,9 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 _MAX_IDENTIFIER_BYTES = 63
 
 
-class Text(BaseModel):
-    """A label in Korean and English (texts reaching a data subject come in both)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    ko: str = Field(min_length=1)
-    en: str = Field(min_length=1)
-
-    def get(self, lang: str) -> str:
-        return self.en if lang == "en" else self.ko
-
-
-# --- Vocabulary: purposes, items, categories, roles, retention rules, withholding grounds -----
-
-Purpose = Literal[
-    "delivery", "customs_clearance", "counseling", "app_service", "marketing", "service_logs"
-]
-PURPOSES: dict[str, Text] = {
-    "delivery": Text(
-        ko="택배 서비스 제공(계약 체결·이행, 배송, 요금 정산, 사고 처리 및 보상)",
-        en="Delivery service (contract, delivery of goods, payment, accident handling)",
-    ),
-    "customs_clearance": Text(ko="수출입 통관", en="Customs clearance for import and export"),
-    "counseling": Text(
-        ko="고객 상담(본인 확인, 사실 확인을 위한 연락, 처리 결과 안내)",
-        en="Customer counseling (identification, contact, result of handling)",
-    ),
-    "app_service": Text(
-        ko="모바일 앱 서비스(고객 식별, 배송 조회·예약, 푸시 알림)",
-        en="Mobile app service (identification, tracking and reservation, push messages)",
-    ),
-    "marketing": Text(
-        ko="마케팅 및 이벤트 안내(선택 동의)", en="Marketing and events (optional consent)"
-    ),
-    "service_logs": Text(
-        ko="서비스 이용 기록 보관(통신사실확인자료)", en="Service use records (access logs)"
-    ),
-}
-
-Category = Literal["identity", "contact", "identification", "device", "service_log", "content"]
-CATEGORIES: dict[str, Text] = {
-    "identity": Text(ko="신원 정보", en="Identity"),
-    "contact": Text(ko="연락처 정보", en="Contact details"),
-    "identification": Text(ko="고유식별·통관 정보", en="Identification and customs"),
-    "device": Text(ko="기기 정보", en="Device"),
-    "service_log": Text(ko="서비스 이용 기록", en="Service use records"),
-    "content": Text(ko="상담·문의 내용", en="Counseling content"),
-}
-
-
-@dataclass(frozen=True)
-class ItemKind:
-    label: Text
-    category: str
-
-
-ITEMS: dict[str, ItemKind] = {
-    "name": ItemKind(Text(ko="이름", en="Name"), "identity"),
-    "company_name": ItemKind(Text(ko="회사명", en="Company name"), "identity"),
-    "phone": ItemKind(Text(ko="전화번호", en="Phone number"), "contact"),
-    "email": ItemKind(Text(ko="이메일", en="E-mail"), "contact"),
-    "address": ItemKind(Text(ko="주소", en="Address"), "contact"),
-    "company_address": ItemKind(Text(ko="회사 주소", en="Company address"), "contact"),
-    "customs_code": ItemKind(
-        Text(ko="개인통관고유부호", en="Personal customs clearance code"), "identification"
-    ),
-    "device_serial": ItemKind(Text(ko="기기 일련번호", en="Device serial number"), "device"),
-    "ip_address": ItemKind(Text(ko="접속 IP 주소", en="IP address"), "service_log"),
-    "access_time": ItemKind(Text(ko="접속 일시", en="Date and time of access"), "service_log"),
-    "service_use": ItemKind(Text(ko="서비스 이용 기록", en="Record of service use"), "service_log"),
-    "inquiry": ItemKind(Text(ko="문의 내용", en="Inquiry"), "content"),
-}
-
-ROLES: dict[str, Text] = {
-    "sender": Text(ko="보내는 분", en="Sender"),
-    "recipient": Text(ko="받는 분", en="Recipient"),
-    "customer": Text(ko="고객", en="Customer"),
-    "user": Text(ko="앱 이용자", en="App user"),
-    "subscriber": Text(ko="수신 동의자", en="Subscriber"),
-    "account": Text(ko="계정 이용자", en="Account holder"),
-}
-
-WithholdingGround = Literal["art35_4_1", "art35_4_2", "art35_4_3"]
-WITHHOLDING_GROUNDS: dict[str, Text] = {
-    "art35_4_1": Text(
-        ko="법률에 따라 열람이 금지되거나 제한되는 경우(개인정보 보호법 제35조제4항제1호)",
-        en="Access is prohibited or restricted by law (PIPA Art. 35(4)1)",
-    ),
-    "art35_4_2": Text(
-        ko="다른 사람의 생명·신체를 해할 우려가 있거나 다른 사람의 재산과 그 밖의 이익을 부당하게 "
-        "침해할 우려가 있는 경우(개인정보 보호법 제35조제4항제2호)",
-        en="Access may harm another person's life or body or unfairly infringe their property "
-        "or other interests (PIPA Art. 35(4)2)",
-    ),
-    "art35_4_3": Text(
-        ko="공공기관의 업무 수행에 중대한 지장을 초래하는 경우(개인정보 보호법 제35조제4항제3호)",
-        en="Access would seriously disrupt a public institution's duties (PIPA Art. 35(4)3)",
-    ),
-}
-
-_PERIOD = re.compile(r"^(\d{1,3})([ym])$")
-
-
-class RetentionRule(BaseModel):
-    """How long records are kept and on what legal basis (privacy policy section 2)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    period: str | None = Field(
-        default=None,
-        description="'5y', '3m', '12m'...; null: kept until the purpose is achieved (or consent "
-        "withdrawn), then destroyed without delay",
-    )
-    legal_basis: Text
-    description: Text | None = None
-
-    @field_validator("period")
-    @classmethod
-    def _period(cls, value: str | None) -> str | None:
-        if value is not None and not _PERIOD.match(value):
-            raise ValueError("period must look like '5y' or '3m'")
-        return value
-
-    @property
-    def months(self) -> int | None:
-        if self.period is None:
-            return None
-        match = _PERIOD.match(self.period)
-        assert match is not None
-        number, unit = int(match.group(1)), match.group(2)
-        return number * 12 if unit == "y" else number
-
-    def period_label(self, lang: str) -> str:
-        months = self.months
-        if months is None:
-            return "목적 달성 시까지" if lang != "en" else "Until the purpose is achieved"
-        if months % 12 == 0:
-            years = months // 12
-            return f"{years}년" if lang != "en" else f"{years} year{'s' if years > 1 else ''}"
-        return f"{months}개월" if lang != "en" else f"{months} month{'s' if months > 1 else ''}"
-
-    def retain_until(self, start: datetime) -> datetime | None:
-        """When a record whose clock started at ``start`` must be destroyed (None: no period)."""
-        months = self.months
-        if months is None:
-            return None
-        return add_months(start, months)
-
-
-def add_months(start: datetime, months: int) -> datetime:
-    """Calendar months later, clamped to the month's last day (31 Jan + 1 m = 28/29 Feb)."""
-    month_index = start.month - 1 + months
-    year, month = start.year + month_index // 12, month_index % 12 + 1
-    for day in (start.day, 30, 29, 28):
-        try:
-            return start.replace(year=year, month=month, day=min(start.day, day))
-        except ValueError:
-            continue
-    raise ValueError("unreachable")  # pragma: no cover
-
-
-NO_RETENTION_RULE = "until_purpose_achieved"
-
-# Descriptions of the settings' rules (privacy policy section 2); a rule added by
-# DSR_RETENTION_RULES without one here has none.
-RULE_DESCRIPTIONS: dict[str, Text] = {
-    "transactions": Text(
-        ko="거래 기록 및 증빙 서류", en="Transaction records and evidentiary documents"
-    ),
-    "contracts": Text(
-        ko="계약 또는 청약철회, 대금 결제 및 재화 등의 공급에 관한 기록",
-        en="Records on contracts or cancellation, payment and supply of goods",
-    ),
-    "complaints": Text(
-        ko="소비자 불만 또는 분쟁 처리에 관한 기록",
-        en="Records on handling consumer complaints and disputes",
-    ),
-    "service_calls": Text(ko="서비스 통화 기록", en="Records on service calls"),
-    "advertising": Text(ko="표시·광고에 관한 기록", en="Records on display and advertising"),
-    "access_logs_3m": Text(
-        ko="접속지 추적 자료 등 통신사실확인자료(3개월)",
-        en="Access location and other communication confirmation data (3 months)",
-    ),
-    "access_logs_12m": Text(
-        ko="인터넷 로그 기록 등 통신사실확인자료(12개월)",
-        en="Internet log records and other communication confirmation data (12 months)",
-    ),
-}
-
-# Not a law's retention: the data goes as soon as its purpose is achieved (PIPA Art. 21).
-UNTIL_PURPOSE_ACHIEVED = RetentionRule(
-    period=None,
-    legal_basis=Text(
-        ko="개인정보 보호법 제21조(목적 달성 시 지체 없이 파기)",
-        en="PIPA Art. 21 (destroyed without delay once the purpose is achieved)",
-    ),
-)
-
-
-def rules_from_settings(configured: Mapping[str, Any]) -> dict[str, RetentionRule]:
-    """The data map's view of the settings' retention rules (``Settings.retention_rules``):
-    the one source of truth, plus the built-in ``until_purpose_achieved`` (no period)."""
-    rules = {
-        name: RetentionRule(
-            period=rule.period,
-            legal_basis=Text(ko=rule.legal_basis_ko, en=rule.legal_basis_en),
-            description=RULE_DESCRIPTIONS.get(name),
-        )
-        for name, rule in configured.items()
-    }
-    rules[NO_RETENTION_RULE] = UNTIL_PURPOSE_ACHIEVED
-    return rules
-
-
 def default_rules() -> dict[str, RetentionRule]:
-    """The rules of the default settings (DSR_RETENTION_RULES unset)."""
-    return rules_from_settings(default_retention_rules())
+    """The rules a map may name under the default settings (DSR_RETENTION_RULES unset)."""
+    return datamap_rules(default_retention_rules())
 
 
 # --- The file's shape ------------------------------------------------------------------------
@@ -313,10 +98,12 @@ class Withhold(_Strict):
 
 class FieldSpec(_Strict):
     column: str
-    item: str = Field(pattern=NAME_PATTERN)
-    category: Category | None = None
-    label: Text | None = None
-    purposes: list[Purpose] | None = None
+    item: ItemCode
+    category: CategoryCode | None = Field(
+        default=None, description="optional; must be the item's category in the vocabulary"
+    )
+    label: Text | None = Field(default=None, description="default: the vocabulary's label")
+    purposes: list[PurposeCode] | None = None
     erasure: FieldErasure | None = None
     redact_value: str = "[redacted]"
     provided: bool = Field(
@@ -331,17 +118,12 @@ class FieldSpec(_Strict):
 
     @property
     def effective_category(self) -> str:
-        if self.category:
-            return self.category
-        kind = ITEMS.get(self.item)
-        return kind.category if kind else "identity"
+        """The item's category in the vocabulary (the one deletion by category uses too)."""
+        return ITEMS[self.item].category
 
     @property
     def item_label(self) -> Text:
-        if self.label:
-            return self.label
-        kind = ITEMS.get(self.item)
-        return kind.label if kind else Text(ko=self.item, en=self.item)
+        return self.label or ITEMS[self.item].label
 
 
 class RoleSpec(_Strict):
@@ -371,7 +153,7 @@ class ProcessorSpec(_Strict):
     reference_column: str | None = Field(
         default=None, description="the processor's reference for the record (tracking number)"
     )
-    items: list[str] | None = Field(
+    items: list[ItemCode] | None = Field(
         default=None, description="only these items went to this processor (default: all)"
     )
 
@@ -385,7 +167,7 @@ class ConsentSpec(_Strict):
     """A boolean column recording an optional consent (e.g. marketing opt-in)."""
 
     column: str
-    purpose: Purpose
+    purpose: PurposeCode
     at_column: str | None = None
 
     @field_validator("column", "at_column")
@@ -415,7 +197,7 @@ class CollectionSpec(_Strict):
     table: str | None = None
     resource: str | None = None
     record_key: str
-    purposes: list[Purpose] = Field(min_length=1)
+    purposes: list[PurposeCode] = Field(min_length=1)
     optional: bool = False
     retention: RetentionSpec
     erasure: ErasureStrategy = "null"

@@ -3,9 +3,9 @@
 The request lifecycle enqueues a ``job`` / ``fulfil.access`` message with
 ``enqueue_access_fulfilment`` in the transaction that approves the request. The worker runs
 ``handle_fulfil_access``: it reads every source; if any is down it answers ``Retry`` and stores
-nothing (never a partial report); otherwise it stores the sealed report and calls the hook in
-``WorkerContext.extras[ACCESS_REPORT_READY]`` in the same transaction, so "report stored" and
-"request completed" commit together.
+nothing (never a partial report); otherwise it stores the sealed report and calls
+``WorkerContext.access_report_ready`` (``handoff.access_report_ready``: complete the request) in
+the same transaction, so "report stored" and "request completed" commit together.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ logger = logging.getLogger("dsr.access")
 
 JOB_KIND = "job"
 JOB_TOPIC = "fulfil.access"
-ACCESS_REPORT_READY = "access_report.ready"  # WorkerContext.extras key: AccessReportReady hook
 
 # Called in the transaction that stores the report (the lifecycle completes the request).
 AccessReportReady = Callable[..., Awaitable[None]]
@@ -125,9 +124,8 @@ async def handle_fulfil_access(message: Any, payload: Any, ctx: WorkerContext) -
             now=now,
             ttl=ttl,
         )
-        hook: AccessReportReady | None = ctx.extras.get(ACCESS_REPORT_READY)
-        if hook is not None:
-            await hook(session, request_id=request_id, report=stored, now=now)
+        if ctx.access_report_ready is not None:
+            await ctx.access_report_ready(session, request_id=request_id, report=stored, now=now)
     logger.info(
         "access report stored",
         extra={

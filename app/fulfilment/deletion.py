@@ -44,13 +44,14 @@ from app.datamap.connectors import Connectors, Erasure, SourceError, SubjectReco
 from app.datamap.connectors.base import json_value
 from app.datamap.identifiers import SubjectIdentifiers
 from app.datamap.schema import CollectionSpec, DataMap, FieldSpec
+from app.fulfilment import common
 from app.fulfilment.common import context_datamap, self_database_url, source_retry
 from app.models import DsrRequest, DsrRequestEvent
 from app.outbox.jobs import Dead, Outcome, Retry, Sent, WorkerContext
-from app.requests import completion, deadlines, lifecycle
+from app.requests import deadlines, lifecycle
 from app.retention import rules, store
 from app.subjects import identifiers as subjects
-from app.vocabulary import ITEMS, item_label
+from app.vocabulary import item_label, items_in
 from app.webhooks import notices
 
 logger = logging.getLogger("dsr.deletion")
@@ -119,10 +120,12 @@ class Found:
 
 def items_in_scope(scope: dict[str, Any]) -> set[str] | None:
     """The item codes a deletion covers; None: everything."""
-    items = set(scope.get("items") or [])
-    categories = set(scope.get("categories") or [])
-    items |= {code for code, kind in ITEMS.items() if kind.category in categories}
-    return items or None
+    named, categories = scope.get("items") or [], scope.get("categories") or []
+    if not named and not categories:
+        return None
+    # A category no longer in the vocabulary (a request stored before it changed) covers nothing,
+    # never everything.
+    return set(named) | items_in(categories)
 
 
 async def find_targets(
@@ -147,7 +150,7 @@ async def find_targets(
                 continue
             whole = len(fields) == len(role.fields)
             columns = None if whole else [f.column for f in fields]
-            item_codes = list(dict.fromkeys(f.item for f in fields))
+            item_codes: list[str] = list(dict.fromkeys(f.item for f in fields))
             target = Target(
                 source=spec.source,
                 collection=spec.name,
@@ -190,7 +193,7 @@ def retain_input(
     record: SubjectRecord,
     fields: Sequence[FieldSpec],
     *,
-    term: rules.RetentionTerm,
+    term: rules.RetentionRule,
     subject_key: str,
     request_id: uuid.UUID,
 ) -> store.RetainInput:
@@ -216,7 +219,7 @@ def retain_input(
 
 def running_term(
     settings: Settings, spec: CollectionSpec, clock_start: datetime | None, now: datetime
-) -> rules.RetentionTerm | None:
+) -> rules.RetentionRule | None:
     """The collection's retention rule if it still runs for this record, else None."""
     if spec.retention.rule not in settings.retention_rules or clock_start is None:
         return None  # until_purpose_achieved, or no clock: nothing requires keeping it
@@ -432,15 +435,14 @@ async def handle_fulfil_deletion(message: Any, payload: Any, ctx: WorkerContext)
         result = deletion_result(ctx.settings, targets, notified)
         kept = kept_items(result)
         locale = request.locale if request.locale in ("ko", "en") else "ko"
-        await completion.complete_request(
+        await common.complete(
             session,
             crypto=ctx.crypto,
             settings=ctx.settings,
             now=now,
             request_id=request_id,
-            outcome="partially_completed" if kept else "completed",
             result=result,
-            refused_items=[{"item": item, "ground": KEPT_GROUND} for item in kept] or None,
+            refused_items=[{"item": item, "ground": KEPT_GROUND} for item in kept],
             notice_extra={"kept": notice_lines(ctx.settings, result, locale)},
         )
     logger.info(

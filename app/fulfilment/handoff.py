@@ -2,7 +2,7 @@
 
 A fulfilment job's payload carries only the request id: the job reads the request, reveals the
 subject's verified identifiers from their encrypted rows (``subjects.identifiers_of``), and
-reports back to the lifecycle (``lifecycle.complete_request``).
+reports back to the lifecycle (``fulfilment.common.complete``).
 """
 
 from __future__ import annotations
@@ -18,17 +18,16 @@ from app.audit.actors import Actor
 from app.config import Settings
 from app.crypto import Crypto
 from app.errors import NotFound
+from app.fulfilment import common
 from app.fulfilment.access import AccessReportReady
 from app.fulfilment.reports.store import load_access_report
-from app.requests import completion, queries
+from app.requests import queries
 from app.schemas.reports import AccessReport
-
-# The data map's Art. 35(4) withholding grounds and the lifecycle's refusal grounds.
-WITHHOLDING_TO_REFUSAL_GROUND = {"art35_4_1": "pipa_35_4_1", "art35_4_2": "pipa_35_4_2"}
+from app.vocabulary import WITHHOLDING_TO_REFUSAL_GROUND
 
 
 def access_report_ready(*, crypto: Crypto, settings: Settings) -> AccessReportReady:
-    """The hook the access job calls when a report is stored: complete the request."""
+    """``WorkerContext.access_report_ready``: complete the request when its report is stored."""
 
     async def complete(
         session: AsyncSession, *, request_id: uuid.UUID, report: AccessReport, now: datetime
@@ -37,13 +36,12 @@ def access_report_ready(*, crypto: Crypto, settings: Settings) -> AccessReportRe
         for withheld in report.withheld:
             ground = WITHHOLDING_TO_REFUSAL_GROUND.get(withheld.ground, "pipa_35_4_1")
             refused.setdefault(withheld.item, {"item": withheld.item, "ground": ground})
-        await completion.complete_request(
+        await common.complete(
             session,
             crypto=crypto,
             settings=settings,
             now=now,
             request_id=request_id,
-            outcome="partially_completed" if refused else "completed",
             result={
                 "report": {
                     "items": len(report.items),
@@ -52,7 +50,7 @@ def access_report_ready(*, crypto: Crypto, settings: Settings) -> AccessReportRe
                     "expires_at": report.expires_at.isoformat() if report.expires_at else None,
                 }
             },
-            refused_items=list(refused.values()) or None,
+            refused_items=list(refused.values()),
         )
 
     return complete

@@ -33,11 +33,13 @@ from app.config import ConfigError
 from app.crypto import Crypto
 from app.datamap.connectors import Erasure, FieldUpdate, SourceError, open_connectors
 from app.datamap.identifiers import SubjectIdentifiers
+from app.fulfilment import common
 from app.fulfilment.common import context_datamap, self_database_url, source_retry
 from app.models import DsrRequest, OutboxMessage
 from app.outbox import queue
 from app.outbox.jobs import Dead, Outcome, Retry, Sent, WorkerContext
-from app.requests import completion, lifecycle
+from app.outbox.retry import FULFILMENT_RETRY
+from app.requests import lifecycle
 from app.retention import restrictions
 from app.subjects import identifiers as subjects
 from app.vocabulary import OPTIONAL_PURPOSES
@@ -111,16 +113,14 @@ async def finish(
             data=notice["data"],
             request_ref=request_id,
         )
-    refused = plan.get("refused_items") or None
-    await completion.complete_request(
+    await common.complete(
         session,
         crypto=ctx.crypto,
         settings=ctx.settings,
         now=now,
         request_id=request_id,
-        outcome="partially_completed" if refused else "completed",
         result=plan.get("result") or {},
-        refused_items=refused,
+        refused_items=plan.get("refused_items"),
     )
 
 
@@ -142,7 +142,7 @@ async def enqueue_apply(
         payload={"request_id": str(request.id), "plan": plan},
         request_ref=request.id,
         dedupe_key=f"{APPLY_TOPIC}:{request.id}:{request.round}:{request.fulfilment_attempts}",
-        max_attempts=lifecycle.FULFILMENT_MAX_ATTEMPTS,
+        max_attempts=FULFILMENT_RETRY.max_attempts,
     )
 
 
@@ -169,7 +169,7 @@ async def unfinished_plan(
             .limit(1)
         )
     ).first()
-    if message is None:
+    if message is None or message.payload is None:
         return None
     payload = queue.read_payload(crypto, message)
     plan: dict[str, Any] = payload["plan"]

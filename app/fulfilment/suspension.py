@@ -196,8 +196,8 @@ async def _fulfil(message: Any, payload: Any, ctx: WorkerContext, *, withdrawal:
                 "items": list(entry.items),
                 "rule": entry.term.rule,
                 "legal_basis": {
-                    "ko": entry.term.legal_basis("ko"),
-                    "en": entry.term.legal_basis("en"),
+                    "ko": entry.term.legal_basis.ko,
+                    "en": entry.term.legal_basis.en,
                 },
                 "destroy_after": entry.term.destroy_after(entry.clock_start).isoformat(),
             }

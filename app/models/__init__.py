@@ -3,7 +3,7 @@
 from app.models.audit import AuditEntry
 from app.models.base import metadata
 from app.models.fulfilment import ProcessingRestriction, ProcessingSuspension
-from app.models.outbox import OutboxMessage
+from app.models.outbox import OutboxMessage, PeriodicRun
 from app.models.processor import Processor, WebhookAcknowledgement, WebhookAttempt
 from app.models.reports import AccessReportRecord
 from app.models.requests import DsrObjection, DsrRequest, DsrRequestEvent, IdempotencyRecord
@@ -19,6 +19,7 @@ __all__ = [
     "DsrRequestEvent",
     "IdempotencyRecord",
     "OutboxMessage",
+    "PeriodicRun",
     "ProcessingRestriction",
     "ProcessingSuspension",
     "Processor",

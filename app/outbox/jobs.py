@@ -1,6 +1,7 @@
 """What the worker runs: handler outcomes, the context handlers get, and the registry.
 
-Services implement handlers against these types; ``app/worker.py`` runs them.
+Services implement handlers against these types; ``app/outbox/worker.py`` runs them and
+``app/worker.py`` (the composition root) registers every domain's handlers.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 
@@ -18,6 +19,12 @@ from app.config import Settings
 from app.crypto import Crypto
 from app.db import Database
 from app.models import OutboxMessage
+from app.outbox.retry import DEFAULT_RETRY, RetryPolicy
+
+if TYPE_CHECKING:  # the domains import this module; their types are only annotations here
+    from app.datamap.schema import DataMap
+    from app.fulfilment.access import AccessReportReady
+    from app.webhooks.delivery import WebhookWorkerState
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,15 @@ class Sent:
 @dataclass(frozen=True)
 class Retry:
     error: str
-    delay: timedelta | None = None  # None: the default backoff for this attempt
+    delay: timedelta | None = None  # None: the handler's RetryPolicy for this attempt
+
+
+@dataclass(frozen=True)
+class Held:
+    """Kept, not sent, until an operator releases it (a webhook for a disabled processor)."""
+
+    reason: str
+    attempted: bool = False  # False: this claim does not count as an attempt
 
 
 @dataclass(frozen=True)
@@ -36,7 +51,7 @@ class Dead:
     error: str
 
 
-Outcome = Sent | Retry | Dead
+Outcome = Sent | Retry | Held | Dead
 
 
 @dataclass
@@ -48,7 +63,12 @@ class WorkerContext:
     crypto: Crypto
     clock: Clock
     http: httpx.AsyncClient
-    extras: dict[str, Any] = field(default_factory=dict)
+    # The data map fulfilment jobs act on; loaded from settings on first use when None.
+    datamap: DataMap | None = None
+    # Called in the transaction that stores an access report (completes the request).
+    access_report_ready: AccessReportReady | None = None
+    # Per worker process: webhook concurrency limits and caches; made on first use when None.
+    webhooks: WebhookWorkerState | None = None
 
 
 Handler = Callable[[OutboxMessage, Any, WorkerContext], Awaitable[Outcome]]
@@ -64,14 +84,33 @@ class PeriodicJob:
 
 @dataclass
 class Registry:
+    """Handlers, retry policies and payload retention per ``kind`` or ``kind:topic``."""
+
     handlers: dict[str, Handler] = field(default_factory=dict)
     on_dead: dict[str, DeadHook] = field(default_factory=dict)
     periodic: list[PeriodicJob] = field(default_factory=list)
+    retry: dict[str, RetryPolicy] = field(default_factory=dict)
+    # How long a finished message keeps its payload, where not the configured default;
+    # timedelta(0): destroyed in the transaction that finishes it (one-time codes).
+    keep_payload: dict[str, timedelta] = field(default_factory=dict)
 
     def handler_for(self, message: OutboxMessage) -> Handler | None:
-        return self.handlers.get(f"{message.kind}:{message.topic}") or self.handlers.get(
-            message.kind
-        )
+        return _lookup(self.handlers, message)
+
+    def policy_for(self, message: OutboxMessage) -> RetryPolicy:
+        return _lookup(self.retry, message) or DEFAULT_RETRY
+
+    def keeps_payload_for(self, message: OutboxMessage) -> timedelta | None:
+        """This message's own payload retention, or None for the configured default."""
+        return _lookup(self.keep_payload, message)
+
+
+V = TypeVar("V")
+
+
+def _lookup(table: dict[str, V], message: OutboxMessage) -> V | None:
+    specific = table.get(f"{message.kind}:{message.topic}")  # not `or`: timedelta(0) is falsy
+    return specific if specific is not None else table.get(message.kind)
 
 
 T = TypeVar("T")

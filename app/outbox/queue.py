@@ -86,7 +86,14 @@ async def enqueue(
     return result.scalar_one_or_none()
 
 
+class PayloadGone(Exception):
+    """The message's payload was destroyed (app/outbox/retention.py): nothing to send."""
+
+
 def read_payload(crypto: Crypto, message: OutboxMessage) -> Any:
+    """The decrypted payload; ``PayloadGone`` once retention destroyed it."""
+    if message.payload is None:
+        raise PayloadGone(str(message.id))
     return crypto.decrypt_json(message.payload, context=payload_context(message.id))
 
 
@@ -150,6 +157,35 @@ async def mark_delivered_many(
         )
 
 
+async def mark_held(
+    session: AsyncSession,
+    *,
+    message_id: uuid.UUID,
+    now: datetime,
+    reason: str,
+    attempted: bool,
+) -> None:
+    """Hold a message until an operator releases it; an unattempted claim is given back."""
+    values: dict[str, Any] = {"status": "held", "updated_at": now, "last_error": reason[:1024]}
+    if not attempted:
+        values["attempts"] = col(OutboxMessage.attempts) - 1
+    await session.execute(
+        sa.update(OutboxMessage).where(col(OutboxMessage.id) == message_id).values(**values)
+    )
+
+
+async def destroy_payloads(
+    session: AsyncSession, *, message_ids: list[uuid.UUID], now: datetime
+) -> None:
+    """Destroy these messages' payloads; the rows stay as the delivery record."""
+    if message_ids:
+        await session.execute(
+            sa.update(OutboxMessage)
+            .where(col(OutboxMessage.id).in_(message_ids), col(OutboxMessage.payload).is_not(None))
+            .values(payload=None, payload_destroyed_at=now)
+        )
+
+
 async def mark_retry(
     session: AsyncSession, *, message_id: uuid.UUID, now: datetime, at: datetime, error: str
 ) -> None:
@@ -174,7 +210,11 @@ async def requeue(session: AsyncSession, *, message_id: uuid.UUID, now: datetime
     """Put a dead message back in the queue (operator replay); the id stays the same."""
     result = await session.execute(
         sa.update(OutboxMessage)
-        .where(col(OutboxMessage.id) == message_id, col(OutboxMessage.status) == "dead")
+        .where(
+            col(OutboxMessage.id) == message_id,
+            col(OutboxMessage.status) == "dead",
+            col(OutboxMessage.payload).is_not(None),  # nothing left to send once destroyed
+        )
         .values(status="pending", attempts=0, next_attempt_at=now, updated_at=now)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""What each request type carries: the correctable values checked and normalised, the scope.
+"""What each request type carries: the corrected values checked and normalised, the scope.
 
 Messages raised here never contain the value checked (it is personal data).
 """
@@ -7,56 +7,83 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 from app.errors import DomainError
 from app.subjects.identifiers import normalise_email, normalise_phone
-from app.vocabulary import CATEGORIES, ITEMS, PURPOSES
+from app.vocabulary import CATEGORIES, ITEMS, PURPOSES, items_in
 
-_CUSTOMS_CODE = re.compile(r"^P\d{12}$")
+# The one validator of corrected values: the API runs it on every ``corrections[].new_value``.
+_CUSTOMS_CODE = re.compile(r"^P[0-9]{12}$")  # ASCII digits only (\d would take full-width)
+_CUSTOMS_SEPARATORS = str.maketrans("", "", "- ")
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
-
-
-def _no_control(value: str) -> str:
-    if any(unicodedata.category(char) in ("Cc", "Cf") for char in value):
-        raise ValueError("must not contain control characters")
-    return value
+_EMAIL_MAX = 254  # RFC 5321: the longest address a mail path carries
 
 
 def _text(value: str, *, low: int, high: int, letters: bool = False) -> str:
-    text = " ".join(_no_control(value).split())
-    if not low <= len(text) <= high:
-        raise ValueError(f"must be {low} to {high} characters")
+    """NFC (a decomposed 홍길동 is stored as the composed one), runs of white space collapsed."""
+    text = " ".join(unicodedata.normalize("NFC", value).split())
+    if not text:
+        raise ValueError("The value must not be empty.")
+    if any(unicodedata.category(char) in ("Cc", "Cf") for char in text):
+        raise ValueError("The value contains control characters.")
+    if len(text) > high:
+        raise ValueError(f"The value must be at most {high} characters.")
+    if len(text) < low:
+        raise ValueError(f"The value must be at least {low} characters.")
     if letters and not _LETTER.search(text):
-        raise ValueError("must contain letters")
+        raise ValueError("The value must contain letters.")
     return text
+
+
+def _phone(value: str) -> str:
+    try:
+        return normalise_phone(value.strip())
+    except DomainError:
+        raise ValueError("The phone number is not valid.") from None
+
+
+def _email(value: str) -> str:
+    if len(value.strip()) > _EMAIL_MAX:
+        raise ValueError("The e-mail address is not valid.")
+    try:
+        return normalise_email(value)
+    except DomainError:
+        raise ValueError("The e-mail address is not valid.") from None
+
+
+def _customs_code(value: str) -> str:
+    """개인통관고유부호: P and 12 digits; spaces and dashes as people copy it are dropped."""
+    code = value.strip().translate(_CUSTOMS_SEPARATORS).upper()
+    if not _CUSTOMS_CODE.match(code):
+        raise ValueError("A personal customs clearance code is P followed by 12 digits.")
+    return code
+
+
+_RULES: dict[str, Callable[[str], str]] = {
+    "name": lambda value: _text(value, low=1, high=100, letters=True),
+    "company_name": lambda value: _text(value, low=1, high=200, letters=True),
+    "address": lambda value: _text(value, low=5, high=300),
+    "company_address": lambda value: _text(value, low=5, high=300),
+    "phone": _phone,
+    "email": _email,
+    "customs_code": _customs_code,
+}
+# Records of fact (device serials, access times, IP addresses, logs, what an inquiry said) are
+# not errors to correct: the vocabulary marks them, and only the others have a rule here.
+CORRECTABLE_ITEMS: tuple[str, ...] = tuple(code for code, item in ITEMS.items() if item.correctable)
+assert set(_RULES) == set(CORRECTABLE_ITEMS)
 
 
 def normalise_new_value(item: str, raw: str) -> str:
     """The corrected value as it will be stored; ValueError (without the value) if it is not one."""
     if item not in ITEMS:
-        raise ValueError("unknown item")
-    if not ITEMS[item].correctable:
-        raise ValueError("this item is recorded by the system and cannot be corrected")
-    value = raw.strip()
-    try:
-        if item == "phone":
-            return normalise_phone(value)
-        if item == "email":
-            return normalise_email(value)
-    except DomainError:
-        what = "phone number" if item == "phone" else "e-mail address"
-        raise ValueError(f"not a valid {what}") from None
-    if item == "customs_code":
-        code = value.replace("-", "").replace(" ", "").upper()
-        if not _CUSTOMS_CODE.match(code):
-            raise ValueError("a personal customs code is P followed by 12 digits")
-        return code
-    if item == "name":
-        return _text(value, low=1, high=100, letters=True)
-    if item == "company_name":
-        return _text(value, low=1, high=200, letters=True)
-    return _text(value, low=5, high=300)  # address, company_address
+        raise ValueError("Unknown item.")
+    rule = _RULES.get(item)
+    if rule is None:
+        raise ValueError("This item is recorded by the system and cannot be corrected.")
+    return rule(raw)
 
 
 def check_codes(values: list[str], *, allowed: dict[str, Any], what: str) -> list[str]:
@@ -88,7 +115,7 @@ def refusable_parts(request_type: str, scope: dict[str, list[str]]) -> set[str]:
     if request_type in ("suspension", "consent_withdrawal"):
         return set(scope.get("purposes", []))
     categories = set(scope.get("categories", []))
-    in_categories = {code for code, item in ITEMS.items() if item.category in categories}
+    in_categories = items_in(categories)
     named = set(scope.get("items", [])) | categories | in_categories
     if request_type == "deletion" and named:
         return named
@@ -97,6 +124,7 @@ def refusable_parts(request_type: str, scope: dict[str, list[str]]) -> set[str]:
 
 __all__ = [
     "CATEGORIES",
+    "CORRECTABLE_ITEMS",
     "ITEMS",
     "PURPOSES",
     "check_codes",

@@ -16,6 +16,7 @@ from app.errors import (
     IllegalTransition,
     InvalidInput,
     NotFound,
+    PostponementNotAllowed,
 )
 from app.models import DsrRequest
 from app.models.requests import OPEN_STATUSES
@@ -23,11 +24,13 @@ from app.requests import deadlines, holds
 from app.requests.lifecycle import (
     check_four_eyes,
     check_ground,
+    check_refusal_proposed,
     check_refused_items,
     lock_request,
     notify,
     queue_fulfilment,
     record,
+    refuses_everything,
     seal,
     transition,
 )
@@ -144,16 +147,21 @@ async def approve_parts(
         note=explanation,
     )
     await queue_fulfilment(session, crypto=crypto, request=request, now=now, actor=actor)
-    if partial:
+    if not partial and request.type in ("correction", "deletion"):
+        # The subject hears that the work has started (and, for a correction, that the data is
+        # held back meanwhile); access and suspension finish within moments of approval.
         await notify(
             session,
             crypto=crypto,
             settings=settings,
             request=request,
-            template="request_decided",
-            key=f"decided:{request.round}",
+            template="request_approved",
+            key=f"approved:{request.round}",
             now=now,
-            explanation=explanation,
+        )
+    if partial:
+        await _notify_decision(
+            session, crypto=crypto, settings=settings, request=request, now=now, note=explanation
         )
 
 
@@ -183,6 +191,20 @@ async def approve_request(
         if not explanation:
             raise InvalidInput("A partial refusal needs an explanation for the subject.")
         check_refused_items(request, refused_items)
+        check_refusal_proposed(request, settings)
+        if refuses_everything(request, refused_items):
+            # Nothing left to grant: this is a refusal, with the refusal notice (Art. 35(4) etc.).
+            await _refuse(
+                session,
+                crypto=crypto,
+                settings=settings,
+                now=now,
+                request=request,
+                actor=actor,
+                refusals=refused_items,
+                explanation=explanation,
+            )
+            return request
     await approve_parts(
         session,
         crypto=crypto,
@@ -242,11 +264,37 @@ async def refuse_request(
         )
     check_four_eyes(request, actor)
     check_ground(ground, request.type)
+    check_refusal_proposed(request, settings)
+    await _refuse(
+        session,
+        crypto=crypto,
+        settings=settings,
+        now=now,
+        request=request,
+        actor=actor,
+        refusals=[{"item": None, "ground": ground}],
+        explanation=explanation,
+    )
+    return request
+
+
+async def _refuse(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    settings: Settings,
+    now: datetime,
+    request: DsrRequest,
+    actor: Actor,
+    refusals: list[dict[str, Any]],
+    explanation: str,
+) -> None:
     settled = _settle_proposal(request)
+    grounds = sorted({entry["ground"] for entry in refusals})
     request.decision = "refused"
     request.decided_at = now
     request.decided_by = actor.id
-    request.refusals = [{"item": None, "ground": ground, "stage": "decision"}]
+    request.refusals = [{**entry, "stage": "decision"} for entry in refusals]
     request.decision_note_encrypted = seal(crypto, request.id, "decision", explanation)
     request.objectable_since = now
     await holds.release_holds(session, request=request, now=now)
@@ -257,9 +305,29 @@ async def refuse_request(
         action="refuse",
         actor=actor,
         now=now,
-        details={"ground": ground, **(settled or {})},
+        details={
+            "ground": grounds[0] if len(grounds) == 1 else None,
+            "grounds": grounds,
+            "refused_items": [e["item"] for e in refusals if e.get("item")],
+            **(settled or {}),
+        },
         note=explanation,
     )
+    await _notify_decision(
+        session, crypto=crypto, settings=settings, request=request, now=now, note=explanation
+    )
+
+
+async def _notify_decision(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    settings: Settings,
+    request: DsrRequest,
+    now: datetime,
+    note: str | None,
+) -> None:
+    """The decision notice of this round (refusal or partial grant), with its explanation."""
     await notify(
         session,
         crypto=crypto,
@@ -268,9 +336,8 @@ async def refuse_request(
         template="request_decided",
         key=f"decided:{request.round}",
         now=now,
-        explanation=explanation,
+        explanation=note,
     )
-    return request
 
 
 async def extend_request(
@@ -284,13 +351,25 @@ async def extend_request(
     reason: str,
     new_due_at: datetime,
 ) -> DsrRequest:
-    """Postpone the due date for a stated reason, and tell the subject both."""
+    """Postpone an access request's due date for a stated reason, and tell the subject both."""
     request = await lock_request(session, request_id)
     if request.status not in OPEN_STATUSES:
         raise IllegalTransition(
             f"A request that is {request.status} has no deadline to extend.",
             current_status=request.status,
             action="extend",
+        )
+    if request.type != "access":
+        # PIPA Art. 35(3) lets access be postponed; Decree Arts. 43(3), 44(2) give correction,
+        # deletion and suspension 10 days with no postponement.
+        raise PostponementNotAllowed(
+            "Only an access request can be postponed (PIPA Art. 35(3)); correction, deletion "
+            "and suspension must be answered within 10 days."
+        )
+    if now > request.due_at:
+        raise PostponementNotAllowed(
+            "The due date has passed: a postponement must be notified within the 10 days "
+            "(Decree Art. 42(2)). Decide the request now."
         )
     tz = settings.display_timezone
     due = deadlines.end_of_local_day(deadlines.local_date(new_due_at, tz), tz)
@@ -338,6 +417,7 @@ async def withdraw_request(
     session: AsyncSession,
     *,
     crypto: Crypto,
+    settings: Settings,
     now: datetime,
     request_id: uuid.UUID,
     actor: Actor,
@@ -353,4 +433,62 @@ async def withdraw_request(
     )
     request.withdrawn_at = now
     await holds.release_holds(session, request=request, now=now)
+    await notify(
+        session,
+        crypto=crypto,
+        settings=settings,
+        request=request,
+        template="request_withdrawn",
+        key="withdrawn",
+        now=now,
+        extra={
+            "by_staff": actor.role != "subject",
+            "restriction_lifted": request.type == "correction",
+        },
+    )
+    return request
+
+
+async def resume_request(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    settings: Settings,
+    now: datetime,
+    request_id: uuid.UUID,
+    actor: Actor,
+    note: str | None = None,
+) -> DsrRequest:
+    """The reason for postponing access has ended: give access without delay (Decree 42(2))."""
+    request = await lock_request(session, request_id)
+    if request.type != "access" or not request.extensions:
+        raise PostponementNotAllowed("Only a postponed access request can be resumed.")
+    if request.status not in ("received", "in_review"):
+        raise IllegalTransition(
+            f"A request that is {request.status} is no longer waiting on its postponement.",
+            current_status=request.status,
+            action="resume",
+        )
+    tz = settings.display_timezone
+    today_ends = deadlines.end_of_local_day(deadlines.local_date(now, tz), tz)
+    previous = request.due_at
+    request.due_at = min(request.due_at, today_ends)
+    await record(
+        session,
+        crypto=crypto,
+        request=request,
+        actor=actor,
+        action="postponement_ended",
+        now=now,
+        details={"from_due_at": previous.isoformat(), "to_due_at": request.due_at.isoformat()},
+        note=note,
+    )
+    if request.status == "received":
+        await transition(
+            session, crypto=crypto, request=request, action="start_review", actor=actor, now=now
+        )
+        request.review_started_at = now
+    await approve_parts(
+        session, crypto=crypto, settings=settings, request=request, actor=actor, now=now
+    )
     return request

@@ -11,8 +11,8 @@ from app.crypto import Crypto
 from app.models import OutboxMessage
 from app.outbox import queue
 from app.outbox.jobs import Outcome, PeriodicJob, Sent, WorkerContext
+from app.outbox.retry import FULFILMENT_RETRY
 from app.requests import completion, decisions, idempotency
-from app.requests.lifecycle import FULFILMENT_MAX_ATTEMPTS
 
 AUTO_REVIEW_TOPIC = "request.auto_review"
 
@@ -28,7 +28,7 @@ def auto_review_message(*, crypto: Crypto, request_id: uuid.UUID, now: datetime)
         payload={"request_id": str(request_id)},
         request_ref=request_id,
         dedupe_key=f"request:{request_id}:auto_review",
-        max_attempts=FULFILMENT_MAX_ATTEMPTS,
+        max_attempts=FULFILMENT_RETRY.max_attempts,
     )
 
 

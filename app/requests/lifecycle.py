@@ -34,10 +34,11 @@ from app.errors import (
 )
 from app.models import DsrRequest, DsrRequestEvent
 from app.outbox import queue
+from app.outbox.retry import FULFILMENT_RETRY
 from app.requests.bodies import refusable_parts
 from app.requests.notices import queue_request_notice
 from app.subjects import identifiers as subjects
-from app.vocabulary import GROUNDS
+from app.vocabulary import GROUNDS, ITEMS
 
 # action -> (statuses it may start from, status it leads to)
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -52,8 +53,6 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
 
 Outcome = Literal["completed", "partially_completed"]
 SUBJECT_INDEXES = ARRAY(sa.String(64))
-# A fulfilment job retried this often (about a day with the default backoff) is marked failed.
-FULFILMENT_MAX_ATTEMPTS = 8
 KINDS: tuple[subjects.IdentifierKind, ...] = ("phone", "email")
 
 
@@ -245,7 +244,7 @@ def check_ground(ground: str, request_type: str) -> None:
 
 
 def check_refused_items(request: DsrRequest, refused: list[dict[str, str]]) -> None:
-    """Each part must be one the request covers, with a ground for its type; not all of them."""
+    """Each part must be one the request covers, once, with a ground for its type."""
     parts = refusable_parts(request.type, request.scope)
     seen: set[str] = set()
     for position, entry in enumerate(refused):
@@ -255,9 +254,28 @@ def check_refused_items(request: DsrRequest, refused: list[dict[str, str]]) -> N
             raise InvalidInput(f"Refused item {position} names an item already refused.")
         seen.add(entry["item"])
         check_ground(entry["ground"], request.type)
-    finite = request.type in ("correction", "suspension", "consent_withdrawal")
-    if finite and seen >= parts:
-        raise InvalidInput("Every part is refused: refuse the whole request instead.")
+
+
+def refuses_everything(request: DsrRequest, refused: list[dict[str, str]]) -> bool:
+    """Whether refusing these parts leaves nothing to grant (then it is a whole refusal)."""
+    named = {entry["item"] for entry in refused}
+    if request.type in ("correction", "suspension", "consent_withdrawal"):
+        return named >= refusable_parts(request.type, request.scope)
+    return items_covered(named) >= items_covered(refusable_parts(request.type, request.scope))
+
+
+def items_covered(codes: set[str]) -> set[str]:
+    """Items named directly or through their category."""
+    return {code for code, item in ITEMS.items() if code in codes or item.category in codes}
+
+
+def check_refusal_proposed(request: DsrRequest, settings: Settings) -> None:
+    """A refusal, whole or in part, needs two people: one proposes, another officer decides."""
+    if not request.proposal and not settings.single_officer_refusals:
+        raise FourEyesRequired(
+            "A refusal needs a colleague's proposal first: propose it, and another privacy "
+            "officer decides (DSR_SINGLE_OFFICER_REFUSALS allows one-person refusals)."
+        )
 
 
 def check_four_eyes(request: DsrRequest, actor: Actor) -> None:
@@ -289,7 +307,7 @@ async def queue_fulfilment(
         payload={"request_id": str(request.id)},
         request_ref=request.id,
         dedupe_key=f"fulfil:{request.id}:{request.round}:{request.fulfilment_attempts}",
-        max_attempts=FULFILMENT_MAX_ATTEMPTS,
+        max_attempts=FULFILMENT_RETRY.max_attempts,
     )
     await record(
         session,

@@ -31,6 +31,24 @@ RESULT_LABELS = {
 }
 
 
+# Policy section 9: where a person can report an infringement or ask for mediation, besides
+# objecting to us. Named in every notice that refuses something, and in the access report.
+EXTERNAL_REMEDIES = {
+    "ko": (
+        "개인정보침해신고센터(한국인터넷진흥원) 118",
+        "개인정보분쟁조정위원회 1833-6972",
+        "경찰청 사이버수사국 182",
+        "대검찰청 사이버수사과 1301",
+    ),
+    "en": (
+        "Personal Information Infringement Report Center (KISA) 118",
+        "Personal Information Dispute Mediation Committee 1833-6972",
+        "Korean National Police Agency Cyber Investigation Bureau 182",
+        "Supreme Prosecutors' Office Cyber Investigation Division 1301",
+    ),
+}
+
+
 def reference(request_id: uuid.UUID) -> str:
     """The short reference people read out on the phone."""
     return request_id.hex[:8].upper()
@@ -78,6 +96,8 @@ def notice_variables(
         "objection_days": settings.objection_window_days,
         "partial": request.status == "partially_completed",
         "is_access": request.type == "access",
+        "is_correction": request.type == "correction",
+        "remedies": list(EXTERNAL_REMEDIES[locale]) if refusals else [],
         "kept": [],  # deletion: "items: law, destroyed after" lines for what is kept apart
         "contact": settings.contact_text_ko if locale == "ko" else settings.contact_text_en,
         **(extra or {}),

@@ -149,6 +149,15 @@ async def _counts(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class QueuePageView:
+    """One page of the staff queue: the requests, the keyset cursor, counts over all requests."""
+
+    requests: list[Any]  # rows of dsr_request (the same attribute names as DsrRequest)
+    next_cursor: str | None
+    counts: dict[str, Any]
+
+
 def queue_row(request: Any, *, now: datetime, tz: str) -> dict[str, Any]:
     """A queue line from a ``DsrRequest`` or a row of its table (the same attribute names)."""
     return {
@@ -167,13 +176,12 @@ def queue_row(request: Any, *, now: datetime, tz: str) -> dict[str, Any]:
 async def list_staff_requests(
     session: AsyncSession,
     *,
-    settings: Settings,
     now: datetime,
     filters: RequestFilters,
     cursor: str | None,
     limit: int,
     actor: Actor,
-) -> dict[str, Any]:
+) -> QueuePageView:
     """One page of the queue, earliest due first; the cursor is the last (due_at, id) seen."""
     # Rows of the table, not ORM objects: building 50 of those cost more than the query.
     query = _filtered(sa.select(DsrRequest.__table__), filters, now)  # type: ignore[attr-defined]
@@ -190,7 +198,6 @@ async def list_staff_requests(
     rows = list((await session.execute(query)).all())
     page, more = rows[:limit], len(rows) > limit
     next_cursor = encode_cursor(page[-1].due_at.isoformat(), page[-1].id) if more else None
-    tz = settings.display_timezone
     await trail.record(
         session,
         now=now,
@@ -201,11 +208,7 @@ async def list_staff_requests(
         client_ip=actor.client_ip,
         details={"filters": filters.as_details(), "ids": [str(row.id) for row in page]},
     )
-    return {
-        "items": [queue_row(row, now=now, tz=tz) for row in page],
-        "next_cursor": next_cursor,
-        "counts": await _counts(session, now=now),
-    }
+    return QueuePageView(page, next_cursor, await _counts(session, now=now))
 
 
 async def _objection_views(

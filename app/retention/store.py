@@ -27,7 +27,7 @@ from app.retention.rules import (
     PURGE_ACTION,
     PURGE_JOB_NAME,
     RetainedRecordDestroyed,
-    RetentionTerm,
+    RetentionRule,
 )
 from app.vocabulary import ITEMS
 
@@ -43,7 +43,7 @@ class RetainInput:
     record_key: str
     subject_key: str
     items: Sequence[str]
-    term: RetentionTerm
+    term: RetentionRule
     clock_start: datetime
     payload: dict[str, Any]
     role: str | None = None
@@ -207,7 +207,7 @@ async def retain_record(
     record_key: str,
     subject_key: str,
     items: Sequence[str],
-    term: RetentionTerm,
+    term: RetentionRule,
     clock_start: datetime,
     payload: dict[str, Any],
     role: str | None = None,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from app.deps import ClientIpDep, ClockDep, CryptoDep, OfficerPrincipal, SessionDep, SettingsDep
+from app.deps import OfficerDep
 from app.models import Processor
 from app.schemas.common import PROBLEM_RESPONSES
 from app.schemas.processors import (
@@ -107,32 +107,21 @@ def delivery_detail(view: DeliveryView) -> DeliveryDetail:
     response_model=ProcessorCreated,
     summary="Register a processor; its webhook secret is shown this once",
 )
-async def register_processor(
-    body: ProcessorCreate,
-    session: SessionDep,
-    principal: OfficerPrincipal,
-    settings: SettingsDep,
-    crypto: CryptoDep,
-    clock: ClockDep,
-    client_ip: ClientIpDep,
-) -> ProcessorCreated:
+async def register_processor(body: ProcessorCreate, ctx: OfficerDep) -> ProcessorCreated:
     processor, secret = await processors.register_processor(
-        session,
-        crypto=crypto,
-        settings=settings,
-        now=clock.now(),
-        actor=principal,
-        client_ip=client_ip,
+        ctx.session,
+        crypto=ctx.crypto,
+        settings=ctx.settings,
+        now=ctx.now,
+        actor=ctx.actor,
         details=body,
     )
     return ProcessorCreated(**processor_public(processor).model_dump(), secret=secret)
 
 
 @router.get("/processors", response_model=list[ProcessorPublic], summary="List processors")
-async def list_processors(
-    session: SessionDep, principal: OfficerPrincipal
-) -> list[ProcessorPublic]:
-    return [processor_public(item) for item in await processors.list_processors(session)]
+async def list_processors(ctx: OfficerDep) -> list[ProcessorPublic]:
+    return [processor_public(item) for item in await processors.list_processors(ctx.session)]
 
 
 @router.get(
@@ -140,14 +129,10 @@ async def list_processors(
     response_model=ProcessorPublic,
     summary="A processor with its delivery counts",
 )
-async def get_processor(
-    code: str,
-    session: SessionDep,
-    principal: OfficerPrincipal,
-    settings: SettingsDep,
-    clock: ClockDep,
-) -> ProcessorPublic:
-    view = await processors.get_processor(session, settings=settings, now=clock.now(), code=code)
+async def get_processor(code: str, ctx: OfficerDep) -> ProcessorPublic:
+    view = await processors.get_processor(
+        ctx.session, settings=ctx.settings, now=ctx.now, code=code
+    )
     return _view_public(view)
 
 
@@ -156,21 +141,12 @@ async def get_processor(
     response_model=ProcessorPublic,
     summary="Change a processor (disabling holds its notices, enabling sends them)",
 )
-async def update_processor(
-    code: str,
-    body: ProcessorUpdate,
-    session: SessionDep,
-    principal: OfficerPrincipal,
-    settings: SettingsDep,
-    clock: ClockDep,
-    client_ip: ClientIpDep,
-) -> ProcessorPublic:
+async def update_processor(code: str, body: ProcessorUpdate, ctx: OfficerDep) -> ProcessorPublic:
     view = await processors.update_processor(
-        session,
-        settings=settings,
-        now=clock.now(),
-        actor=principal,
-        client_ip=client_ip,
+        ctx.session,
+        settings=ctx.settings,
+        now=ctx.now,
+        actor=ctx.actor,
         code=code,
         changes=body,
     )
@@ -182,22 +158,13 @@ async def update_processor(
     response_model=SecretRotated,
     summary="A new webhook secret (shown once); the old one signs too during the grace period",
 )
-async def rotate_secret(
-    code: str,
-    session: SessionDep,
-    principal: OfficerPrincipal,
-    settings: SettingsDep,
-    crypto: CryptoDep,
-    clock: ClockDep,
-    client_ip: ClientIpDep,
-) -> SecretRotated:
+async def rotate_secret(code: str, ctx: OfficerDep) -> SecretRotated:
     processor, secret = await processors.rotate_secret(
-        session,
-        crypto=crypto,
-        settings=settings,
-        now=clock.now(),
-        actor=principal,
-        client_ip=client_ip,
+        ctx.session,
+        crypto=ctx.crypto,
+        settings=ctx.settings,
+        now=ctx.now,
+        actor=ctx.actor,
         code=code,
     )
     assert processor.previous_secret_expires_at is not None
@@ -219,9 +186,7 @@ def _page(views: list[DeliveryView], cursor: str | None) -> DeliveryPage:
 )
 async def list_processor_deliveries(
     code: str,
-    session: SessionDep,
-    principal: OfficerPrincipal,
-    crypto: CryptoDep,
+    ctx: OfficerDep,
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
     event_type: EventType | None = None,
     request_ref: uuid.UUID | None = None,
@@ -232,8 +197,8 @@ async def list_processor_deliveries(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> DeliveryPage:
     views, next_cursor = await deliveries.list_deliveries(
-        session,
-        crypto=crypto,
+        ctx.session,
+        crypto=ctx.crypto,
         processor_must_exist=True,
         code=code,
         status=status_,
@@ -254,18 +219,12 @@ async def list_processor_deliveries(
     summary="Send every dead notice to this processor again",
 )
 async def replay_dead_deliveries(
-    code: str,
-    session: SessionDep,
-    principal: OfficerPrincipal,
-    clock: ClockDep,
-    client_ip: ClientIpDep,
-    body: BulkReplay | None = None,
+    code: str, ctx: OfficerDep, body: BulkReplay | None = None
 ) -> ReplayResult:
     count = await deliveries.replay_dead_deliveries(
-        session,
-        now=clock.now(),
-        actor=principal,
-        client_ip=client_ip,
+        ctx.session,
+        now=ctx.now,
+        actor=ctx.actor,
         code=code,
         options=body or BulkReplay(),
     )
@@ -278,9 +237,7 @@ async def replay_dead_deliveries(
     summary="Notices to every processor (held ones include processors not registered)",
 )
 async def list_deliveries(
-    session: SessionDep,
-    principal: OfficerPrincipal,
-    crypto: CryptoDep,
+    ctx: OfficerDep,
     processor: Annotated[str | None, Query(max_length=32)] = None,
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
     event_type: EventType | None = None,
@@ -292,8 +249,8 @@ async def list_deliveries(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> DeliveryPage:
     views, next_cursor = await deliveries.list_deliveries(
-        session,
-        crypto=crypto,
+        ctx.session,
+        crypto=ctx.crypto,
         code=processor,
         status=status_,
         event_type=event_type,
@@ -313,22 +270,18 @@ async def list_deliveries(
     summary="Delivered notices not acknowledged after the follow-up period",
 )
 async def awaiting_acknowledgement(
-    session: SessionDep,
-    principal: OfficerPrincipal,
-    settings: SettingsDep,
-    crypto: CryptoDep,
-    clock: ClockDep,
+    ctx: OfficerDep,
     processor: Annotated[str | None, Query(max_length=32)] = None,
     older_than_days: Annotated[
         float | None, Query(ge=0, le=365, description="Default: DSR_WEBHOOK_ACK_FOLLOW_UP_DAYS")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryPublic]:
-    days = settings.webhook_ack_follow_up_days if older_than_days is None else older_than_days
+    days = ctx.settings.webhook_ack_follow_up_days if older_than_days is None else older_than_days
     views = await deliveries.awaiting_acknowledgement(
-        session,
-        crypto=crypto,
-        now=clock.now(),
+        ctx.session,
+        crypto=ctx.crypto,
+        now=ctx.now,
         older_than=timedelta(days=days),
         code=processor,
         limit=limit,
@@ -341,10 +294,8 @@ async def awaiting_acknowledgement(
     response_model=DeliveryDetail,
     summary="One notice with every attempt (status, latency, error, first 1 KB of the answer)",
 )
-async def get_delivery(
-    delivery_id: uuid.UUID, session: SessionDep, principal: OfficerPrincipal, crypto: CryptoDep
-) -> DeliveryDetail:
-    view = await deliveries.get_delivery(session, crypto=crypto, delivery_id=delivery_id)
+async def get_delivery(delivery_id: uuid.UUID, ctx: OfficerDep) -> DeliveryDetail:
+    view = await deliveries.get_delivery(ctx.session, crypto=ctx.crypto, delivery_id=delivery_id)
     return delivery_detail(view)
 
 
@@ -353,20 +304,12 @@ async def get_delivery(
     response_model=DeliveryDetail,
     summary="Send a dead or delivered notice again (same webhook-id)",
 )
-async def replay_delivery(
-    delivery_id: uuid.UUID,
-    session: SessionDep,
-    principal: OfficerPrincipal,
-    crypto: CryptoDep,
-    clock: ClockDep,
-    client_ip: ClientIpDep,
-) -> DeliveryDetail:
+async def replay_delivery(delivery_id: uuid.UUID, ctx: OfficerDep) -> DeliveryDetail:
     view = await deliveries.replay_delivery(
-        session,
-        crypto=crypto,
-        now=clock.now(),
-        actor=principal,
-        client_ip=client_ip,
+        ctx.session,
+        crypto=ctx.crypto,
+        now=ctx.now,
+        actor=ctx.actor,
         delivery_id=delivery_id,
     )
     return delivery_detail(view)

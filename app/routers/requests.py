@@ -62,7 +62,7 @@ async def submit_request(
         now=clock.now(),
         subject_index=principal.subject,
         body=body,
-        actor=Actor.subject(principal.subject, client_ip),
+        actor=Actor.of(principal, client_ip),
         idempotency_key=idempotency_key,
     )
     if submitted.replayed:
@@ -116,9 +116,10 @@ async def withdraw_my_request(
     request = await decisions.withdraw_request(
         session,
         crypto=crypto,
+        settings=settings,
         now=clock.now(),
         request_id=request_id,
-        actor=Actor.subject(principal.subject, client_ip),
+        actor=Actor.of(principal, client_ip),
         subject_index=principal.subject,
     )
     return views.summary(request, now=clock.now(), tz=settings.display_timezone)
@@ -148,7 +149,7 @@ async def object_to_decision(
         request_id=request_id,
         subject_index=principal.subject,
         reason=body.reason,
-        actor=Actor.subject(principal.subject, client_ip),
+        actor=Actor.of(principal, client_ip),
     )
     return views.objection(
         objection, reason=body.reason, explanation=None, tz=settings.display_timezone

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
 from app.audit import query
-from app.audit.actors import Actor
-from app.deps import (
-    ClientIpDep,
-    ClockDep,
-    CryptoDep,
-    DeciderPrincipal,
-    OfficerPrincipal,
-    SessionDep,
-    SettingsDep,
-    StaffPrincipal,
-)
+from app.deps import DeciderDep, OfficerDep, StaffContext, StaffDep
+from app.models import DsrObjection, DsrRequest
 from app.requests import completion, decisions, intake, objections, queries
 from app.requests.deadlines import assume_zone
 from app.routers.requests import IdempotencyKey
@@ -27,35 +18,47 @@ from app.schemas.common import PROBLEM_RESPONSES
 from app.schemas.requests import RequestStatus, RequestSummary, RequestType
 from app.schemas.staff import (
     ApproveIn,
+    AuditEntryOut,
     AuditPage,
     ExtendIn,
     ObjectionDecisionIn,
     ProposeRefusalIn,
+    QueueCounts,
     QueuePage,
     QueueRow,
     RefuseIn,
+    ResumeIn,
     StaffObjectionList,
     StaffObjectionOut,
     StaffRequestCreate,
     StaffRequestDetail,
 )
-from app.security import Principal
 
 router = APIRouter(prefix="/v1/staff", tags=["staff"], responses=PROBLEM_RESPONSES)
 audit_router = APIRouter(prefix="/v1", tags=["audit"], responses=PROBLEM_RESPONSES)
 
 
-def actor_of(principal: Principal, client_ip: str) -> Actor:
-    return Actor.staff(principal.subject, principal.roles, client_ip)
+def queue_row(request: DsrRequest, ctx: StaffContext) -> QueueRow:
+    return QueueRow.model_validate(
+        queries.queue_row(request, now=ctx.now, tz=ctx.settings.display_timezone)
+    )
+
+
+def objection_out(row: DsrObjection, now: datetime) -> StaffObjectionOut:
+    return StaffObjectionOut(
+        id=row.id,
+        request_id=row.request_id,
+        status=row.status,
+        submitted_at=row.submitted_at,
+        due_at=row.due_at,
+        overdue=row.status == "open" and now > row.due_at,
+        decided_at=row.decided_at,
+    )
 
 
 @router.get("/requests", response_model=QueuePage, summary="The request queue, earliest due first")
 async def list_requests(
-    principal: StaffPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
+    ctx: StaffDep,
     status: Annotated[list[RequestStatus] | None, Query()] = None,
     type: Annotated[list[RequestType] | None, Query()] = None,
     overdue: bool | None = None,
@@ -65,8 +68,8 @@ async def list_requests(
     fulfilment: Literal["queued", "failed", "done"] | None = None,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> dict[str, Any]:
-    tz = settings.display_timezone
+) -> QueuePage:
+    tz = ctx.settings.display_timezone
     filters = queries.RequestFilters(
         statuses=list(status) if status else None,
         types=list(type) if type else None,
@@ -76,14 +79,13 @@ async def list_requests(
         received_to=assume_zone(received_to, tz),
         fulfilment=fulfilment,
     )
-    return await queries.list_staff_requests(
-        session,
-        settings=settings,
-        now=clock.now(),
-        filters=filters,
-        cursor=cursor,
-        limit=limit,
-        actor=actor_of(principal, client_ip),
+    page = await queries.list_staff_requests(
+        ctx.session, now=ctx.now, filters=filters, cursor=cursor, limit=limit, actor=ctx.actor
+    )
+    return QueuePage(
+        items=[queue_row(request, ctx) for request in page.requests],
+        next_cursor=page.next_cursor,
+        counts=QueueCounts.model_validate(page.counts),
     )
 
 
@@ -95,31 +97,26 @@ async def list_requests(
 )
 async def intake_request(
     body: StaffRequestCreate,
-    principal: StaffPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
+    ctx: StaffDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> dict[str, Any]:
+) -> RequestSummary:
     submitted = await intake.submit_staff_request(
-        session,
-        crypto=crypto,
-        settings=settings,
-        now=clock.now(),
+        ctx.session,
+        crypto=ctx.crypto,
+        settings=ctx.settings,
+        now=ctx.now,
         body=body.request,
         identifiers=body.identifiers.model_dump(exclude_none=True),
         notify_via=body.notify.model_dump(exclude_none=True) if body.notify else None,
         intake_channel=body.intake_channel,
         verification=body.verification.model_dump(exclude_none=True),
-        actor=actor_of(principal, client_ip),
+        actor=ctx.actor,
         idempotency_key=idempotency_key,
     )
     if submitted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return submitted.answer
+    return RequestSummary.model_validate(submitted.answer)
 
 
 @router.get(
@@ -127,47 +124,24 @@ async def intake_request(
     response_model=StaffRequestDetail,
     summary="A request with its body, decision, objections and full history (audited)",
 )
-async def get_request(
-    request_id: uuid.UUID,
-    principal: StaffPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
-) -> dict[str, Any]:
-    return await queries.view_staff_request(
-        session,
-        crypto=crypto,
-        settings=settings,
-        now=clock.now(),
+async def get_request(request_id: uuid.UUID, ctx: StaffDep) -> StaffRequestDetail:
+    view = await queries.view_staff_request(
+        ctx.session,
+        crypto=ctx.crypto,
+        settings=ctx.settings,
+        now=ctx.now,
         request_id=request_id,
-        actor=actor_of(principal, client_ip),
+        actor=ctx.actor,
     )
-
-
-def _row(request: Any, clock: ClockDep, settings: SettingsDep) -> dict[str, Any]:
-    return queries.queue_row(request, now=clock.now(), tz=settings.display_timezone)
+    return StaffRequestDetail.model_validate(view)
 
 
 @router.post("/requests/{request_id}/review", response_model=QueueRow, summary="Start the review")
-async def start_review(
-    request_id: uuid.UUID,
-    principal: StaffPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
-) -> dict[str, Any]:
+async def start_review(request_id: uuid.UUID, ctx: StaffDep) -> QueueRow:
     request = await decisions.start_review(
-        session,
-        crypto=crypto,
-        now=clock.now(),
-        request_id=request_id,
-        actor=actor_of(principal, client_ip),
+        ctx.session, crypto=ctx.crypto, now=ctx.now, request_id=request_id, actor=ctx.actor
     )
-    return _row(request, clock, settings)
+    return queue_row(request, ctx)
 
 
 @router.post(
@@ -175,27 +149,18 @@ async def start_review(
     response_model=QueueRow,
     summary="Propose a refusal (whole or partial) for a privacy officer to decide",
 )
-async def propose_refusal(
-    request_id: uuid.UUID,
-    body: ProposeRefusalIn,
-    principal: StaffPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
-) -> dict[str, Any]:
+async def propose_refusal(request_id: uuid.UUID, body: ProposeRefusalIn, ctx: StaffDep) -> QueueRow:
     request = await decisions.propose_refusal(
-        session,
-        crypto=crypto,
-        now=clock.now(),
+        ctx.session,
+        crypto=ctx.crypto,
+        now=ctx.now,
         request_id=request_id,
-        actor=actor_of(principal, client_ip),
+        actor=ctx.actor,
         ground=body.ground,
         refused_items=[item.model_dump() for item in body.refused_items or []] or None,
         explanation=body.explanation,
     )
-    return _row(request, clock, settings)
+    return queue_row(request, ctx)
 
 
 @router.post(
@@ -203,27 +168,18 @@ async def propose_refusal(
     response_model=QueueRow,
     summary="Approve (all, or in part with refused_items: privacy officer) and start fulfilment",
 )
-async def approve_request(
-    request_id: uuid.UUID,
-    body: ApproveIn,
-    principal: StaffPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
-) -> dict[str, Any]:
+async def approve_request(request_id: uuid.UUID, body: ApproveIn, ctx: StaffDep) -> QueueRow:
     request = await decisions.approve_request(
-        session,
-        crypto=crypto,
-        settings=settings,
-        now=clock.now(),
+        ctx.session,
+        crypto=ctx.crypto,
+        settings=ctx.settings,
+        now=ctx.now,
         request_id=request_id,
-        actor=actor_of(principal, client_ip),
+        actor=ctx.actor,
         refused_items=[item.model_dump() for item in body.refused_items or []] or None,
         explanation=body.explanation,
     )
-    return _row(request, clock, settings)
+    return queue_row(request, ctx)
 
 
 @router.post(
@@ -231,27 +187,18 @@ async def approve_request(
     response_model=QueueRow,
     summary="Refuse on a legal ground (privacy officer; not their own proposal)",
 )
-async def refuse_request(
-    request_id: uuid.UUID,
-    body: RefuseIn,
-    principal: DeciderPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
-) -> dict[str, Any]:
+async def refuse_request(request_id: uuid.UUID, body: RefuseIn, ctx: DeciderDep) -> QueueRow:
     request = await decisions.refuse_request(
-        session,
-        crypto=crypto,
-        settings=settings,
-        now=clock.now(),
+        ctx.session,
+        crypto=ctx.crypto,
+        settings=ctx.settings,
+        now=ctx.now,
         request_id=request_id,
-        actor=actor_of(principal, client_ip),
+        actor=ctx.actor,
         ground=body.ground,
         explanation=body.explanation,
     )
-    return _row(request, clock, settings)
+    return queue_row(request, ctx)
 
 
 @router.post(
@@ -259,27 +206,36 @@ async def refuse_request(
     response_model=QueueRow,
     summary="Postpone the due date with a reason (privacy officer); the subject is told",
 )
-async def extend_request(
-    request_id: uuid.UUID,
-    body: ExtendIn,
-    principal: DeciderPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
-) -> dict[str, Any]:
+async def extend_request(request_id: uuid.UUID, body: ExtendIn, ctx: DeciderDep) -> QueueRow:
     request = await decisions.extend_request(
-        session,
-        crypto=crypto,
-        settings=settings,
-        now=clock.now(),
+        ctx.session,
+        crypto=ctx.crypto,
+        settings=ctx.settings,
+        now=ctx.now,
         request_id=request_id,
-        actor=actor_of(principal, client_ip),
+        actor=ctx.actor,
         reason=body.reason,
         new_due_at=body.new_due_at,
     )
-    return _row(request, clock, settings)
+    return queue_row(request, ctx)
+
+
+@router.post(
+    "/requests/{request_id}/resume",
+    response_model=QueueRow,
+    summary="The reason for postponing access has ended: give access now (privacy officer)",
+)
+async def resume_request(request_id: uuid.UUID, body: ResumeIn, ctx: DeciderDep) -> QueueRow:
+    request = await decisions.resume_request(
+        ctx.session,
+        crypto=ctx.crypto,
+        settings=ctx.settings,
+        now=ctx.now,
+        request_id=request_id,
+        actor=ctx.actor,
+        note=body.note,
+    )
+    return queue_row(request, ctx)
 
 
 @router.post(
@@ -287,23 +243,16 @@ async def extend_request(
     response_model=QueueRow,
     summary="Withdraw on the subject's behalf (they asked by phone or at the counter)",
 )
-async def withdraw_request(
-    request_id: uuid.UUID,
-    principal: StaffPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
-) -> dict[str, Any]:
+async def withdraw_request(request_id: uuid.UUID, ctx: StaffDep) -> QueueRow:
     request = await decisions.withdraw_request(
-        session,
-        crypto=crypto,
-        now=clock.now(),
+        ctx.session,
+        crypto=ctx.crypto,
+        settings=ctx.settings,
+        now=ctx.now,
         request_id=request_id,
-        actor=actor_of(principal, client_ip),
+        actor=ctx.actor,
     )
-    return _row(request, clock, settings)
+    return queue_row(request, ctx)
 
 
 @router.post(
@@ -311,58 +260,26 @@ async def withdraw_request(
     response_model=QueueRow,
     summary="Queue a failed fulfilment again (privacy officer or admin)",
 )
-async def retry_fulfilment(
-    request_id: uuid.UUID,
-    principal: OfficerPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
-) -> dict[str, Any]:
+async def retry_fulfilment(request_id: uuid.UUID, ctx: OfficerDep) -> QueueRow:
     request = await completion.retry_fulfilment(
-        session,
-        crypto=crypto,
-        now=clock.now(),
-        request_id=request_id,
-        actor=actor_of(principal, client_ip),
+        ctx.session, crypto=ctx.crypto, now=ctx.now, request_id=request_id, actor=ctx.actor
     )
-    return _row(request, clock, settings)
-
-
-def _objection_row(row: Any, now: datetime) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "request_id": row.request_id,
-        "status": row.status,
-        "submitted_at": row.submitted_at,
-        "due_at": row.due_at,
-        "overdue": row.status == "open" and now > row.due_at,
-        "decided_at": row.decided_at,
-    }
+    return queue_row(request, ctx)
 
 
 @router.get(
     "/objections", response_model=StaffObjectionList, summary="Objections, earliest due first"
 )
 async def list_objections(
-    principal: StaffPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    client_ip: ClientIpDep,
+    ctx: StaffDep,
     status: Literal["open", "upheld", "dismissed"] | None = None,
     overdue: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> dict[str, Any]:
+) -> StaffObjectionList:
     rows = await objections.list_objections(
-        session,
-        now=clock.now(),
-        status=status,
-        overdue=overdue,
-        limit=limit,
-        actor=actor_of(principal, client_ip),
+        ctx.session, now=ctx.now, status=status, overdue=overdue, limit=limit, actor=ctx.actor
     )
-    return {"items": [_objection_row(row, clock.now()) for row in rows]}
+    return StaffObjectionList(items=[objection_out(row, ctx.now) for row in rows])
 
 
 @router.post(
@@ -371,26 +288,19 @@ async def list_objections(
     summary="Uphold (reopens the request) or dismiss an objection (privacy officer)",
 )
 async def decide_objection(
-    objection_id: uuid.UUID,
-    body: ObjectionDecisionIn,
-    principal: DeciderPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
-) -> dict[str, Any]:
+    objection_id: uuid.UUID, body: ObjectionDecisionIn, ctx: DeciderDep
+) -> StaffObjectionOut:
     row = await objections.decide_objection(
-        session,
-        crypto=crypto,
-        settings=settings,
-        now=clock.now(),
+        ctx.session,
+        crypto=ctx.crypto,
+        settings=ctx.settings,
+        now=ctx.now,
         objection_id=objection_id,
         outcome=body.outcome,
         explanation=body.explanation,
-        actor=actor_of(principal, client_ip),
+        actor=ctx.actor,
     )
-    return _objection_row(row, clock.now())
+    return objection_out(row, ctx.now)
 
 
 @audit_router.get(
@@ -399,12 +309,14 @@ async def decide_objection(
     summary="The audit trail, newest first (privacy officer or admin)",
 )
 async def read_audit(
-    principal: OfficerPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
-    actor: Annotated[str | None, Query(max_length=128)] = None,
+    ctx: OfficerDep,
+    actor: Annotated[
+        str | None,
+        Query(
+            max_length=128,
+            description="e.g. staff:<sub>; also finds older processor entries under the bare sub",
+        ),
+    ] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
     target_type: Annotated[str | None, Query(max_length=32)] = None,
     target_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -412,11 +324,11 @@ async def read_audit(
     at_to: datetime | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> dict[str, Any]:
-    tz = settings.display_timezone
-    return await query.list_audit(
-        session,
-        now=clock.now(),
+) -> AuditPage:
+    tz = ctx.settings.display_timezone
+    page = await query.list_audit(
+        ctx.session,
+        now=ctx.now,
         filters=query.AuditFilters(
             actor=actor,
             action=action,
@@ -427,5 +339,9 @@ async def read_audit(
         ),
         cursor=cursor,
         limit=limit,
-        actor=actor_of(principal, client_ip),
+        actor=ctx.actor,
+    )
+    return AuditPage(
+        items=[AuditEntryOut.model_validate(entry, from_attributes=True) for entry in page.entries],
+        next_cursor=page.next_cursor,
     )

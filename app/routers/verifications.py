@@ -40,7 +40,7 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, object]]:
     description="The answer is the same whether or not the destination appears in any record. "
     "At most one code a minute and a few an hour per destination and per client: then 429 with "
     "`Retry-After`.",
-    responses=_problems(422, 429),
+    responses=_problems(422, 429, 503),
 )
 async def start_verification(
     body: VerificationCreate,
@@ -75,7 +75,7 @@ async def start_verification(
     "`verification-expired`, `verification-dead` (too many wrong codes), `verification-used`, "
     "`verification-unknown`.",
     responses={
-        **_problems(400, 404, 422),
+        **_problems(400, 404, 422, 503),
         410: {**PROBLEM_RESPONSES[404], "description": "Expired, dead or already used"},
     },
 )

@@ -30,3 +30,10 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ProblemDetail, "content": {"application/problem+json": {}}}
     for status in (400, 401, 403, 404, 409, 422, 429)
 }
+# The unit of work could not be committed (code ``commit-failed``): nothing was stored.
+PROBLEM_RESPONSES[503] = {
+    "model": ProblemDetail,
+    "content": {"application/problem+json": {}},
+    "description": "Not saved; retry after `Retry-After` seconds (with the same Idempotency-Key)",
+    "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from app.requests.bodies import normalise_new_value
-from app.vocabulary import CATEGORIES, ITEMS, PURPOSES, ItemCode, PurposeCode
+from app.vocabulary import CATEGORIES, ITEMS, PURPOSES, CategoryCode, ItemCode, PurposeCode
 
 RequestType = Literal["access", "correction", "deletion", "suspension", "consent_withdrawal"]
 RequestStatus = Literal[
@@ -21,10 +21,6 @@ RequestStatus = Literal[
     "refused",
     "withdrawn",
 ]
-CategoryCode = Literal[
-    "identity", "contact", "customs", "marketing", "device", "counseling", "logs"
-]
-assert set(get_args(CategoryCode)) == set(CATEGORIES)
 
 RECORD_REF_PATTERN = r"^[A-Za-z0-9._:/-]{1,64}$"
 

@@ -135,6 +135,12 @@ class ProposeRefusalIn(BaseModel):
     explanation: Explanation
 
 
+class ResumeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: Explanation | None = Field(default=None, description="why the postponement ended")
+
+
 class ExtendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

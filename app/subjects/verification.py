@@ -43,6 +43,8 @@ from app.security import TokenService
 from app.subjects import identifiers
 
 logger = logging.getLogger("dsr.verifications")
+# The notice carrying a one-time code: its outbox payload is destroyed once it is sent.
+CODE_TEMPLATE = "verification_code"
 
 Channel = Literal["sms", "email"]
 Locale = Literal["ko", "en"]
@@ -202,7 +204,7 @@ async def start_verification(
         now=now,
         channel=channel,
         destination=value,
-        template="verification_code",
+        template=CODE_TEMPLATE,
         variables={"code": code, "minutes": math.ceil(ttl.total_seconds() / 60)},
         locale=locale,
         max_attempts=settings.verification_notice_max_attempts,

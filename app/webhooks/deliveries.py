@@ -13,13 +13,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import trail
+from app.audit.actors import Actor
 from app.crypto import Crypto
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound, PayloadDestroyed
 from app.models import OutboxMessage, Processor, WebhookAcknowledgement, WebhookAttempt
 from app.schemas.processors import BulkReplay
-from app.security import Principal
 from app.webhooks.notices import WEBHOOK_KIND
-from app.webhooks.processors import actor_role, awaiting_clauses, load_processor
+from app.webhooks.processors import awaiting_clauses, load_processor
 
 # --- deliveries -----------------------------------------------------------------------------
 
@@ -167,8 +167,7 @@ async def replay_delivery(
     *,
     crypto: Crypto,
     now: datetime,
-    actor: Principal,
-    client_ip: str | None,
+    actor: Actor,
     delivery_id: uuid.UUID,
 ) -> DeliveryView:
     """Send a dead (or already delivered) notice again, same webhook-id, fresh schedule."""
@@ -186,6 +185,11 @@ async def replay_delivery(
             "Only dead or delivered notices can be replayed; held ones are sent when the "
             "processor is enabled."
         )
+    if message.payload is None:
+        raise PayloadDestroyed(
+            "This notice's content was destroyed after its retention period; only its delivery "
+            "record is kept, so it cannot be sent again."
+        )
     processor = (
         await session.exec(select(Processor).where(Processor.code == message.target))
     ).first()
@@ -201,12 +205,12 @@ async def replay_delivery(
     await trail.record(
         session,
         now=now,
-        actor=actor.subject,
-        role=actor_role(actor),
+        actor=actor.id,
+        role=actor.role,
         action="webhook.replayed",
         target_type="webhook",
         target_id=str(message.id),
-        client_ip=client_ip,
+        client_ip=actor.client_ip,
         details={"processor": message.target, "previous_status": previous},
     )
     return await get_delivery(session, crypto=crypto, delivery_id=delivery_id)
@@ -216,8 +220,7 @@ async def replay_dead_deliveries(
     session: AsyncSession,
     *,
     now: datetime,
-    actor: Principal,
-    client_ip: str | None,
+    actor: Actor,
     code: str,
     options: BulkReplay,
 ) -> int:
@@ -229,6 +232,7 @@ async def replay_dead_deliveries(
         col(OutboxMessage.kind) == WEBHOOK_KIND,
         col(OutboxMessage.target) == code,
         col(OutboxMessage.status) == "dead",
+        col(OutboxMessage.payload).is_not(None),  # destroyed ones cannot be sent again
     ]
     if options.since is not None:
         conditions.append(col(OutboxMessage.created_at) >= options.since)
@@ -241,12 +245,12 @@ async def replay_dead_deliveries(
     await trail.record(
         session,
         now=now,
-        actor=actor.subject,
-        role=actor_role(actor),
+        actor=actor.id,
+        role=actor.role,
         action="webhook.bulk_replayed",
         target_type="processor",
         target_id=code,
-        client_ip=client_ip,
+        client_ip=actor.client_ip,
         details={"count": count, "since": options.since.isoformat() if options.since else None},
     )
     return count

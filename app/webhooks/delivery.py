@@ -1,9 +1,10 @@
 """The worker side of processors' webhooks: sign, send, record each attempt, retry, alert.
 
-Registered in ``app/worker.py`` for ``kind="webhook"``. One outbox row is one delivery; each
-HTTP attempt is a ``webhook_attempt`` row. Only 2xx succeeds. 429/503 with ``Retry-After`` wait
-that long; 410 disables the processor and holds its notices; after the last try the delivery is
-dead and the privacy officer is alerted; a processor failing for 5 days straight is disabled.
+Registered in ``app/worker.py`` for ``kind="webhook"`` with ``WEBHOOK_RETRY``
+(app/outbox/retry.py). One outbox row is one delivery; each HTTP attempt is a
+``webhook_attempt`` row. Only 2xx succeeds. 429/503 with ``Retry-After`` wait that long; 410
+disables the processor and holds its notices; after the last try the delivery is dead and the
+privacy officer is alerted; a processor failing for 5 days straight is disabled.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,7 +27,7 @@ from app.clock import Clock, SystemClock
 from app.errors import WebhookUrlRefused
 from app.models import OutboxMessage, Processor, WebhookAttempt
 from app.notifications import messages
-from app.outbox.jobs import GroupCommit, Outcome, Retry, Sent, WorkerContext
+from app.outbox.jobs import GroupCommit, Held, Outcome, Retry, Sent, WorkerContext
 from app.webhooks import notices, processors
 from app.webhooks.signing import signed_headers, webhook_id
 from app.webhooks.url_guard import check_webhook_url
@@ -36,16 +36,8 @@ logger = logging.getLogger("dsr.webhooks")
 
 EXCERPT_BYTES = 1024
 MAX_RETRY_AFTER = timedelta(hours=24)
-STATE_KEY = "webhooks"
 # Successful host checks are reused this long before resolving again (prod, private not allowed).
 HOST_CHECK_TTL = 60.0
-
-
-def retry_delay(attempt: int) -> timedelta:
-    """Wait after failed attempt ``attempt`` (1-based): the schedule, with ±10 % jitter."""
-    schedule = notices.RETRY_SCHEDULE_SECONDS
-    base = schedule[min(attempt, len(schedule) - 1)]
-    return timedelta(seconds=base * random.uniform(0.9, 1.1))  # noqa: S311 - jitter only
 
 
 def retry_after(value: str | None, *, now: datetime) -> timedelta | None:
@@ -107,10 +99,9 @@ class WebhookWorkerState:
 
 
 def worker_state(ctx: WorkerContext) -> WebhookWorkerState:
-    state = ctx.extras.get(STATE_KEY)
-    if state is None:
-        state = ctx.extras[STATE_KEY] = WebhookWorkerState()
-    return state
+    if ctx.webhooks is None:
+        ctx.webhooks = WebhookWorkerState()
+    return ctx.webhooks
 
 
 async def _endpoint(ctx: WorkerContext, state: WebhookWorkerState, code: str) -> Endpoint | None:
@@ -237,22 +228,12 @@ async def deliver_webhook(message: OutboxMessage, payload: Any, ctx: WorkerConte
 
 
 async def _hold(ctx: WorkerContext, message: OutboxMessage, reason: str) -> Outcome:
-    """Keep a notice whose processor is disabled: status held, this claim not counted."""
-    now = ctx.clock.now()
-    async with ctx.db.transaction() as session:
-        await session.execute(
-            sa.update(OutboxMessage)
-            .where(col(OutboxMessage.id) == message.id)
-            .values(status="held", attempts=col(OutboxMessage.attempts) - 1, updated_at=now)
-        )
-    # The worker compares the claimed attempts with max_attempts: this claim was no attempt.
-    message.attempts -= 1
+    """Keep a notice whose processor is disabled: held until enabled, this claim not counted."""
     logger.info(
         "webhook held",
         extra={"event": "webhook.held", "processor": message.target, "message_id": str(message.id)},
     )
-    # mark_retry leaves the status alone, so the row stays held until the processor is enabled.
-    return Retry(f"held: {reason}", delay=timedelta(0))
+    return Held(f"held: {reason}")
 
 
 async def _record(
@@ -308,17 +289,12 @@ async def _record(
                 variables={"processor": code, "reason": disabled_reason},
                 dedupe_key=f"processor-disabled:{code}:{now.isoformat()}",
             )
-            await session.execute(  # this notice is held too, with the rest
-                sa.update(OutboxMessage)
-                .where(col(OutboxMessage.id) == message.id)
-                .values(status="held", updated_at=now)
-            )
             state.forget(code)
     _log_attempt(message, code, result)
-    if disabled_reason is not None:
-        return Retry(result.error or disabled_reason, delay=timedelta(0))
-    delay = result.retry_after or retry_delay(message.attempts)
-    return Retry(result.error or "not delivered", delay=delay)
+    if disabled_reason is not None:  # this notice is held too, with the rest
+        return Held(result.error or disabled_reason, attempted=True)
+    # No Retry-After: the worker waits as WEBHOOK_RETRY says for this attempt.
+    return Retry(result.error or "not delivered", delay=result.retry_after)
 
 
 async def _write_attempts(

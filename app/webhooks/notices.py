@@ -15,12 +15,10 @@ from app.audit import trail
 from app.crypto import Crypto
 from app.models import OutboxMessage, Processor
 from app.outbox import queue
+from app.outbox.retry import WEBHOOK_RETRY
 from app.webhooks.signing import event_body
 
 WEBHOOK_KIND = "webhook"
-# Immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h: ten tries over ~3 days.
-RETRY_SCHEDULE_SECONDS = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
-MAX_ATTEMPTS = len(RETRY_SCHEDULE_SECONDS)
 
 
 # --- notices --------------------------------------------------------------------------------
@@ -74,7 +72,7 @@ async def queue_processor_notice(
         target=processor_code,
         payload={"body": base64.b64encode(body).decode()},
         request_ref=request_ref,
-        max_attempts=MAX_ATTEMPTS,
+        max_attempts=WEBHOOK_RETRY.max_attempts,  # ten tries over ~3 days
     )
     assert message_id is not None  # no dedupe key: always inserted
     if processor is None or processor.state != "active":

@@ -19,12 +19,12 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import trail
+from app.audit.actors import Actor
 from app.config import Settings
 from app.crypto import Crypto
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import OutboxMessage, Processor, WebhookAcknowledgement
 from app.schemas.processors import ProcessorCreate, ProcessorUpdate
-from app.security import Principal
 from app.webhooks.notices import (
     WEBHOOK_KIND,
     hold_pending,
@@ -39,14 +39,6 @@ logger = logging.getLogger("dsr.processors")
 def secret_context(processor_id: uuid.UUID) -> str:
     """AAD binding an encrypted secret to its processor row."""
     return f"processor-secret:{processor_id}"
-
-
-def actor_role(principal: Principal) -> str:
-    """The role an audit entry names for a staff principal."""
-    for role in ("admin", "privacy_officer", "support_agent", "service"):
-        if principal.has_any(role):
-            return role
-    return principal.kind
 
 
 def signing_keys(processor: Processor, *, crypto: Crypto, now: datetime) -> list[bytes]:
@@ -124,8 +116,7 @@ async def register_processor(
     crypto: Crypto,
     settings: Settings,
     now: datetime,
-    actor: Principal,
-    client_ip: str | None,
+    actor: Actor,
     details: ProcessorCreate,
 ) -> tuple[Processor, str]:
     """Register a processor; returns it and its secret (shown this once). Releases held notices."""
@@ -148,12 +139,12 @@ async def register_processor(
     await trail.record(
         session,
         now=now,
-        actor=actor.subject,
-        role=actor_role(actor),
+        actor=actor.id,
+        role=actor.role,
         action="processor.registered",
         target_type="processor",
         target_id=processor.code,
-        client_ip=client_ip,
+        client_ip=actor.client_ip,
         details={"events": processor.events, "state": processor.state, "released": released},
     )
     return processor, secret
@@ -210,8 +201,7 @@ async def update_processor(
     *,
     settings: Settings,
     now: datetime,
-    actor: Principal,
-    client_ip: str | None,
+    actor: Actor,
     code: str,
     changes: ProcessorUpdate,
 ) -> ProcessorView:
@@ -243,12 +233,12 @@ async def update_processor(
     await trail.record(
         session,
         now=now,
-        actor=actor.subject,
-        role=actor_role(actor),
+        actor=actor.id,
+        role=actor.role,
         action="processor.updated",
         target_type="processor",
         target_id=code,
-        client_ip=client_ip,
+        client_ip=actor.client_ip,
         details={**details, "state": processor.state},
     )
     return ProcessorView(processor, await _counts(session, code=code, now=now, settings=settings))
@@ -303,8 +293,7 @@ async def rotate_secret(
     crypto: Crypto,
     settings: Settings,
     now: datetime,
-    actor: Principal,
-    client_ip: str | None,
+    actor: Actor,
     code: str,
 ) -> tuple[Processor, str]:
     """A new secret (shown once); the current one keeps signing through the grace period."""
@@ -324,12 +313,12 @@ async def rotate_secret(
     await trail.record(
         session,
         now=now,
-        actor=actor.subject,
-        role=actor_role(actor),
+        actor=actor.id,
+        role=actor.role,
         action="processor.secret_rotated",
         target_type="processor",
         target_id=code,
-        client_ip=client_ip,
+        client_ip=actor.client_ip,
         details={"previous_expires_at": processor.previous_secret_expires_at.isoformat()},
     )
     return processor, secret

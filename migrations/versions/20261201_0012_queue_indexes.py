@@ -8,7 +8,7 @@ serves phone / e-mail search through the blind index). The outbox claim reads pe
 (a partial index), so delivered history does not slow it.
 
 Revision ID: 0012
-Revises: 0006 (the lead re-chains at merge)
+Revises: 0007 (written on 0006; re-chained after merging main)
 Create Date: 2026-12-01
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

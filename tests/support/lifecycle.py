@@ -91,13 +91,23 @@ async def drive(app: FastAPI, request_id: str, status: str) -> None:
             return
         if status == "withdrawn":
             await decisions.withdraw_request(
-                session, crypto=crypto, now=now, request_id=rid, actor=agent
+                session, crypto=crypto, settings=settings, now=now, request_id=rid, actor=agent
             )
             return
         await decisions.start_review(session, crypto=crypto, now=now, request_id=rid, actor=agent)
         if status == "in_review":
             return
         if status == "refused":
+            await decisions.propose_refusal(
+                session,
+                crypto=crypto,
+                now=now,
+                request_id=rid,
+                actor=agent,
+                ground="identity_not_verified",
+                refused_items=None,
+                explanation="신분 확인 서류가 제출되지 않았습니다.",
+            )
             await decisions.refuse_request(
                 session,
                 crypto=crypto,
@@ -126,3 +136,16 @@ async def drive(app: FastAPI, request_id: str, status: str) -> None:
             if status == "partially_completed"
             else None,
         )
+
+
+async def propose_refusal(
+    app: FastAPI, client: httpx.AsyncClient, request_id: str, body: dict[str, Any]
+) -> None:
+    """An agent proposes the refusal a privacy officer then decides (the two-person rule)."""
+    proposal = {key: value for key, value in body.items() if key != "explanation"}
+    response = await client.post(
+        f"/v1/staff/requests/{request_id}/propose-refusal",
+        json={**proposal, "explanation": body.get("explanation") or "제안합니다."},
+        headers=staff(app, *AGENT, sub="agent-proposer"),
+    )
+    assert response.status_code == 200, response.text

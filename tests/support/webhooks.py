@@ -13,8 +13,8 @@ from standardwebhooks import Webhook
 
 from app.db import Database
 from app.models import OutboxMessage, WebhookAttempt
+from app.outbox.worker import Worker
 from app.webhooks import notices
-from app.worker import Worker
 from tests.support.servers import Received
 
 Headers = Callable[..., dict[str, str]]

@@ -19,17 +19,7 @@ import phonenumbers
 
 from app.datamap.connectors import Connectors, SubjectRecord
 from app.datamap.identifiers import SubjectIdentifiers
-from app.datamap.schema import (
-    CATEGORIES,
-    PURPOSES,
-    ROLES,
-    WITHHOLDING_GROUNDS,
-    CollectionSpec,
-    FieldSpec,
-    HttpSource,
-    Text,
-    Withhold,
-)
+from app.datamap.schema import CollectionSpec, FieldSpec, HttpSource, Withhold
 from app.schemas.reports import (
     AccessReport,
     LocalizedText,
@@ -43,6 +33,7 @@ from app.schemas.reports import (
     ReportValue,
     ReportWithheld,
 )
+from app.vocabulary import CATEGORIES, PURPOSES, ROLES, WITHHOLDING_GROUNDS, Text
 
 KST = timezone(timedelta(hours=9), "KST")
 DEFAULT_MAX_VALUES = 5000
