@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import platform
 import statistics
 import sys
@@ -200,10 +201,8 @@ async def claim_time(db: Database, runs: int) -> dict[str, float]:
             raise _Rollback  # leave the due rows due for the next run
 
     async def once() -> None:
-        try:
+        with contextlib.suppress(_Rollback):
             await claim()
-        except _Rollback:
-            pass
 
     return await timed(once, runs)
 
