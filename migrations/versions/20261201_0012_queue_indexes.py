@@ -5,7 +5,8 @@ deep, through the keyset cursor) reads about ``limit`` index entries whatever th
 by status, by type, overdue (open requests only: a partial index), by fulfilment state, by
 received time (its own range index), and by subject (the GIN index on subject_indexes already
 serves phone / e-mail search through the blind index). The outbox claim reads pending rows only
-(a partial index), so delivered history does not slow it.
+(a partial index), so delivered history does not slow it. And a statement trigger notifies
+``dsr_outbox`` when pending messages are queued, so idle workers wake at the commit.
 
 Revision ID: 0012
 Revises: 0007 (written on 0006; re-chained after merging main)
@@ -25,7 +26,27 @@ depends_on: str | Sequence[str] | None = None
 OPEN = sa.text("status IN ('received', 'in_review', 'in_progress')")
 
 
+NOTIFY_FUNCTION = """
+CREATE FUNCTION dsr_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM added WHERE status = 'pending') THEN
+        PERFORM pg_notify('dsr_outbox', '');
+    END IF;
+    RETURN NULL;
+END
+$$
+"""
+# Once per INSERT statement, in its transaction: delivered to listeners when it commits.
+NOTIFY_TRIGGER = """
+CREATE TRIGGER outbox_message_notify AFTER INSERT ON outbox_message
+REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION dsr_outbox_notify()
+"""
+
+
 def upgrade() -> None:
+    # Idle workers LISTEN on dsr_outbox (app/outbox/wakeup.py).
+    op.execute(NOTIFY_FUNCTION)
+    op.execute(NOTIFY_TRIGGER)
     op.create_index("ix_dsr_request_status_due", "dsr_request", ["status", "due_at", "id"])
     op.create_index("ix_dsr_request_type_due", "dsr_request", ["type", "due_at", "id"])
     op.create_index(
@@ -57,6 +78,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER outbox_message_notify ON outbox_message")
+    op.execute("DROP FUNCTION dsr_outbox_notify()")
     op.create_index("ix_outbox_message_due", "outbox_message", ["status", "next_attempt_at"])
     op.drop_index("ix_outbox_message_unfinished", table_name="outbox_message")
     op.drop_index("ix_outbox_message_pending", table_name="outbox_message")
