@@ -155,7 +155,6 @@ async def measure(
             async with db.transaction() as session:
                 await list_staff_requests(
                     session,
-                    settings=settings,
                     now=NOW,
                     filters=filters,
                     cursor=cursor,
