@@ -106,6 +106,14 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     return driver
 
 
+async def read_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under a read session (``read_sessionmaker``, autocommit), for a
+    hot read-only statement: no transaction is begun, so it is one round trip."""
+    connection = await session.connection()
+    driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+    return driver
+
+
 async def fetch_first(
     session: AsyncSession, query: str, *args: Any
 ) -> tuple[asyncpg.Connection, Mapping[Any, Any] | None]:

@@ -15,11 +15,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import Crypto
+from app.db import read_connection
 from app.errors import InvalidInput
 from app.models import ProcessingRestriction, ProcessingSuspension
 from app.subjects.identifiers import normalise_email, normalise_phone
@@ -261,27 +262,20 @@ async def active_suspensions(
     return list(rows.scalars().all())
 
 
-def _usage_query(*, with_items: bool) -> sa.TextClause:
-    """Built once: the active restrictions and suspensions of these keys, one round trip.
-
-    Each half is served by its partial index (``lifted_at IS NULL``).
-    """
-    item_filter = "AND item = ANY(:items)" if with_items else ""
-    statement = sa.text(
-        f"""
+def _usage_query(*, with_items: bool) -> str:
+    """The active restrictions and suspensions of these keys (``$1``) for a purpose (``$2``)
+    and items (``$3``), one round trip; each half is served by its partial index
+    (``lifted_at IS NULL``)."""
+    item_filter = "AND item = ANY($3::text[])" if with_items else ""
+    return f"""
         SELECT 'correction_pending' AS code, request_id, item, NULL AS purpose
           FROM processing_restriction
-         WHERE subject_key = ANY(:keys) AND lifted_at IS NULL {item_filter}
+         WHERE subject_key = ANY($1::text[]) AND lifted_at IS NULL {item_filter}
         UNION ALL
         SELECT 'processing_suspended', request_id, NULL, purpose
           FROM processing_suspension
-         WHERE subject_key = ANY(:keys) AND lifted_at IS NULL AND purpose = :purpose
+         WHERE subject_key = ANY($1::text[]) AND lifted_at IS NULL AND purpose = $2
         """
-    )
-    params = [sa.bindparam("keys", type_=ARRAY(sa.String)), sa.bindparam("purpose")]
-    if with_items:
-        params.append(sa.bindparam("items", type_=ARRAY(sa.String)))
-    return statement.bindparams(*params)
 
 
 _USAGE_ANY_ITEM = _usage_query(with_items=False)
@@ -303,17 +297,16 @@ async def check_usage(
     if chosen is not None:
         _check_items(chosen, "/items")
     keys = subject_keys_for(crypto, identifiers)
+    # Straight to asyncpg: on this hot path SQLAlchemy's execute cost more than the query.
+    driver = await read_connection(session)
     if chosen is None:
-        result = await session.execute(_USAGE_ANY_ITEM, {"keys": keys, "purpose": purpose})
+        rows = await driver.fetch(_USAGE_ANY_ITEM, keys, purpose)
     else:
-        result = await session.execute(
-            _USAGE_ITEMS, {"keys": keys, "purpose": purpose, "items": chosen}
-        )
-    rows = result.all()
+        rows = await driver.fetch(_USAGE_ITEMS, keys, purpose, chosen)
     reasons = list(
         dict.fromkeys(
             UsageReason(code=code, request_id=request_id, item=item, purpose=row_purpose)
-            for code, request_id, item, row_purpose in rows
+            for code, request_id, item, row_purpose in (tuple(row) for row in rows)
         )
     )
     reasons.sort(key=lambda r: (r.code, str(r.request_id), r.item or "", r.purpose or ""))
