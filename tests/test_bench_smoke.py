@@ -46,5 +46,5 @@ def test_bench_script_runs_at_a_tiny_size(script: str) -> None:
         command, cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    assert "|" in done.stdout  # printed its table
+    assert done.stdout.strip()  # printed its figures
     assert (ROOT / "docs" / "BENCHMARKS.md").read_text() == before
