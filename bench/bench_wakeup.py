@@ -102,7 +102,7 @@ async def run_mode(url: str, keys: dict[str, str], *, listen: bool, samples: int
                         variables={"code": code, "minutes": 5},
                     )
                 committed = time.perf_counter()
-                for _ in range(500):
+                for _ in range(5000):  # up to 10 s
                     with lock:
                         if code in arrived:
                             break
