@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ def free_port() -> int:
 @contextmanager
 def server(command: list[str], *, env: dict[str, str], port: int) -> Iterator[str]:
     """Start a server process, wait for /healthz, yield its base URL, stop it."""
-    log = open(BENCH / f".server-{port}.log", "w")  # noqa: SIM115 - closed below
+    log = open(Path(tempfile.gettempdir()) / f"dsr-bench-server-{port}.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
         command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
     )
