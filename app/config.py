@@ -233,6 +233,11 @@ class Settings(BaseSettings):
     # Worker
     run_worker: bool = Field(default=True, description="run the worker loop inside `dsr serve`")
     worker_poll_seconds: float = 1.0
+    worker_listen: bool = Field(
+        default=True,
+        description="wake idle workers with LISTEN/NOTIFY when a message is queued; "
+        "the poll interval stays the fallback",
+    )
     worker_batch_size: int = 50
     worker_lease_seconds: int = 60
     outbox_payload_retention_days: int = Field(

@@ -40,6 +40,7 @@ def build_registry() -> Registry:
             f"job:{suspension.SUSPENSION_TOPIC}": suspension.handle_fulfil_suspension,
             f"job:{suspension.WITHDRAWAL_TOPIC}": suspension.handle_fulfil_consent_withdrawal,
             f"job:{plan.APPLY_TOPIC}": plan.handle_apply,
+            f"job:{jobs.AUTO_REVIEW_TOPIC}": jobs.handle_auto_review,
             "webhook": delivery.deliver_webhook,
         },
         retry={"job": FULFILMENT_RETRY, "webhook": WEBHOOK_RETRY},

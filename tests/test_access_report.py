@@ -30,9 +30,10 @@ from app.fulfilment.access import (
     purge_access_reports,
     subject_blind_index,
 )
-from app.fulfilment.reports.builder import Withholding, generate_access_report
+from app.fulfilment.reports.builder import generate_access_report
 from app.fulfilment.reports.html import render_access_report_html
 from app.fulfilment.reports.store import load_access_report, store_access_report
+from app.fulfilment.reports.withholding import Withholding
 from app.models import AccessReportRecord, OutboxMessage
 from app.outbox import queue
 from app.outbox.jobs import WorkerContext

@@ -107,7 +107,7 @@ async def test_a_dead_fulfilment_job_is_marked_failed_and_can_be_retried(
     subject = await make_subject(app)
     created = await client.post("/v1/requests", json={"type": "access"}, headers=subject.headers)
     request_id = created.json()["id"]
-    assert created.json()["status"] == "in_progress"  # auto-approved (OTP access)
+    assert created.json()["status"] == "received"  # OTP access: the worker approves it
     # A worker that cannot fulfil access requests (no handler): the job goes dead at once.
     worker.registry.handlers.pop("job:fulfil.access")
     await worker.drain()
@@ -135,7 +135,8 @@ async def test_a_dead_fulfilment_job_is_marked_failed_and_can_be_retried(
             (
                 await session.execute(
                     sa.text(
-                        "SELECT status FROM outbox_message WHERE kind = 'job' ORDER BY created_at"
+                        "SELECT status FROM outbox_message WHERE kind = 'job'"
+                        " AND topic LIKE 'fulfil.%' ORDER BY created_at"
                     )
                 )
             )

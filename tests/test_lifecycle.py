@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from app.db import Database
 from app.errors import IllegalTransition
+from app.outbox.worker import Worker
 from app.requests import completion
 from tests.support.lifecycle import AGENT, OFFICER, drive, make_subject, new_request, staff
 
@@ -257,12 +258,17 @@ async def test_approval_queues_the_fulfilment_job_in_the_same_transaction(
 
 
 async def test_otp_access_requests_are_approved_automatically_when_configured(
-    app: FastAPI, client: httpx.AsyncClient, db: Database
+    app: FastAPI, client: httpx.AsyncClient, db: Database, worker: Worker
 ) -> None:
     app.state.settings = app.state.settings.model_copy(update={"auto_approve_access": True})
+    worker.ctx.settings = app.state.settings
     subject = await make_subject(app)
     response = await client.post("/v1/requests", json={"type": "access"}, headers=subject.headers)
-    assert response.status_code == 201 and response.json()["status"] == "in_progress"
+    # Intake only queues the approval; the worker's job (one claim: it alone is due) approves.
+    assert response.status_code == 201 and response.json()["status"] == "received"
+    assert await worker.run_once(kinds=["job"]) == 1
+    mine = await client.get(f"/v1/requests/{response.json()['id']}", headers=subject.headers)
+    assert mine.json()["status"] == "in_progress"
     detail = await client.get(
         f"/v1/staff/requests/{response.json()['id']}", headers=staff(app, *OFFICER)
     )

@@ -54,6 +54,39 @@ def _fields(entry: AuditEntry) -> dict[str, Any]:
     )
 
 
+def entry_values(
+    *,
+    now: datetime,
+    actor: str,
+    role: str,
+    action: str,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    client_ip: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The columns of one entry; ``details`` as JSON text, so the hash later covers exactly what
+    JSONB stores (the sealer hashes what it reads back).
+
+    ``client_ip`` is kept only as the forms a ``ClientAddress`` carries: its keyed hash, and
+    for staff, partners and services its sealed form (a plain string is not kept at all).
+    """
+    address = client_ip if isinstance(client_ip, ClientAddress) else None
+    return {
+        "at": now,
+        "actor": actor,
+        "role": role,
+        "action": action,
+        "target_type": target_type,
+        "target_id": target_id,
+        "client_ip": address.hmac if address is not None else None,
+        "client_ip_encrypted": address.sealed
+        if address is not None and role != "subject"
+        else None,
+        "details": json.dumps(details or {}, default=str, ensure_ascii=False),
+    }
+
+
 async def record(
     session: AsyncSession,
     *,
@@ -65,28 +98,21 @@ async def record(
     target_id: str | None = None,
     client_ip: str | None = None,
     details: dict[str, Any] | None = None,
-) -> AuditEntry:
-    """Append one entry in the caller's transaction; the sealer chains it after commit.
-
-    ``client_ip`` is kept only as the forms a ``ClientAddress`` carries (a plain string, which
-    has no keys with it, is not kept at all).
-    """
-    address = client_ip if isinstance(client_ip, ClientAddress) else None
-    entry = AuditEntry(
-        at=now,
+) -> None:
+    """Append one entry in the caller's transaction; the sealer chains it after commit."""
+    values = entry_values(
+        now=now,
         actor=actor,
         role=role,
         action=action,
         target_type=target_type,
         target_id=target_id,
-        client_ip=address.hmac if address is not None else None,
-        client_ip_encrypted=address.sealed if address is not None and role != "subject" else None,
-        # Round-trip through JSON so the hash later covers exactly what JSONB stores.
-        details=json.loads(json.dumps(details or {}, default=str)),
+        client_ip=client_ip,
+        details=details,
     )
-    session.add(entry)
-    await session.flush()
-    return entry
+    values["details"] = json.loads(values["details"])  # the column's type writes it as JSONB
+    # A Core INSERT: no ORM bookkeeping, and pending ORM rows are flushed first (in order).
+    await session.execute(sa.insert(AuditEntry.__table__).values(**values))  # type: ignore[attr-defined]
 
 
 async def seal_pending(session: AsyncSession, *, batch: int = 5000) -> int:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Coroutine
 from typing import Any
 
 import typer
 import uvicorn
+from fastapi import FastAPI
 
 from app.cli.common import (
     embedded_database_stopped_on_exit,
@@ -18,7 +20,7 @@ from app.cli.common import (
 )
 from app.cli.demo import ensure_demo
 from app.clock import SystemClock
-from app.config import ConfigError
+from app.config import KEY_FIELDS, ConfigError, Settings
 from app.crypto import Crypto
 from app.datamap.loader import load_configured_datamap
 from app.db import database_url
@@ -36,6 +38,12 @@ def serve(
     no_worker: bool = typer.Option(False, "--no-worker", help="Serve the API only"),
     with_demo: bool = typer.Option(
         False, "--demo", help="Load the demo dataset and its data map first, if absent"
+    ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        help="API processes on this machine (each with its own worker loop unless --no-worker)",
     ),
 ) -> None:
     """Migrate the database, then serve the API (with the worker loop unless --no-worker)."""
@@ -67,7 +75,39 @@ def serve(
             local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
             remember_service(settings.data_dir, f"http://{local}:{port}")
         typer.echo(f"qx-dsr on http://{host}:{port} (API docs at /docs)")
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+        if workers == 1:
+            uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+            return
+        # uvicorn's supervisor starts the processes; each builds its app from the environment,
+        # which names the database this process started and migrated (so no second embedded
+        # server) and the settings decided above.
+        os.environ.update(process_environment(settings, url))
+        uvicorn.run(
+            f"{__name__}:process_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+        )
+
+
+def process_environment(settings: Settings, url: str) -> dict[str, str]:
+    """What one of several API processes needs to build the same app as this one."""
+    values = {
+        "DSR_DATABASE_URL": url,
+        "DSR_RUN_WORKER": "true" if settings.run_worker else "false",
+        "DSR_ALLOW_PRIVATE_WEBHOOKS": "true" if settings.allow_private_webhooks else "false",
+    }
+    for name in KEY_FIELDS:  # generated into data_dir in dev: the same in every process
+        values[f"DSR_{name.upper()}"] = str(getattr(settings, name))
+    return values
+
+
+def process_app() -> FastAPI:
+    """The app of one `dsr serve --workers N` process (uvicorn's factory)."""
+    return create_app(load_settings())
 
 
 def worker(

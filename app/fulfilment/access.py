@@ -23,8 +23,9 @@ from app.crypto import Crypto
 from app.datamap.connectors import SourceError, open_connectors
 from app.datamap.identifiers import SubjectIdentifiers
 from app.fulfilment.common import context_datamap, self_database_url, source_retry
-from app.fulfilment.reports.builder import Withholding, generate_access_report
+from app.fulfilment.reports.builder import generate_access_report
 from app.fulfilment.reports.store import purge_expired_access_reports, store_access_report
+from app.fulfilment.reports.withholding import Withholding
 from app.models import DsrRequest
 from app.outbox import queue
 from app.outbox.jobs import Dead, Outcome, PeriodicJob, Retry, Sent, WorkerContext

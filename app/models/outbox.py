@@ -20,7 +20,18 @@ class OutboxMessage(SQLModel, table=True):
 
     __tablename__ = "outbox_message"
     __table_args__ = (
-        sa.Index("ix_outbox_message_due", "status", "next_attempt_at"),
+        # The claim reads pending rows only: delivered history does not slow it (0012).
+        sa.Index(
+            "ix_outbox_message_pending",
+            "next_attempt_at",
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
+        sa.Index(
+            "ix_outbox_message_unfinished",
+            "status",
+            "kind",
+            postgresql_where=sa.text("status NOT IN ('delivered', 'cancelled')"),
+        ),
         sa.Index(
             "ix_outbox_message_finished_payload",
             "updated_at",

@@ -40,6 +40,7 @@ def _environment() -> jinja2.Environment:
         autoescape=False,  # plain-text SMS and e-mail bodies  # noqa: S701
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
+        auto_reload=False,  # templates ship with the code: no stat() per notice
     )
 
 
@@ -49,6 +50,33 @@ def render_notice(template: str, *, locale: Locale, variables: dict[str, Any]) -
     if not (TEMPLATE_DIR / chosen / f"{template}.txt").is_file():
         chosen = "en" if chosen not in ("ko", "en") else chosen  # a subject's template: ko/en
     return _environment().get_template(f"{chosen}/{template}.txt").render(**variables).strip()
+
+
+def notice_payload(
+    *,
+    channel: Channel,
+    destination: str,
+    template: str,
+    variables: dict[str, Any],
+    locale: Locale = "ko",
+) -> dict[str, Any]:
+    """A notice rendered now: what the outbox message carries (encrypted) to the gateway."""
+    text = render_notice(template, locale=locale, variables=variables)
+    subject: str | None = None
+    body = text
+    if channel == "email":
+        subject, _, rest = text.partition("\n")
+        # A one-line notice (the verification code) is both the subject and the body.
+        body = rest if rest.strip() else text
+    return {
+        "channel": channel,
+        "to": destination,
+        "template": template,
+        "locale": locale,
+        "variables": variables,
+        "subject": subject.strip() if subject else None,
+        "body": body.strip(),
+    }
 
 
 async def queue_notice(
@@ -66,22 +94,6 @@ async def queue_notice(
     max_attempts: int | None = None,
 ) -> uuid.UUID | None:
     """Render a notice now and queue it for the gateway in the caller's transaction."""
-    text = render_notice(template, locale=locale, variables=variables)
-    subject: str | None = None
-    body = text
-    if channel == "email":
-        subject, _, rest = text.partition("\n")
-        # A one-line notice (the verification code) is both the subject and the body.
-        body = rest if rest.strip() else text
-    payload = {
-        "channel": channel,
-        "to": destination,
-        "template": template,
-        "locale": locale,
-        "variables": variables,
-        "subject": subject.strip() if subject else None,
-        "body": body.strip(),
-    }
     return await queue.enqueue(
         session,
         crypto=crypto,
@@ -89,7 +101,13 @@ async def queue_notice(
         kind="notification",
         topic=template,
         target=channel,
-        payload=payload,
+        payload=notice_payload(
+            channel=channel,
+            destination=destination,
+            template=template,
+            variables=variables,
+            locale=locale,
+        ),
         request_ref=request_ref,
         dedupe_key=dedupe_key,
         max_attempts=max_attempts,

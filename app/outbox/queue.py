@@ -14,10 +14,44 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.crypto import Crypto
 from app.models import OutboxMessage
 
+_PENDING = sa.text("outbox_message.status = 'pending'")
+
 
 def payload_context(message_id: uuid.UUID) -> str:
     """AAD binding an encrypted payload to its row, so payloads cannot be swapped."""
     return f"outbox:{message_id}"
+
+
+def message_values(
+    *,
+    crypto: Crypto,
+    now: datetime,
+    kind: str,
+    topic: str,
+    payload: dict[str, Any],
+    target: str | None = None,
+    request_ref: uuid.UUID | None = None,
+    dedupe_key: str | None = None,
+    not_before: datetime | None = None,
+    max_attempts: int | None = None,
+) -> dict[str, Any]:
+    """The columns of one pending message, its payload encrypted and bound to its id."""
+    message_id = uuid.uuid4()
+    return {
+        "id": message_id,
+        "kind": kind,
+        "topic": topic,
+        "target": target,
+        "payload": crypto.encrypt_json(payload, context=payload_context(message_id)),
+        "status": "pending",
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "next_attempt_at": not_before or now,
+        "created_at": now,
+        "updated_at": now,
+        "request_ref": request_ref,
+        "dedupe_key": dedupe_key,
+    }
 
 
 async def enqueue(
@@ -35,22 +69,18 @@ async def enqueue(
     max_attempts: int | None = None,
 ) -> uuid.UUID | None:
     """Queue a message in the caller's transaction; None when dedupe_key was already queued."""
-    message_id = uuid.uuid4()
-    values = {
-        "id": message_id,
-        "kind": kind,
-        "topic": topic,
-        "target": target,
-        "payload": crypto.encrypt_json(payload, context=payload_context(message_id)),
-        "status": "pending",
-        "attempts": 0,
-        "max_attempts": max_attempts,
-        "next_attempt_at": not_before or now,
-        "created_at": now,
-        "updated_at": now,
-        "request_ref": request_ref,
-        "dedupe_key": dedupe_key,
-    }
+    values = message_values(
+        crypto=crypto,
+        now=now,
+        kind=kind,
+        topic=topic,
+        payload=payload,
+        target=target,
+        request_ref=request_ref,
+        dedupe_key=dedupe_key,
+        not_before=not_before,
+        max_attempts=max_attempts,
+    )
     statement = insert(OutboxMessage).values(**values)
     if dedupe_key is not None:
         statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
@@ -84,7 +114,9 @@ async def claim_due(
     """
     due = (
         sa.select(col(OutboxMessage.id))
-        .where(col(OutboxMessage.status) == "pending", col(OutboxMessage.next_attempt_at) <= now)
+        # A literal, not a bound value: every plan (generic ones too) can then use the partial
+        # index of pending rows, however many delivered rows the table holds.
+        .where(_PENDING, col(OutboxMessage.next_attempt_at) <= now)
         .order_by(col(OutboxMessage.next_attempt_at))
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -11,6 +11,7 @@ import contextlib
 import logging
 from datetime import datetime, timedelta
 
+from app.db import plain_url
 from app.models import OutboxMessage
 from app.outbox import periodic, queue
 from app.outbox.jobs import (
@@ -24,6 +25,7 @@ from app.outbox.jobs import (
     Sent,
     WorkerContext,
 )
+from app.outbox.wakeup import Wakeup
 
 logger = logging.getLogger("dsr.worker")
 
@@ -190,18 +192,32 @@ class Worker:
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         logger.info("worker started", extra={"event": "worker.started"})
-        while not stop.is_set():
-            try:
-                await self.run_periodic()
-                handled = await self.run_once()
-            except Exception:  # database restart, network: keep going, nothing is lost
-                logger.exception("worker round failed", extra={"event": "worker.round_error"})
-                handled = 0
-            if handled == 0:
-                await self._wait(stop)
+        wakeup = None
+        if self.ctx.settings.worker_listen:
+            url = self.ctx.db.engine.url.render_as_string(hide_password=False)
+            wakeup = Wakeup(plain_url(url))
+        try:
+            while not stop.is_set():
+                if wakeup is not None:
+                    wakeup.clear()  # a message queued during this round wakes the next wait
+                try:
+                    await self.run_periodic()
+                    handled = await self.run_once()
+                except Exception:  # database restart, network: keep going, nothing is lost
+                    logger.exception("worker round failed", extra={"event": "worker.round_error"})
+                    handled = 0
+                if handled == 0:
+                    await self._wait(stop, wakeup)
+        finally:
+            if wakeup is not None:
+                await wakeup.close()
         logger.info("worker stopped", extra={"event": "worker.stopped"})
 
-    async def _wait(self, stop: asyncio.Event) -> None:
-        """Idle until the next poll (the one place a wake-up signal would cut the wait short)."""
+    async def _wait(self, stop: asyncio.Event, wakeup: Wakeup | None = None) -> None:
+        """Idle until a message is queued (LISTEN/NOTIFY) or the next poll, whichever is first."""
+        timeout = self.ctx.settings.worker_poll_seconds
+        if wakeup is not None:
+            await wakeup.wait(stop, timeout)
+            return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=self.ctx.settings.worker_poll_seconds)
+            await asyncio.wait_for(stop.wait(), timeout=timeout)

@@ -222,6 +222,29 @@ async def approve_request(
     return request
 
 
+async def approve_automatically(
+    session: AsyncSession,
+    *,
+    crypto: Crypto,
+    settings: Settings,
+    now: datetime,
+    request_id: uuid.UUID,
+) -> bool:
+    """The worker approves an OTP-verified access request (``auto_approve_access``); False when
+    the request no longer waits (withdrawn, or a person started reviewing it first)."""
+    request = await lock_request(session, request_id)
+    if request.status != "received":
+        return False
+    await transition(
+        session, crypto=crypto, request=request, action="start_review", actor=SYSTEM, now=now
+    )
+    request.review_started_at = now
+    await approve_parts(
+        session, crypto=crypto, settings=settings, request=request, actor=SYSTEM, now=now
+    )
+    return True
+
+
 async def refuse_request(
     session: AsyncSession,
     *,

@@ -14,6 +14,7 @@ the fulfilment job releases it in its own transaction; ``release_holds`` is idem
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -30,32 +31,34 @@ def optional_purposes(purposes: list[str]) -> list[str]:
     return [purpose for purpose in purposes if purpose in OPTIONAL_PURPOSES]
 
 
-async def hold_at_intake(
-    session: AsyncSession, *, request: DsrRequest, body: dict[str, Any], now: datetime
-) -> int:
-    """Restrict a correction's items / provisionally suspend withdrawn optional purposes."""
-    if request.type == "correction":
+def intake_holds(
+    *,
+    request_type: str,
+    subject_keys: list[str],
+    request_id: uuid.UUID,
+    body: dict[str, Any],
+    now: datetime,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The restriction and suspension rows intake writes with the request (see the module)."""
+    if request_type == "correction":
         items = [
             RestrictedItem(entry["item"], record_ref=entry.get("record_ref"))
             for entry in body.get("corrections", [])
         ]
-        return await restrictions.restrict_items(
-            session,
-            subject_keys=request.subject_indexes,
-            items=items,
-            request_id=request.id,
-            now=now,
+        restricted = restrictions.restriction_rows(
+            subject_keys=subject_keys, items=items, request_id=request_id, now=now
         )
-    if request.type == "consent_withdrawal":
-        return await restrictions.suspend_purposes(
-            session,
-            subject_keys=request.subject_indexes,
+        return restricted, []
+    if request_type == "consent_withdrawal":
+        suspended = restrictions.suspension_rows(
+            subject_keys=subject_keys,
             purposes=optional_purposes(list(body.get("purposes") or [])),
-            request_id=request.id,
+            request_id=request_id,
             now=now,
             consent_withdrawal=True,
         )
-    return 0
+        return [], suspended
+    return [], []
 
 
 async def release_holds(session: AsyncSession, *, request: DsrRequest, now: datetime) -> int:

@@ -33,6 +33,20 @@ def fingerprint(crypto: Crypto, body: Any) -> str:
     return crypto.mac("idempotency", canonical)
 
 
+def claim_values(
+    *,
+    record_id: uuid.UUID,
+    principal: str,
+    key: str,
+    fingerprint: str,
+    now: datetime,
+    ttl: timedelta,
+) -> tuple[Any, ...]:
+    """A new record's id, principal, key, fingerprint, created_at and expires_at, in that
+    order: for a statement that claims the key on its way (intake's first one)."""
+    return (record_id, principal, key, fingerprint, now, now + ttl)
+
+
 async def claim_key(
     session: AsyncSession,
     *,

@@ -2,66 +2,149 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-import sqlalchemy as sa
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.audit import trail
 from app.audit.actors import SYSTEM, Actor
 from app.config import Settings
 from app.crypto import Crypto
-from app.errors import (
-    DuplicateRequest,
-    InvalidInput,
-    Unauthenticated,
-)
-from app.models import DsrRequest, SubjectIdentifier
+from app.db import driver_connection, fetch_first
+from app.errors import DuplicateRequest, InvalidInput, Unauthenticated
+from app.models import SubjectIdentifier
 from app.models.requests import OPEN_STATUSES
-from app.requests import deadlines, holds, idempotency
+from app.notifications import messages
+from app.outbox import queue
+from app.requests import deadlines, holds, idempotency, jobs
+from app.requests import intake_sql as sql
 from app.requests.bodies import scope_of
-from app.requests.decisions import approve_parts
-from app.requests.lifecycle import (
-    KINDS,
-    SUBJECT_INDEXES,
-    Intake,
-    Submitted,
-    notify,
-    record,
-    seal,
-    transition,
-)
+from app.requests.lifecycle import KINDS, Intake, Submitted, seal
+from app.requests.notices import notice_variables
 from app.requests.views import summary
 from app.schemas.requests import RequestCreate
 from app.subjects import identifiers as subjects
 
 # ---------------------------------------------------------------------------- intake
+# Two statements on the session's own connection, in its transaction: see ``intake_sql``.
 
 
-async def _lock_subjects(session: AsyncSession, indexes: list[str]) -> None:
-    for index in sorted(set(indexes)):
-        await session.execute(
-            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"dsr:{index}", 0)))
+@dataclass(frozen=True)
+class Received:
+    """The request as intake writes it: what its first notice and its answer read."""
+
+    id: uuid.UUID
+    type: str
+    locale: str
+    received_at: datetime
+    due_at: datetime
+    status: str = "received"
+    decision: str | None = None
+    refusals: list[dict[str, Any]] = field(default_factory=list)
+    objectable_since: datetime | None = None
+
+
+_OUTBOX_COLUMNS = (
+    *("id", "kind", "topic", "target", "payload"),
+    *("max_attempts", "next_attempt_at", "dedupe_key"),
+)
+
+
+class _Rows:
+    """History events, audit entries and outbox rows of one intake, as column arrays."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.events: list[list[Any]] = [[] for _ in range(6)]
+        self.audit: list[list[Any]] = [[] for _ in range(5)]
+        self.audit_sealed: list[bytes | None] = []  # the staff address, sealed ($47)
+        self.outbox: list[list[Any]] = [[] for _ in range(8)]
+
+    def record(
+        self,
+        *,
+        actor: Actor,
+        action: str,
+        to_status: str | None = None,
+        details: dict[str, Any],
+    ) -> None:
+        """One history event and its audit entry, as ``lifecycle.record`` writes them."""
+        audit_details = {**details, "from": None, "to": to_status} if to_status else details
+        entry = trail.entry_values(
+            now=self.now,
+            actor=actor.id,
+            role=actor.role,
+            action=f"request.{action}",
+            client_ip=actor.client_ip,
+            details=audit_details,
         )
+        for column, value in zip(
+            self.events,
+            (actor.id, actor.role, action, None, to_status, json.dumps(details, default=str)),
+            strict=True,
+        ):
+            column.append(value)
+        for column, value in zip(
+            self.audit,
+            (actor.id, actor.role, entry["action"], entry["client_ip"], entry["details"]),
+            strict=True,
+        ):
+            column.append(value)
+        self.audit_sealed.append(entry["client_ip_encrypted"])
+
+    def message(self, values: dict[str, Any]) -> uuid.UUID:
+        for column, name in zip(self.outbox, _OUTBOX_COLUMNS, strict=True):
+            column.append(values[name])
+        message_id: uuid.UUID = values["id"]
+        return message_id
 
 
-async def _open_request_of_type(
-    session: AsyncSession, *, request_type: str, indexes: list[str]
-) -> uuid.UUID | None:
-    return (
-        await session.exec(
-            select(DsrRequest.id)
-            .where(
-                col(DsrRequest.type) == request_type,
-                col(DsrRequest.status).in_(OPEN_STATUSES),
-                col(DsrRequest.subject_indexes).op("&&")(sa.literal(indexes, SUBJECT_INDEXES)),
-            )
-            .limit(1)
-        )
-    ).first()
+def _columns(rows: list[dict[str, Any]], names: tuple[str, ...]) -> list[list[Any]]:
+    return [[row[name] for row in rows] for name in names]
+
+
+def _received_notice(
+    rows: _Rows,
+    *,
+    crypto: Crypto,
+    settings: Settings,
+    received: Received,
+    intake: Intake,
+    now: datetime,
+) -> None:
+    """The "received" notice, rendered and queued, and its ``notice_queued`` history event."""
+    channel: messages.Channel = "sms" if intake.notice_identifier.kind == "phone" else "email"
+    values = queue.message_values(
+        crypto=crypto,
+        now=now,
+        kind="notification",
+        topic="request_received",
+        target=channel,
+        payload=messages.notice_payload(
+            channel=channel,
+            destination=subjects.reveal(crypto, intake.notice_identifier),
+            template="request_received",
+            variables=notice_variables(received, settings=settings),
+            locale="en" if received.locale == "en" else "ko",
+        ),
+        request_ref=received.id,
+        dedupe_key=f"request:{received.id}:received",
+    )
+    message_id = rows.message(values)
+    rows.record(
+        actor=SYSTEM,
+        action="notice_queued",
+        details={
+            "template": "request_received",
+            "channel": channel,
+            "message_id": str(message_id),
+        },
+    )
 
 
 async def _create(
@@ -73,118 +156,111 @@ async def _create(
     body: RequestCreate,
     intake: Intake,
     actor: Actor,
-) -> DsrRequest:
+    claim_id: uuid.UUID | None,
+    locked: bool = False,
+) -> dict[str, Any]:
+    """Write the request and everything that comes with it; returns the 201 answer.
+
+    ``locked``: the caller's first statement already took the subject lock."""
     indexes = [identifier.blind_index for identifier in intake.identifiers]
-    await _lock_subjects(session, indexes)
-    open_id = await _open_request_of_type(session, request_type=body.type, indexes=indexes)
+    tz = settings.display_timezone
+    due = deadlines.due_after(now, days=settings.due_days[body.type], tz=tz)
+    received = Received(
+        id=uuid.uuid4(),
+        type=body.type,
+        locale=body.locale or settings.default_locale,
+        received_at=now,
+        due_at=due,
+    )
+    stored = body.body()
+    scope = scope_of(body.type, stored)
+    rows = _Rows(now)
+    rows.record(
+        actor=actor,
+        action="submitted",
+        to_status="received",
+        details={
+            "type": body.type,
+            "intake_channel": intake.intake_channel,
+            "verification_method": intake.verification_method,
+            "scope": scope,
+            "due_at": due.isoformat(),
+        },
+    )
+    _received_notice(
+        rows, crypto=crypto, settings=settings, received=received, intake=intake, now=now
+    )
+    if (
+        settings.auto_approve_access
+        and body.type == "access"
+        and intake.verification_method == "otp"
+    ):
+        # Approving (review, decision, fulfilment job) is the worker's: intake only queues it.
+        rows.message(jobs.auto_review_message(crypto=crypto, request_id=received.id, now=now))
+    restricted, suspended = holds.intake_holds(
+        request_type=body.type,
+        subject_keys=indexes,
+        request_id=received.id,
+        body=stored,
+        now=now,
+    )
+    answer = summary(received, now=now, tz=tz)
+    driver = await driver_connection(session)
+    if not locked:
+        await driver.execute(sql.LOCK_SUBJECTS, sorted(set(indexes)))
+    open_id = await driver.fetchval(
+        sql.WRITE_REQUEST,
+        received.id,
+        body.type,
+        list(OPEN_STATUSES),
+        indexes,
+        [identifier.id for identifier in intake.identifiers],
+        intake.notice_identifier.id,
+        "sms" if intake.notice_identifier.kind == "phone" else "email",
+        intake.intake_channel,
+        intake.verification_method,
+        json.dumps(intake.verification, default=str),
+        received.locale,
+        json.dumps(scope),
+        seal(crypto, received.id, "body", stored),
+        actor.id,
+        now,
+        due,
+        *rows.events,
+        *rows.audit,
+        *rows.outbox,
+        json.dumps(answer),
+        claim_id,
+        *_columns(restricted, ("id", "subject_key", "item", "role", "record_ref")),
+        *_columns(suspended, ("id", "subject_key", "purpose", "consent_withdrawal")),
+        rows.audit_sealed,
+    )
     if open_id is not None:
         raise DuplicateRequest(
             f"An open {body.type} request exists: {open_id}. Follow it, or withdraw it first.",
             open_request_id=str(open_id),
         )
-    tz = settings.display_timezone
-    due = deadlines.due_after(now, days=settings.due_days[body.type], tz=tz)
-    request_id = uuid.uuid4()
-    stored = body.body()
-    request = DsrRequest(
-        id=request_id,
-        type=body.type,
-        status="received",
-        subject_index=indexes[0],
-        subject_indexes=indexes,
-        identifier_ids=[identifier.id for identifier in intake.identifiers],
-        notice_identifier_id=intake.notice_identifier.id,
-        notice_channel="sms" if intake.notice_identifier.kind == "phone" else "email",
-        intake_channel=intake.intake_channel,
-        verification_method=intake.verification_method,
-        verification=intake.verification,
-        locale=body.locale or settings.default_locale,
-        scope=scope_of(body.type, stored),
-        body_encrypted=seal(crypto, request_id, "body", stored),
-        created_by=actor.id,
-        received_at=now,
-        due_at=due,
-        original_due_at=due,
-        updated_at=now,
-    )
-    session.add(request)
-    await session.flush()
-    await holds.hold_at_intake(session, request=request, body=stored, now=now)
-    await record(
-        session,
-        crypto=crypto,
-        request=request,
-        actor=actor,
-        action="submitted",
-        now=now,
-        to_status="received",
-        details={
-            "type": request.type,
-            "intake_channel": request.intake_channel,
-            "verification_method": request.verification_method,
-            "scope": request.scope,
-            "due_at": due.isoformat(),
-        },
-    )
-    await notify(
-        session,
-        crypto=crypto,
-        settings=settings,
-        request=request,
-        template="request_received",
-        key="received",
-        now=now,
-    )
-    auto = (
-        settings.auto_approve_access
-        and request.type == "access"
-        and request.verification_method == "otp"
-    )
-    if auto:
-        await transition(
-            session, crypto=crypto, request=request, action="start_review", actor=SYSTEM, now=now
-        )
-        request.review_started_at = now
-        await approve_parts(
-            session, crypto=crypto, settings=settings, request=request, actor=SYSTEM, now=now
-        )
-    return request
+    return answer
 
 
-async def _submit(
+async def _settle_key(
     session: AsyncSession,
     *,
     crypto: Crypto,
     settings: Settings,
     now: datetime,
-    body: RequestCreate,
     fingerprint_body: Any,
-    intake_of: Any,
     actor: Actor,
-    idempotency_key: str | None,
-) -> Submitted:
-    claim = None
-    if idempotency_key is not None:
-        claim = await idempotency.claim_key(
-            session,
-            principal=actor.id,
-            key=idempotency_key,
-            fingerprint=idempotency.fingerprint(crypto, fingerprint_body),
-            now=now,
-            ttl=timedelta(hours=settings.idempotency_ttl_hours),
-        )
-        if claim.replay is not None:
-            return Submitted(answer=claim.replay, replayed=True)
-    intake: Intake = await intake_of()
-    request = await _create(
-        session, crypto=crypto, settings=settings, now=now, body=body, intake=intake, actor=actor
+    idempotency_key: str,
+) -> idempotency.Claim:
+    return await idempotency.claim_key(
+        session,
+        principal=actor.id,
+        key=idempotency_key,
+        fingerprint=idempotency.fingerprint(crypto, fingerprint_body),
+        now=now,
+        ttl=timedelta(hours=settings.idempotency_ttl_hours),
     )
-    answer = summary(request, now=now, tz=settings.display_timezone)
-    if claim is not None:
-        await idempotency.remember_answer(
-            session, record_id=claim.record_id, status_code=201, response=answer
-        )
-    return Submitted(answer=answer, replayed=False)
 
 
 async def submit_subject_request(
@@ -204,37 +280,73 @@ async def submit_subject_request(
 
     ``also_indexes``: further identifiers the same token proved; the request covers them all.
     """
-
-    async def intake_of() -> Intake:
-        identifier = await subjects.find_identifier(session, blind_index=subject_index)
-        if identifier is None:
-            raise Unauthenticated("The verified identifier is not known: verify again.")
-        more = [
-            await subjects.find_identifier(session, blind_index=index)
-            for index in dict.fromkeys(also_indexes)
-            if index != subject_index
-        ]
-        if any(found is None for found in more):
-            raise Unauthenticated("The verified identifier is not known: verify again.")
-        return Intake(
-            identifiers=[identifier, *(found for found in more if found is not None)],
-            notice_identifier=identifier,
-            intake_channel=intake_channel,
-            verification_method="otp",
-            verification={"method": "otp", "identifier_kind": identifier.kind},
+    claim_id: uuid.UUID | None = None
+    if idempotency_key is None:
+        _, row = await fetch_first(session, sql.IDENTIFIER, subject_index)
+    else:
+        claim_id = uuid.uuid4()
+        fingerprint_body = body.model_dump(mode="json")
+        _, row = await fetch_first(
+            session,
+            sql.IDENTIFIER_CLAIMING,
+            subject_index,
+            *idempotency.claim_values(
+                record_id=claim_id,
+                principal=actor.id,
+                key=idempotency_key,
+                fingerprint=idempotency.fingerprint(crypto, fingerprint_body),
+                now=now,
+                ttl=timedelta(hours=settings.idempotency_ttl_hours),
+            ),
         )
-
-    return await _submit(
+        if row is not None and row["claimed"] is None:
+            claim = await _settle_key(
+                session,
+                crypto=crypto,
+                settings=settings,
+                now=now,
+                fingerprint_body=fingerprint_body,
+                actor=actor,
+                idempotency_key=idempotency_key,
+            )
+            if claim.replay is not None:
+                return Submitted(answer=claim.replay, replayed=True)
+            claim_id = claim.record_id
+    if row is None or row["id"] is None:
+        raise Unauthenticated("The verified identifier is not known: verify again.")
+    identifier = subjects.KnownIdentifier(
+        id=row["id"],
+        kind=row["kind"],
+        blind_index=subject_index,
+        value_encrypted=row["value_encrypted"],
+    )
+    more = [
+        await subjects.find_identifier(session, blind_index=index)
+        for index in dict.fromkeys(also_indexes)
+        if index != subject_index
+    ]
+    if any(found is None for found in more):
+        raise Unauthenticated("The verified identifier is not known: verify again.")
+    intake = Intake(
+        identifiers=[identifier, *(found for found in more if found is not None)],
+        notice_identifier=identifier,
+        intake_channel=intake_channel,
+        verification_method="otp",
+        verification={"method": "otp", "identifier_kind": identifier.kind},
+    )
+    answer = await _create(
         session,
         crypto=crypto,
         settings=settings,
         now=now,
         body=body,
-        fingerprint_body=body.model_dump(mode="json"),
-        intake_of=intake_of,
+        intake=intake,
         actor=actor,
-        idempotency_key=idempotency_key,
+        claim_id=claim_id,
+        # The first statement locked this identifier only; further ones are locked with it.
+        locked=not more,
     )
+    return Submitted(answer=answer, replayed=False)
 
 
 async def submit_staff_request(
@@ -299,20 +411,34 @@ async def submit_staff_request(
             verification={**verification, "checked_by": actor.id},
         )
 
-    return await _submit(
+    claim_id: uuid.UUID | None = None
+    if idempotency_key is not None:
+        claim = await _settle_key(
+            session,
+            crypto=crypto,
+            settings=settings,
+            now=now,
+            fingerprint_body={
+                "request": body.model_dump(mode="json"),
+                "identifiers": identifiers,
+                "notify": notify_via,
+                "intake_channel": intake_channel,
+                "verification": verification,
+            },
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
+        if claim.replay is not None:
+            return Submitted(answer=claim.replay, replayed=True)
+        claim_id = claim.record_id
+    answer = await _create(
         session,
         crypto=crypto,
         settings=settings,
         now=now,
         body=body,
-        fingerprint_body={
-            "request": body.model_dump(mode="json"),
-            "identifiers": identifiers,
-            "notify": notify_via,
-            "intake_channel": intake_channel,
-            "verification": verification,
-        },
-        intake_of=intake_of,
+        intake=await intake_of(),
         actor=actor,
-        idempotency_key=idempotency_key,
+        claim_id=claim_id,
     )
+    return Submitted(answer=answer, replayed=False)

@@ -12,6 +12,7 @@ this module: ``intake``, ``decisions``, ``completion``, ``objections``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -31,7 +32,7 @@ from app.errors import (
     InvalidInput,
     NotFound,
 )
-from app.models import DsrRequest, DsrRequestEvent, SubjectIdentifier
+from app.models import DsrRequest, DsrRequestEvent
 from app.outbox import queue
 from app.outbox.retry import FULFILMENT_RETRY
 from app.requests.bodies import refusable_parts
@@ -82,8 +83,8 @@ KINDS: tuple[subjects.IdentifierKind, ...] = ("phone", "email")
 class Intake:
     """Who the request is for and how their identity was verified."""
 
-    identifiers: list[SubjectIdentifier]  # the subject's own, primary first
-    notice_identifier: SubjectIdentifier
+    identifiers: Sequence[subjects.IdentifierFacts]  # the subject's own, primary first
+    notice_identifier: subjects.IdentifierFacts
     intake_channel: str  # app | web | phone | counter
     verification_method: str  # otp | agent | representative
     verification: dict[str, Any]

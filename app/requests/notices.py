@@ -18,6 +18,7 @@ from app.errors import NotFound
 from app.models import DsrRequest, SubjectIdentifier
 from app.notifications import messages
 from app.requests import deadlines
+from app.requests.views import RequestFacts
 from app.subjects import identifiers
 from app.vocabulary import GROUNDS, TYPE_LABELS, item_label
 
@@ -53,7 +54,7 @@ def reference(request_id: uuid.UUID) -> str:
     return request_id.hex[:8].upper()
 
 
-def objection_until(request: DsrRequest, settings: Settings) -> datetime | None:
+def objection_until(request: RequestFacts, settings: Settings) -> datetime | None:
     """The end of the objection window, counted from when a refusal was notified."""
     if request.objectable_since is None:
         return None
@@ -65,7 +66,7 @@ def objection_until(request: DsrRequest, settings: Settings) -> datetime | None:
 
 
 def notice_variables(
-    request: DsrRequest,
+    request: RequestFacts,
     *,
     settings: Settings,
     explanation: str | None = None,

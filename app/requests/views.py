@@ -5,8 +5,9 @@ Plain dicts shaped like the API bodies in ``app/schemas``; decrypting is done by
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from app.models import DsrObjection, DsrRequest, DsrRequestEvent
 from app.models.requests import OPEN_STATUSES
@@ -14,11 +15,35 @@ from app.requests import deadlines
 from app.vocabulary import GROUNDS, item_label
 
 
-def is_overdue(request: DsrRequest, *, now: datetime) -> bool:
+class RequestFacts(Protocol):
+    """What lists and notices read of a request: a ``DsrRequest`` row, or the values intake
+    has just written (building an ORM object costs more than the rest of a notice)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def locale(self) -> str: ...
+    @property
+    def received_at(self) -> datetime: ...
+    @property
+    def due_at(self) -> datetime: ...
+    @property
+    def decision(self) -> str | None: ...
+    @property
+    def refusals(self) -> list[dict[str, Any]]: ...
+    @property
+    def objectable_since(self) -> datetime | None: ...
+
+
+def is_overdue(request: RequestFacts, *, now: datetime) -> bool:
     return request.status in OPEN_STATUSES and now > request.due_at
 
 
-def summary(request: DsrRequest, *, now: datetime, tz: str) -> dict[str, Any]:
+def summary(request: RequestFacts, *, now: datetime, tz: str) -> dict[str, Any]:
     """What every list shows of a request, with deadlines also in the display zone."""
     return {
         "id": str(request.id),

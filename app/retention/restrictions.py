@@ -12,14 +12,15 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import Crypto
+from app.db import read_connection
 from app.errors import InvalidInput
 from app.models import ProcessingRestriction, ProcessingSuspension
 from app.subjects.identifiers import normalise_email, normalise_phone
@@ -86,20 +87,19 @@ def subject_keys_for(crypto: Crypto, identifiers: Mapping[str, str | None]) -> l
     return keys
 
 
-async def restrict_items(
-    session: AsyncSession,
+def restriction_rows(
     *,
     subject_keys: Sequence[str],
     items: Iterable[str | RestrictedItem],
     request_id: uuid.UUID,
     now: datetime,
-) -> int:
-    """Restrict items of a subject until the correction ``request_id`` is done; returns new rows."""
+) -> list[dict[str, Any]]:
+    """The rows restricting these items of every subject key (checked: known item codes)."""
     scoped = [
         entry if isinstance(entry, RestrictedItem) else RestrictedItem(entry) for entry in items
     ]
     _check_items((entry.item for entry in scoped), "/items")
-    rows = [
+    return [
         {
             "id": uuid.uuid4(),
             "subject_key": key,
@@ -112,6 +112,18 @@ async def restrict_items(
         for key in dict.fromkeys(subject_keys)
         for entry in dict.fromkeys(scoped)
     ]
+
+
+async def restrict_items(
+    session: AsyncSession,
+    *,
+    subject_keys: Sequence[str],
+    items: Iterable[str | RestrictedItem],
+    request_id: uuid.UUID,
+    now: datetime,
+) -> int:
+    """Restrict items of a subject until the correction ``request_id`` is done; returns new rows."""
+    rows = restriction_rows(subject_keys=subject_keys, items=items, request_id=request_id, now=now)
     if not rows:
         return 0
     result = await session.execute(
@@ -145,19 +157,18 @@ async def lift_restrictions(
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def suspend_purposes(
-    session: AsyncSession,
+def suspension_rows(
     *,
     subject_keys: Sequence[str],
     purposes: Iterable[str],
     request_id: uuid.UUID,
     now: datetime,
     consent_withdrawal: bool = False,
-) -> int:
-    """Suspend processing for these purposes (PIPA Art. 37); returns new rows."""
+) -> list[dict[str, Any]]:
+    """The rows suspending these purposes for every subject key (checked: known purposes)."""
     chosen = list(dict.fromkeys(purposes))
     _check_purposes(chosen, "/purposes")
-    rows = [
+    return [
         {
             "id": uuid.uuid4(),
             "subject_key": key,
@@ -169,6 +180,25 @@ async def suspend_purposes(
         for key in dict.fromkeys(subject_keys)
         for purpose in chosen
     ]
+
+
+async def suspend_purposes(
+    session: AsyncSession,
+    *,
+    subject_keys: Sequence[str],
+    purposes: Iterable[str],
+    request_id: uuid.UUID,
+    now: datetime,
+    consent_withdrawal: bool = False,
+) -> int:
+    """Suspend processing for these purposes (PIPA Art. 37); returns new rows."""
+    rows = suspension_rows(
+        subject_keys=subject_keys,
+        purposes=purposes,
+        request_id=request_id,
+        now=now,
+        consent_withdrawal=consent_withdrawal,
+    )
     if not rows:
         return 0
     result = await session.execute(
@@ -232,27 +262,20 @@ async def active_suspensions(
     return list(rows.scalars().all())
 
 
-def _usage_query(*, with_items: bool) -> sa.TextClause:
-    """Built once: the active restrictions and suspensions of these keys, one round trip.
-
-    Each half is served by its partial index (``lifted_at IS NULL``).
-    """
-    item_filter = "AND item = ANY(:items)" if with_items else ""
-    statement = sa.text(
-        f"""
+def _usage_query(*, with_items: bool) -> str:
+    """The active restrictions and suspensions of these keys (``$1``) for a purpose (``$2``)
+    and items (``$3``), one round trip; each half is served by its partial index
+    (``lifted_at IS NULL``)."""
+    item_filter = "AND item = ANY($3::text[])" if with_items else ""
+    return f"""
         SELECT 'correction_pending' AS code, request_id, item, NULL AS purpose
           FROM processing_restriction
-         WHERE subject_key = ANY(:keys) AND lifted_at IS NULL {item_filter}
+         WHERE subject_key = ANY($1::text[]) AND lifted_at IS NULL {item_filter}
         UNION ALL
         SELECT 'processing_suspended', request_id, NULL, purpose
           FROM processing_suspension
-         WHERE subject_key = ANY(:keys) AND lifted_at IS NULL AND purpose = :purpose
+         WHERE subject_key = ANY($1::text[]) AND lifted_at IS NULL AND purpose = $2
         """
-    )
-    params = [sa.bindparam("keys", type_=ARRAY(sa.String)), sa.bindparam("purpose")]
-    if with_items:
-        params.append(sa.bindparam("items", type_=ARRAY(sa.String)))
-    return statement.bindparams(*params)
 
 
 _USAGE_ANY_ITEM = _usage_query(with_items=False)
@@ -274,17 +297,16 @@ async def check_usage(
     if chosen is not None:
         _check_items(chosen, "/items")
     keys = subject_keys_for(crypto, identifiers)
+    # Straight to asyncpg: on this hot path SQLAlchemy's execute cost more than the query.
+    driver = await read_connection(session)
     if chosen is None:
-        result = await session.execute(_USAGE_ANY_ITEM, {"keys": keys, "purpose": purpose})
+        rows = await driver.fetch(_USAGE_ANY_ITEM, keys, purpose)
     else:
-        result = await session.execute(
-            _USAGE_ITEMS, {"keys": keys, "purpose": purpose, "items": chosen}
-        )
-    rows = result.all()
+        rows = await driver.fetch(_USAGE_ITEMS, keys, purpose, chosen)
     reasons = list(
         dict.fromkeys(
             UsageReason(code=code, request_id=request_id, item=item, purpose=row_purpose)
-            for code, request_id, item, row_purpose in rows
+            for code, request_id, item, row_purpose in (tuple(row) for row in rows)
         )
     )
     reasons.sort(key=lambda r: (r.code, str(r.request_id), r.item or "", r.purpose or ""))

@@ -196,7 +196,14 @@ class QueueRow(RequestSummary):
 
 
 class QueueCounts(BaseModel):
+    """Open statuses, overdue, failed and open objections are exact. Closed statuses are exact
+    while up to 100,000 requests are stored; beyond, they are estimates from the database's
+    statistics (an exact count would read every stored request on every page)."""
+
     by_status: dict[RequestStatus, int]
+    estimated: list[RequestStatus] = Field(
+        default_factory=list, description="statuses whose count is an estimate"
+    )
     overdue: int
     fulfilment_failed: int
     open_objections: int

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -106,7 +107,30 @@ async def find_identifier(session: AsyncSession, *, blind_index: str) -> Subject
     ).first()
 
 
-def reveal(crypto: Crypto, identifier: SubjectIdentifier) -> str:
+class IdentifierFacts(Protocol):
+    """A verified identifier as a row (``SubjectIdentifier``) or as read by a hot path."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def blind_index(self) -> str: ...
+    @property
+    def value_encrypted(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class KnownIdentifier:
+    """The columns of a ``subject_identifier`` row, without an ORM object."""
+
+    id: uuid.UUID
+    kind: str
+    blind_index: str
+    value_encrypted: bytes
+
+
+def reveal(crypto: Crypto, identifier: IdentifierFacts) -> str:
     """The identifier in clear, for sending a notice or querying a source; never log it."""
     return crypto.decrypt_str(
         identifier.value_encrypted, context=f"identifier:{identifier.blind_index}"

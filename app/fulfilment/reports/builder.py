@@ -24,6 +24,7 @@ import phonenumbers
 from app.datamap.connectors import Connectors, SubjectRecord
 from app.datamap.identifiers import SubjectIdentifiers
 from app.datamap.schema import CollectionSpec, FieldSpec, HttpSource, Withhold
+from app.fulfilment.reports.withholding import Withholding
 from app.retention.store import RetainedSummary
 from app.schemas.reports import (
     AccessReport,
@@ -47,7 +48,6 @@ from app.vocabulary import (
     OPTIONAL_PURPOSES,
     ORIGINS,
     PURPOSES,
-    REFUSAL_TO_WITHHOLDING_GROUND,
     ROLES,
     WITHHOLDING_GROUNDS,
     Text,
@@ -59,63 +59,6 @@ RETAINED_PURPOSE = Text(
     ko="법령에 따른 보존(다른 목적으로 이용하거나 제공하지 않음)",
     en="Retention required by law only (not used or provided for any other purpose)",
 )
-
-
-@dataclass(frozen=True)
-class Withholding:
-    """Withhold matching items from one report under PIPA Art. 35(4) (a decision for this
-    request, on top of what the data map withholds). None matches anything. ``ground`` is a
-    withholding ground, or the refusal ground of the decision when it has no such counterpart
-    (``policy_6_2``)."""
-
-    ground: str
-    item: str | None = None
-    collection: str | None = None
-    role: str | None = None
-    explanation: Text | None = None
-
-    def __post_init__(self) -> None:
-        if self.ground not in WITHHOLDING_GROUNDS and (
-            self.ground not in GROUNDS or "access" not in GROUNDS[self.ground].applies_to
-        ):
-            raise ValueError(f"unknown withholding ground {self.ground!r}")
-
-    @classmethod
-    def decided(cls, *, item: str, ground: str, explanation: str | None) -> Withholding:
-        """The reviewer's refusal of one access item, as a withholding of it everywhere."""
-        text = Text(ko=explanation, en=explanation) if explanation else None
-        return cls(
-            ground=REFUSAL_TO_WITHHOLDING_GROUND.get(ground, ground),
-            item=item,
-            explanation=text,
-        )
-
-    def matches(self, collection: str, role: str, item: str) -> bool:
-        return (
-            (self.item is None or self.item == item)
-            and (self.collection is None or self.collection == collection)
-            and (self.role is None or self.role == role)
-        )
-
-    def as_payload(self) -> dict[str, Any]:
-        return {
-            "ground": self.ground,
-            "item": self.item,
-            "collection": self.collection,
-            "role": self.role,
-            "explanation": self.explanation.model_dump() if self.explanation else None,
-        }
-
-    @classmethod
-    def from_payload(cls, data: dict[str, Any]) -> Withholding:
-        explanation = data.get("explanation")
-        return cls(
-            ground=data["ground"],
-            item=data.get("item"),
-            collection=data.get("collection"),
-            role=data.get("role"),
-            explanation=Text(**explanation) if explanation else None,
-        )
 
 
 def _lt(text: Text) -> LocalizedText:

@@ -1,0 +1,62 @@
+"""The pool after the server drops its connections: no ping per checkout, no failed request."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import httpx
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from app.db import Database, plain_url
+from tests.support.lifecycle import make_subject
+
+
+async def _terminate_pool_connections(url: str) -> int:
+    """pg_terminate_backend every other connection to this database, as a restart would."""
+    admin = await asyncpg.connect(plain_url(url))
+    try:
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    await asyncio.sleep(0.2)  # the event loop reads each connection's end
+    return int(killed)
+
+
+async def _warm(db: Database, connections: int) -> None:
+    async def hold() -> None:
+        async with db.transaction() as session:
+            await session.execute(sa.text("SELECT pg_sleep(0.05)"))
+
+    await asyncio.gather(*(hold() for _ in range(connections)))
+
+
+async def test_a_unit_of_work_succeeds_after_its_pooled_connections_were_terminated(
+    database_url: str,
+) -> None:
+    db = Database.connect(database_url, pool_size=3)
+    try:
+        await _warm(db, 3)
+        assert await _terminate_pool_connections(database_url) >= 3
+        for _ in range(5):  # every pooled connection was dead: none is handed out
+            async with db.transaction() as session:
+                assert (await session.execute(sa.text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await db.dispose()
+
+
+async def test_requests_succeed_after_the_database_dropped_every_connection(
+    app: FastAPI, client: httpx.AsyncClient, database_url: str
+) -> None:
+    subject = await make_subject(app)
+    await _warm(app.state.db, 4)
+    assert await _terminate_pool_connections(database_url) >= 4
+    for _ in range(4):
+        mine = await client.get("/v1/requests", headers=subject.headers)
+        assert mine.status_code == 200, mine.text
+    created = await client.post("/v1/requests", json={"type": "access"}, headers=subject.headers)
+    assert created.status_code == 201, created.text
