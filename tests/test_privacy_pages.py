@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.worker import Worker
+from app.outbox.worker import Worker
 from tests.support.lifecycle import Subject, make_subject, new_request
 from tests.support.servers import RecordingServer
 

@@ -20,7 +20,7 @@ from playwright.async_api import BrowserContext, Page, expect
 from app.clock import FrozenClock
 from app.datamap.connectors.postgres import connect
 from app.demo.load import demo_datamap_text, drop_demo, load_demo
-from app.worker import Worker
+from app.outbox.worker import Worker
 from tests.browser.conftest import ARTIFACTS, AssertAccessible, save_screenshots, sent_code
 from tests.conftest import FROZEN_AT
 from tests.support.lifecycle import drive, make_subject
