@@ -267,6 +267,8 @@ class DemoGenerator:
             created,
             created + timedelta(hours=3),
             None,
+            None,  # the sender gave the recipient's details: no marketplace order
+            None,
         )
         created = self.now - timedelta(days=75)
         self.rows.add(
