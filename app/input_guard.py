@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl
 
 from fastapi import Request
 
@@ -66,8 +65,20 @@ async def refuse_nul(request: Request) -> None:
         raise NulCharacter("query", [_pointer(("query", name)) for name in names] or ["/query"])
     if request.method in ("GET", "HEAD", "OPTIONS", "DELETE"):
         return
-    body = await request.body()  # cached: the route reads the same bytes
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        # FastAPI parsed a form route's body into ``request.form()`` (cached) before the
+        # dependencies run; the stream itself is consumed by then.
+        form = await request.form()
+        names = [
+            name
+            for name, value in form.multi_items()
+            if "\x00" in name or (isinstance(value, str) and "\x00" in value)
+        ]
+        if names:
+            raise NulCharacter("body", [_pointer((name,)) for name in names])
+        return
+    body = await request.body()  # cached: the route reads the same bytes
     if kind.endswith("json"):
         # JSON can carry a NUL only as the escape \u0000 (a raw one is not valid JSON); parse
         # only when that escape appears, since "\\u0000" is a backslash and text, not a NUL.
@@ -80,7 +91,4 @@ async def refuse_nul(request: Request) -> None:
         paths = list(_nul_paths(document))
         if paths:
             raise NulCharacter("body", [_pointer(path) for path in paths])
-    elif kind == "application/x-www-form-urlencoded" and (b"%00" in body or b"\x00" in body):
-        fields = parse_qsl(body.decode("latin-1"), keep_blank_values=True)
-        names = [name for name, value in fields if "\x00" in name or "\x00" in value]
-        raise NulCharacter("body", [_pointer((name,)) for name in names] or ["/"])
+
