@@ -91,4 +91,3 @@ async def refuse_nul(request: Request) -> None:
         paths = list(_nul_paths(document))
         if paths:
             raise NulCharacter("body", [_pointer(path) for path in paths])
-

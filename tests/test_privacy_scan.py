@@ -25,7 +25,7 @@ async def test_a_phone_number_in_clear_in_a_table_is_found(
     body = {
         "code": "leaky",
         "name": "홍길동 010-1234-5678",
-        "nation": "Korea",
+        "nation": "KR",
         "webhook_url": "http://127.0.0.1:9/x",
     }
     response = await client.post("/v1/processors", json=body, headers=staff(app, "admin"))

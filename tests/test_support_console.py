@@ -80,7 +80,7 @@ async def test_find_a_caller_by_phone_email_or_reference_without_leaving_it_anyw
     assert other not in await found(reference=reference)
 
     bad = await client.get("/v1/staff/requests", params={"phone": "010-12"}, headers=agent)
-    assert bad.status_code == 422 and bad.json()["code"] == "invalid-input"
+    assert bad.status_code == 422 and bad.json()["code"] == "validation-failed"
     assert "010-12" not in bad.text
     bad_ref = await client.get("/v1/staff/requests", params={"reference": "XYZ"}, headers=agent)
     assert bad_ref.status_code == 422

@@ -145,7 +145,7 @@ async def test_statistics_against_a_hand_computed_month(
     backwards = await client.get(
         "/v1/staff/statistics", params={"from": "2026-11-30", "to": "2026-11-01"}, headers=officer
     )
-    assert backwards.status_code == 422 and backwards.json()["code"] == "invalid-input"
+    assert backwards.status_code == 422 and backwards.json()["code"] == "validation-failed"
     missing = await client.get(
         "/v1/staff/statistics", params={"from": "2026-11-01"}, headers=officer
     )

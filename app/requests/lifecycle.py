@@ -62,6 +62,7 @@ CANNOT = {
     "complete_partially": "cannot be completed in part",
     "withdraw": "cannot be withdrawn",
     "reopen": "cannot be reopened",
+    "return_to_review": "cannot be returned to review",
 }
 # A status as words, for messages: "A request that is in review cannot be approved."
 STATUS_WORDS = {

@@ -40,6 +40,8 @@ router = APIRouter(prefix="/v1", tags=["verification"])
     "identifier (of the other kind): the token issued on confirmation then carries both. "
     "Without a valid subject token this is a plain verification.",
     responses=problems(*BODY_PROBLEMS, 429, 503),
+    # The bearer is optional here (OpenAPI: ``{}`` allows a call without it), never a 401.
+    openapi_extra={"security": [{}, {"HTTPBearer": []}]},
 )
 async def start_verification(
     body: VerificationCreate,
