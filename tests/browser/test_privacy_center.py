@@ -256,13 +256,13 @@ async def test_deletion_by_category_shows_what_the_law_keeps(
     await page.get_by_label("선택한 종류만").check()
     await page.get_by_role("button", name="계속").click()
     await expect(page.locator("[data-error-summary]")).to_contain_text("하나 이상 선택")
-    await page.get_by_label("마케팅·이벤트 정보").check()
+    await page.get_by_label("연락처 정보").check()
     await page.get_by_role("button", name="계속").click()
-    await expect(page.locator("[data-review]")).to_contain_text("마케팅·이벤트 정보")
+    await expect(page.locator("[data-review]")).to_contain_text("연락처 정보")
     await expect(page.locator("[data-retention]")).to_be_visible()  # again, before submitting
     await assert_accessible(page)
     await page.get_by_role("button", name="요청 제출").click()
-    await expect(page.locator("main")).to_contain_text("마케팅·이벤트 정보")
+    await expect(page.locator("main")).to_contain_text("연락처 정보")
 
 
 async def test_suspension_withdraw_and_consent_withdrawal_duplicate(
@@ -285,12 +285,13 @@ async def test_suspension_withdraw_and_consent_withdrawal_duplicate(
 
     await start_request(page, "동의 철회")
     group = page.get_by_role("group", name="철회할 동의")
-    assert await group.get_by_role("checkbox").count() == 1  # only the optional consents
-    await page.get_by_label("마케팅·이벤트").check()
+    # Only the optional consents: marketing, and provision to third parties (policy section 4).
+    assert await group.get_by_role("checkbox").count() == 2
+    await page.get_by_label("마케팅 및 이벤트 안내").check()
     await review_and_submit(page)
     # The same again while that one is open: refused as the API refuses it, as a page.
     await start_request(page, "동의 철회")
-    await page.get_by_label("마케팅·이벤트").check()
+    await page.get_by_label("마케팅 및 이벤트 안내").check()
     await page.get_by_role("button", name="계속").click()
     await page.get_by_role("button", name="요청 제출").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text(
@@ -341,7 +342,7 @@ async def test_csrf_and_another_subjects_session_are_refused(
 ) -> None:
     await sign_in(page, worker, gateway)
     await start_request(page, "처리정지")
-    await page.get_by_label("마케팅·이벤트").check()
+    await page.get_by_label("마케팅 및 이벤트 안내").check()
     request_id = await review_and_submit(page)
 
     # A POST without the form's token (same browser, same cookies) is refused with a page.
