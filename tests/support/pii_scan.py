@@ -39,6 +39,10 @@ NUMERIC_FIELDS = ("ts", "request_id", "message_id", "duration_ms", "delay_s", "c
 # Loggers `configure_logging` keeps at WARNING (httpx logs full URLs at INFO).
 QUIET_IN_PRODUCTION = ("httpx", "httpcore", "sqlalchemy.engine", "uvicorn.access")
 TEXT_TYPES = ("text", "character varying", "jsonb", "json", "bytea")
+# Ids are not personal data, but a long list of random UUIDs (a purge's record ids) sometimes
+# holds "…a010-1234-5678…", which reads like a phone number: ids are blanked before matching.
+UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_uuid = re.compile(UUID)
 
 
 @dataclass
@@ -77,7 +81,7 @@ class ScanningHandler(logging.Handler):
         fields: dict[str, Any] = json.loads(line)
         for name in NUMERIC_FIELDS:
             fields.pop(name, None)
-        text = json.dumps(fields, ensure_ascii=False)
+        text = _uuid.sub(" ", json.dumps(fields, ensure_ascii=False))
         found = _pattern.search(text)
         code = next((c for c in FINDINGS.codes if re.search(rf"(?<!\d){c}(?!\d)", text)), None)
         if found or code:
@@ -107,12 +111,17 @@ async def scan_tables(session: AsyncSession) -> None:
         return
     selects = []
     for table, column, kind in columns:
-        value = f"encode(\"{column}\", 'escape')" if kind == "bytea" else f'"{column}"::text'
+        raw = f"encode(\"{column}\", 'escape')" if kind == "bytea" else f'"{column}"::text'
+        value = f"regexp_replace({raw}, :uuid, ' ', 'g')"
         selects.append(
             f"(SELECT '{table}.{column}' AS place, substring({value} from :pattern) AS hit "
             f'FROM "{table}" WHERE {value} ~ :pattern LIMIT 1)'
         )
-    rows = (await session.execute(sa.text(" UNION ALL ".join(selects)), {"pattern": PATTERN})).all()
+    rows = (
+        await session.execute(
+            sa.text(" UNION ALL ".join(selects)), {"pattern": PATTERN, "uuid": UUID}
+        )
+    ).all()
     FINDINGS.scans += 1
     for place, hit in rows:
         FINDINGS.tables.append(f"{FINDINGS.current}: {place}: {_masked(str(hit))}")
