@@ -34,15 +34,15 @@ PROBLEM_MEANINGS: dict[int, str] = {
     409: "Conflicts with the current state",
     410: "No longer available",
     413: "The body is larger than the service accepts",
-    415: "Unsupported media type",
+    415: "The body is not sent as `application/json`",
     422: "A field is not valid: see errors",
     429: "Too many requests: retry after Retry-After seconds",
     # The unit of work could not be committed (code ``commit-failed``): nothing was stored.
     503: "Not saved; retry after `Retry-After` seconds (with the same Idempotency-Key)",
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
-# Any route that reads a body: unreadable (400), too large (413), invalid (422).
-BODY_PROBLEMS = (400, 413, 422)
+# Any route that reads a body: unreadable (400), too large (413), not JSON (415), invalid (422).
+BODY_PROBLEMS = (400, 413, 415, 422)
 # Any route behind a bearer token.
 AUTH_PROBLEMS = (401, 403)
 
