@@ -64,3 +64,17 @@ def test_a_code_a_gateway_received_is_found_in_a_log_line() -> None:
     finally:
         del pii_scan.FINDINGS.logs[before:]
         pii_scan.FINDINGS.codes.discard("482913")
+
+
+def test_a_digest_that_holds_a_phone_shaped_run_is_not_personal_data() -> None:
+    # A blind index is an HMAC in hex; one in CI held "0181234567" and failed the run.
+    digest = "9f3c" + "01812345678" + "a" * 49
+    before = len(pii_scan.FINDINGS.logs)
+    logger = logging.getLogger("dsr.test")
+    try:
+        logger.info("blind index %s", digest)
+        assert len(pii_scan.FINDINGS.logs) == before, pii_scan.FINDINGS.logs[before:]
+        logger.info("phone %s beside %s", "010-1234-5678", digest)  # a phone is still found
+        assert len(pii_scan.FINDINGS.logs) == before + 1
+    finally:
+        del pii_scan.FINDINGS.logs[before:]

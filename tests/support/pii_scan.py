@@ -39,10 +39,13 @@ NUMERIC_FIELDS = ("ts", "request_id", "message_id", "duration_ms", "delay_s", "c
 # Loggers `configure_logging` keeps at WARNING (httpx logs full URLs at INFO).
 QUIET_IN_PRODUCTION = ("httpx", "httpcore", "sqlalchemy.engine", "uvicorn.access")
 TEXT_TYPES = ("text", "character varying", "jsonb", "json", "bytea")
-# Ids are not personal data, but a long list of random UUIDs (a purge's record ids) sometimes
-# holds "…a010-1234-5678…", which reads like a phone number: ids are blanked before matching.
+# Ids and digests are not personal data, but random hex sometimes reads like a phone number: a
+# purge's list of UUIDs held "…a010-1234-5678…", a blind index (an HMAC-SHA256 in hex) held
+# "…0181234567…". Both are blanked before matching; a digest is 32 or more hex digits in a row.
 UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-_uuid = re.compile(UUID)
+HEX_DIGEST = r"[0-9a-fA-F]{32,}"
+NOT_PERSONAL = f"{UUID}|{HEX_DIGEST}"
+_not_personal = re.compile(NOT_PERSONAL)
 
 
 @dataclass
@@ -81,7 +84,7 @@ class ScanningHandler(logging.Handler):
         fields: dict[str, Any] = json.loads(line)
         for name in NUMERIC_FIELDS:
             fields.pop(name, None)
-        text = _uuid.sub(" ", json.dumps(fields, ensure_ascii=False))
+        text = _not_personal.sub(" ", json.dumps(fields, ensure_ascii=False))
         found = _pattern.search(text)
         code = next((c for c in FINDINGS.codes if re.search(rf"(?<!\d){c}(?!\d)", text)), None)
         if found or code:
@@ -112,14 +115,14 @@ async def scan_tables(session: AsyncSession) -> None:
     selects = []
     for table, column, kind in columns:
         raw = f"encode(\"{column}\", 'escape')" if kind == "bytea" else f'"{column}"::text'
-        value = f"regexp_replace({raw}, :uuid, ' ', 'g')"
+        value = f"regexp_replace({raw}, :not_personal, ' ', 'g')"
         selects.append(
             f"(SELECT '{table}.{column}' AS place, substring({value} from :pattern) AS hit "
             f'FROM "{table}" WHERE {value} ~ :pattern LIMIT 1)'
         )
     rows = (
         await session.execute(
-            sa.text(" UNION ALL ".join(selects)), {"pattern": PATTERN, "uuid": UUID}
+            sa.text(" UNION ALL ".join(selects)), {"pattern": PATTERN, "not_personal": NOT_PERSONAL}
         )
     ).all()
     FINDINGS.scans += 1
