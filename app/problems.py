@@ -202,9 +202,6 @@ def allowed_methods(request: Request) -> str:
     (each method tried), so included routers need no walking.
     """
     routes = [route for route in request.app.router.routes if isinstance(route, BaseRoute)]
-    # A literal path (``/requests/bulk``) is its own resource, not ``/requests/{request_id}``.
-    literal = [r for r in routes if getattr(r, "path_format", None) == request.url.path]
-    routes = literal or routes
     allowed = [
         method
         for method in PROBED_METHODS

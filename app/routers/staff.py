@@ -143,7 +143,9 @@ async def intake_request(
 
 
 @router.get(
-    "/requests/{request_id}",
+    # Typed in the path so that /requests/bulk (POST only) is not also a GET of a request "bulk":
+    # its 405 then names POST alone, as the contract says.
+    "/requests/{request_id:uuid}",
     response_model=StaffRequestDetail,
     summary="A request with its body, decision, objections and full history (audited)",
 )
