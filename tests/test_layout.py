@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,46 @@ def test_no_module_grows_past_about_500_lines() -> None:
         if (count := len(path.read_text().splitlines())) > 560
     }
     assert long == {}
+
+
+# The service's own actor ids (CONTRIBUTING.md, "Who acted"); a person is always an ``Actor``.
+SERVICE_ACTOR = re.compile(r"^(system|worker(:[a-z-]+)?|cli:[a-z-]+)$")
+SERVICE_ROLES = ("system", "processor", "subject")
+AUDIT_WRITERS = ("trail.record", "trail.entry_values")
+
+
+def _actor_ok(value: ast.expr) -> bool:
+    if isinstance(value, ast.Attribute) and value.attr == "id":
+        return True  # an Actor's id (staff:<sub>, subject:<blind index>, system)
+    if isinstance(value, ast.Name):
+        return True  # passed through from the caller, checked where it is made
+    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+        return bool(SERVICE_ACTOR.match(value.value))
+    if isinstance(value, ast.JoinedStr) and value.values:
+        first = value.values[0]
+        return isinstance(first, ast.Constant) and first.value == "processor:"
+    return False
+
+
+def _role_ok(value: ast.expr) -> bool:
+    if (isinstance(value, ast.Attribute) and value.attr == "role") or isinstance(value, ast.Name):
+        return True
+    return isinstance(value, ast.Constant) and value.value in SERVICE_ROLES
+
+
+def test_who_acted_is_made_by_actor_only() -> None:
+    # A staff member or subject named by hand (f"staff:{sub}", a bare blind index, a role picked
+    # from a set) is how the audit trail once had two conventions.
+    offenders = []
+    for path in sorted(APP.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or ast.unparse(node.func) not in AUDIT_WRITERS:
+                continue
+            for keyword in node.keywords:
+                check = {"actor": _actor_ok, "role": _role_ok}.get(keyword.arg or "")
+                if check is not None and not check(keyword.value):
+                    offenders.append(
+                        f"{path.relative_to(APP)}:{node.lineno} "
+                        f"{keyword.arg}={ast.unparse(keyword.value)}"
+                    )
+    assert offenders == []
