@@ -11,7 +11,10 @@ from fastapi.responses import HTMLResponse
 from app.audit.actors import Actor
 from app.deps import ClientIpDep, ClockDep, CryptoDep, DeciderPrincipal, SessionDep, SettingsDep
 from app.fulfilment.reports import handover
-from app.fulfilment.reports.html import render_access_report_html
+from app.fulfilment.reports.html import (
+    render_access_report_html,
+    report_content_security_policy,
+)
 from app.schemas.common import PROBLEM_RESPONSES
 from app.schemas.reports import AccessReport, ReportHandoverIn, ReportHandoverOut
 
@@ -50,7 +53,14 @@ async def get_report(
     )
     if "text/html" in request.headers.get("accept", ""):
         page = render_access_report_html(report, lang=lang or locale, settings=settings)
-        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+        # The page's own policy (its inline stylesheet by hash), so that it prints as designed.
+        return HTMLResponse(
+            page,
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": report_content_security_policy(page),
+            },
+        )
     return report
 
 
