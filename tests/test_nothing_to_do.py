@@ -30,6 +30,7 @@ from tests.test_correction_flow import (  # noqa: F401 - fixtures
     status,
     usage,
 )
+from tests.test_privacy_pages import post_form, sign_in_as
 
 
 async def _returned_then_refused(
@@ -169,3 +170,41 @@ async def test_a_suspension_every_purpose_of_which_is_under_way_is_an_officers_r
     assert "1833-6972" in message["body"]
     # Nothing was suspended: the parcel under way is still delivered.
     assert (await usage(client, app, ["address"], purpose="delivery"))["allowed"] is True
+
+
+async def test_the_privacy_center_refuses_a_record_that_is_not_the_subjects_at_intake(
+    app: FastAPI, client: httpx.AsyncClient, worker: Worker, db: Database
+) -> None:
+    """Where intake reads the subject's records anyway (the privacy center offers them), an
+    unknown record is refused on the form before anything is stored; the API checks it at
+    fulfilment (above)."""
+    subject = await make_subject(app, DEMO_PHONE)
+    [tracking] = await rows(
+        db,
+        "SELECT tracking_no FROM demo.deliveries WHERE sender_phone = :p ORDER BY id LIMIT 1",
+        p=DEMO_SUBJECT.phone,
+    )
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as browser:
+        sign_in_as(browser, subject)
+        form = {"item": "address", "new_value": NEW_ADDRESS, "step": "submit"}
+        path = "/privacy/requests/new/correction"
+        unknown = await post_form(browser, path, {**form, "record_ref": "NOPE0"})
+        assert unknown.status_code == 422
+        assert "정정할 기록을 다시 선택해 주세요." in unknown.text
+        mine = await client.get("/v1/requests", headers=subject.headers)
+        assert mine.json()["items"] == []  # nothing stored, nothing held
+        assert (await usage(client, app, ["address"]))["allowed"] is True
+        known = await post_form(browser, path, {**form, "record_ref": tracking["tracking_no"]})
+        assert known.status_code == 303, known.text
+    [created] = (await client.get("/v1/requests", headers=subject.headers)).json()["items"]
+    assert created["type"] == "correction"
+    await approve(app, client, created["id"])
+    await worker.drain()
+    assert await status(client, subject, created["id"]) == "completed"
+    [changed] = await rows(
+        db,
+        "SELECT sender_address FROM demo.deliveries WHERE tracking_no = :t",
+        t=tracking["tracking_no"],
+    )
+    assert changed["sender_address"] == NEW_ADDRESS
