@@ -271,6 +271,14 @@ async def test_records_kept_under_another_law_are_in_the_next_report(
     assert str(kept_until) in english and "Not provided to third parties" in english
     assert "you can object" not in english and CONTACT_EN in english
     assert all(remedy in english for remedy in REMEDIES_EN)
+    # The privacy center shows the same page, with the same contact setting.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as browser:
+        sign_in_as(browser, subject)
+        center = await browser.get(f"/privacy/requests/{request_id}/report")
+    assert center.status_code == 200, center.text
+    assert "분리 보관" in center.text and CONTACT_KO in center.text
+    assert "상황관리팀" not in center.text  # not the built-in default
     objection = await client.post(
         f"/v1/requests/{request_id}/objection", json={"reason": "왜죠"}, headers=subject.headers
     )
