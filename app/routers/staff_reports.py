@@ -10,7 +10,10 @@ from fastapi.responses import HTMLResponse
 
 from app.deps import DeciderDep
 from app.fulfilment.reports import handover
-from app.fulfilment.reports.html import render_access_report_html
+from app.fulfilment.reports.html import (
+    render_access_report_html,
+    report_content_security_policy,
+)
 from app.schemas.common import PROBLEM_RESPONSES
 from app.schemas.reports import AccessReport, ReportHandoverIn, ReportHandoverOut
 
@@ -40,7 +43,14 @@ async def get_report(
     )
     if "text/html" in request.headers.get("accept", ""):
         page = render_access_report_html(report, lang=lang or locale, settings=ctx.settings)
-        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+        # The page's own policy (its inline stylesheet by hash), so that it prints as designed.
+        return HTMLResponse(
+            page,
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": report_content_security_policy(page),
+            },
+        )
     return report
 
 
