@@ -135,7 +135,9 @@ async def test_statistics_against_a_hand_computed_month(
     assert figures["p90_days_to_complete"] == pytest.approx(12.1)
     # Answered: A, B, C on time; D (refused 23 Nov, due 21 Nov) and E (25 Nov, due 22 Nov) late.
     assert (figures["answered"], figures["answered_on_time"]) == (5, 3)
-    assert figures["share_on_time"] == 0.6
+    # F, still in review past its due day (30 Nov; now 2 Dec), is late already: 3 of 6.
+    assert figures["overdue_unanswered"] == 1
+    assert figures["share_on_time"] == 0.5
     assert figures["objections"] == {"total": 1, "open": 0, "upheld": 0, "dismissed": 1}
 
     empty = await client.get(
