@@ -287,3 +287,19 @@ async def test_intake_errors_name_the_fields_to_fix(browser_like: httpx.AsyncCli
     assert none.status_code == 422
     for field in ("#phone", "#check", "#purposes"):
         assert f'href="{field}"' in none.text, field
+
+
+async def test_an_agent_withdraws_a_request_the_caller_no_longer_wants(
+    app: FastAPI, browser_like: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    subject = await make_subject(app, "+821091110007")
+    request_id = await new_request(client, subject, "deletion")
+    token = await sign_in(browser_like, "support_agent", "kim")
+    page = await browser_like.get(f"/console/requests/{request_id}")
+    assert f'action="/console/requests/{request_id}/withdraw"' in page.text
+    done = await browser_like.post(
+        f"/console/requests/{request_id}/withdraw", data={"csrf_token": token}
+    )
+    assert done.status_code == 303, done.text
+    mine = await client.get(f"/v1/requests/{request_id}", headers=subject.headers)
+    assert mine.json()["status"] == "withdrawn"

@@ -171,7 +171,7 @@ async def queue_page(
 
 
 @router.get("/search")
-async def search_by_get() -> Response:
+async def search_by_get(principal: ConsolePrincipal) -> Response:
     """The search's address opened as a page (the language switch of a result): the queue."""
     return redirect_after("/console/")
 

@@ -138,7 +138,9 @@ async def request_page(
 
 
 @router.get("/requests/{request_id}/{action}")
-async def action_by_get(request_id: uuid.UUID, action: str) -> Response:
+async def action_by_get(
+    request_id: uuid.UUID, action: str, principal: ConsolePrincipal
+) -> Response:
     """An action's address opened as a page (the language switch of a form shown again with
     its errors, a bookmark): the request page."""
     return redirect_after(f"/console/requests/{request_id}")
@@ -232,7 +234,7 @@ async def request_action(
             session, settings=settings, reason=explanation, new_due_at=due, **common
         )
     elif action == "withdraw":
-        await decisions.withdraw_request(session, **common)
+        await decisions.withdraw_request(session, settings=settings, **common)
     else:
         raise InvalidInput("No such action.")
     return redirect_after(f"/console/requests/{request_id}?done={action}")
