@@ -4,6 +4,7 @@ what it looked for (masked), errors speak to staff, and the month's figures are 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -178,8 +179,13 @@ async def test_a_failed_action_says_so_in_staff_words_and_leads_back_to_the_requ
 
 
 async def test_a_search_says_what_it_looked_for_masked_and_a_bad_number_is_shown_as_such(
-    app: FastAPI, browser_like: httpx.AsyncClient, client: httpx.AsyncClient
+    app: FastAPI,
+    browser_like: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    db: Database,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     subject = await make_subject(app, "+821091110006")
     request_id = await new_request(client, subject, "deletion")
     token = await sign_in(browser_like, "support_agent", "kim")
@@ -191,6 +197,23 @@ async def test_a_search_says_what_it_looked_for_masked_and_a_bad_number_is_shown
     assert f"/console/requests/{request_id}" in found.text
     assert "9111" not in found.text  # the number is never shown back whole
     assert '<option value="phone" selected>' in found.text
+    async with db.sessionmaker() as session:
+        searches = (
+            (
+                await session.execute(
+                    sa.text(
+                        "SELECT details::text FROM audit_entry WHERE action = 'requests.listed' "
+                        "AND details->'filters' ? 'search'"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert searches and all('"search": ["phone"]' in details for details in searches)
+    assert not any("9111" in details for details in searches)
+    logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "9111-0006" not in logged and "91110006" not in logged
 
     bad = await browser_like.post(
         "/console/search", data={"csrf_token": token, "kind": "phone", "value": "010-77"}

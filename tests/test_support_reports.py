@@ -195,6 +195,14 @@ async def test_the_export_is_csv_without_personal_data_unless_an_officer_asks(
     assert refused.status_code == 403
     agent = await client.get("/v1/staff/export", params=month, headers=staff(app, *AGENT))
     assert agent.status_code == 403
+    for bad in (
+        {"from": "2026-11-30", "to": "2026-11-01"},  # ends before it starts
+        {"from": "2024-01-01", "to": "2026-11-30"},  # over two years
+        {"from": "2026-11-01"},  # no end
+    ):
+        refused_range = await client.get("/v1/staff/export", params=bad, headers=officer)
+        assert refused_range.status_code == 422, bad
+        assert refused_range.headers["content-type"].startswith("application/problem+json")
     personal = await client.get(
         "/v1/staff/export", params=month | {"personal": "true"}, headers=officer
     )
