@@ -33,3 +33,24 @@ async def test_a_failed_write_fails_every_item_in_it() -> None:
     assert all(isinstance(result, RuntimeError) for result in results)
     with pytest.raises(RuntimeError):
         await group.submit(4)
+
+
+async def test_a_linger_gathers_callers_finishing_a_moment_apart() -> None:
+    writes: list[list[int]] = []
+
+    async def write(items: list[int]) -> None:
+        writes.append(items)
+
+    async def finish(group: GroupCommit[int], n: int, spacing: float) -> None:
+        await asyncio.sleep(n * spacing)
+        await group.submit(n)
+
+    lingering: GroupCommit[int] = GroupCommit(write, linger=0.3)
+    await asyncio.gather(*(finish(lingering, n, 0.01) for n in range(5)))
+    assert writes == [[0, 1, 2, 3, 4]]  # one transaction for the five
+
+    writes.clear()
+    eager: GroupCommit[int] = GroupCommit(write)
+    await asyncio.gather(*(finish(eager, n, 0.05) for n in range(3)))
+    assert writes[0] == [0]  # without a linger the first is written before the next arrives
+    assert sorted(n for batch in writes for n in batch) == [0, 1, 2]

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.clock import Clock
 from app.config import Settings
@@ -30,6 +31,9 @@ if TYPE_CHECKING:  # the domains import this module; their types are only annota
 @dataclass(frozen=True)
 class Sent:
     detail: str | None = None
+    # What the handler's domain keeps of this success (a webhook's attempt row): written by the
+    # registry's recorder for the message's kind in the transaction that marks it delivered.
+    record: Any = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class WorkerContext:
 
 Handler = Callable[[OutboxMessage, Any, WorkerContext], Awaitable[Outcome]]
 DeadHook = Callable[[OutboxMessage, str, WorkerContext], Awaitable[None]]
+# Writes the ``Sent.record``s of outcomes finishing together, in the worker's transaction.
+Recorder = Callable[[AsyncSession, list[Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -93,12 +99,21 @@ class Registry:
     # How long a finished message keeps its payload, where not the configured default;
     # timedelta(0): destroyed in the transaction that finishes it (one-time codes).
     keep_payload: dict[str, timedelta] = field(default_factory=dict)
+    # What writes the records successes of a kind carry (``Sent.record``), with their outcome.
+    recorders: dict[str, Recorder] = field(default_factory=dict)
 
     def handler_for(self, message: OutboxMessage) -> Handler | None:
         return _lookup(self.handlers, message)
 
     def policy_for(self, message: OutboxMessage) -> RetryPolicy:
         return _lookup(self.retry, message) or DEFAULT_RETRY
+
+    def recorder_for(self, message: OutboxMessage) -> Recorder:
+        """The recorder of this message's ``Sent.record`` (a handler returning one has one)."""
+        recorder = _lookup(self.recorders, message)
+        if recorder is None:
+            raise LookupError(f"no recorder for {message.kind}:{message.topic}")
+        return recorder
 
     def keeps_payload_for(self, message: OutboxMessage) -> timedelta | None:
         """This message's own payload retention, or None for the configured default."""
@@ -121,11 +136,13 @@ class GroupCommit(Generic[T]):
 
     ``submit`` returns once the item's write has committed (or raises what the write raised),
     so a caller never reports done before its record is durable; concurrent callers share
-    one round of BEGIN/COMMIT instead of paying one each.
+    one round of BEGIN/COMMIT instead of paying one each. ``linger`` (seconds) holds a group
+    open that long for callers finishing a moment later (larger groups, fewer transactions).
     """
 
-    def __init__(self, write: Callable[[list[T]], Awaitable[None]]) -> None:
+    def __init__(self, write: Callable[[list[T]], Awaitable[None]], *, linger: float = 0) -> None:
         self._write = write
+        self._linger = linger
         self._pending: list[tuple[T, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -138,7 +155,7 @@ class GroupCommit(Generic[T]):
 
     async def _flush(self) -> None:
         while self._pending:
-            await asyncio.sleep(0)  # let the callers finishing now join this group
+            await asyncio.sleep(self._linger)  # let the callers finishing now join this group
             batch, self._pending = self._pending, []
             try:
                 await self._write([item for item, _ in batch])
