@@ -142,7 +142,7 @@ class GroupCommit(Generic[T]):
 
     def __init__(self, write: Callable[[list[T]], Awaitable[None]], *, linger: float = 0) -> None:
         self._write = write
-        self._linger = linger
+        self.linger = linger
         self._pending: list[tuple[T, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -155,7 +155,7 @@ class GroupCommit(Generic[T]):
 
     async def _flush(self) -> None:
         while self._pending:
-            await asyncio.sleep(self._linger)  # let the callers finishing now join this group
+            await asyncio.sleep(self.linger)  # let the callers finishing now join this group
             batch, self._pending = self._pending, []
             try:
                 await self._write([item for item, _ in batch])

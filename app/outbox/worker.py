@@ -31,9 +31,11 @@ from app.outbox.wakeup import Wakeup
 
 logger = logging.getLogger("dsr.worker")
 
-# Outcomes finishing within this long of each other are written in one transaction: a fan-out
-# of webhooks (4 in flight, about a millisecond each) then commits tens of outcomes at a time.
-OUTCOME_LINGER_SECONDS = 0.005
+# In a large batch, outcomes finishing within this long of each other are written in one
+# transaction: a fan-out of webhooks (a few in flight, a millisecond or two each) then commits
+# tens of outcomes at a time. A small batch (a notice or two) is written at once.
+OUTCOME_LINGER_SECONDS = 0.02
+LINGER_FROM_BATCH = 16
 
 
 class Worker:
@@ -44,7 +46,7 @@ class Worker:
         self._tried: dict[str, datetime] = {}
         # Outcomes finishing together share one transaction (one BEGIN/COMMIT per group).
         self._outcomes: GroupCommit[tuple[OutboxMessage, Outcome, datetime]] = GroupCommit(
-            self._write_outcomes, linger=OUTCOME_LINGER_SECONDS
+            self._write_outcomes
         )
 
     async def run_once(self, *, kinds: list[str] | None = None) -> int:
@@ -60,6 +62,8 @@ class Worker:
             )
         if not messages:
             return 0
+        large = len(messages) >= LINGER_FROM_BATCH
+        self._outcomes.linger = OUTCOME_LINGER_SECONDS if large else 0.0
         await asyncio.gather(*(self._handle(message) for message in messages))
         return len(messages)
 
