@@ -54,3 +54,17 @@ async def test_a_linger_gathers_callers_finishing_a_moment_apart() -> None:
     await asyncio.gather(*(finish(eager, n, 0.05) for n in range(3)))
     assert writes[0] == [0]  # without a linger the first is written before the next arrives
     assert sorted(n for batch in writes for n in batch) == [0, 1, 2]
+
+
+async def test_the_last_caller_closes_a_lingering_group_at_once() -> None:
+    writes: list[list[int]] = []
+
+    async def write(items: list[int]) -> None:
+        writes.append(items)
+
+    group: GroupCommit[int] = GroupCommit(write, linger=600)
+    done = asyncio.gather(group.submit(1), group.submit(2))
+    await asyncio.sleep(0.05)
+    assert writes == []  # held open for more
+    await asyncio.wait_for(asyncio.gather(done, group.submit(3, last=True)), timeout=60)
+    assert writes == [[1, 2, 3]]

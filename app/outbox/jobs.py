@@ -7,6 +7,7 @@ Services implement handlers against these types; ``app/outbox/worker.py`` runs t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -137,7 +138,8 @@ class GroupCommit(Generic[T]):
     ``submit`` returns once the item's write has committed (or raises what the write raised),
     so a caller never reports done before its record is durable; concurrent callers share
     one round of BEGIN/COMMIT instead of paying one each. ``linger`` (seconds) holds a group
-    open that long for callers finishing a moment later (larger groups, fewer transactions).
+    open that long for callers finishing a moment later (larger groups, fewer transactions);
+    an item submitted with ``last=True`` (no one else is about to finish) closes it at once.
     """
 
     def __init__(self, write: Callable[[list[T]], Awaitable[None]], *, linger: float = 0) -> None:
@@ -145,17 +147,30 @@ class GroupCommit(Generic[T]):
         self.linger = linger
         self._pending: list[tuple[T, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._last = False  # the caller closing this round has submitted
+        self._wake: asyncio.Future[None] | None = None
 
-    async def submit(self, item: T) -> None:
+    async def submit(self, item: T, *, last: bool = False) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
+        if last:
+            self._last = True
+            if self._wake is not None and not self._wake.done():
+                self._wake.set_result(None)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush())
         await future
 
     async def _flush(self) -> None:
         while self._pending:
-            await asyncio.sleep(self.linger)  # let the callers finishing now join this group
+            if self.linger > 0 and not self._last:  # until the round's last caller or the linger
+                self._wake = asyncio.get_running_loop().create_future()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake, self.linger)
+                self._wake = None
+            else:
+                await asyncio.sleep(0)  # let the callers finishing now join this group
+            self._last = False
             batch, self._pending = self._pending, []
             try:
                 await self._write([item for item, _ in batch])

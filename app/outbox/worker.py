@@ -33,7 +33,8 @@ logger = logging.getLogger("dsr.worker")
 
 # In a large batch, outcomes finishing within this long of each other are written in one
 # transaction: a fan-out of webhooks (a few in flight, a millisecond or two each) then commits
-# tens of outcomes at a time. A small batch (a notice or two) is written at once.
+# tens of outcomes at a time. A small batch (a notice or two) is written at once, and so is the
+# group holding a batch's last outcome (the next claim does not wait for the linger).
 OUTCOME_LINGER_SECONDS = 0.02
 LINGER_FROM_BATCH = 16
 
@@ -48,6 +49,7 @@ class Worker:
         self._outcomes: GroupCommit[tuple[OutboxMessage, Outcome, datetime]] = GroupCommit(
             self._write_outcomes
         )
+        self._handling = 0  # messages of the current batch not yet at their outcome
 
     async def run_once(self, *, kinds: list[str] | None = None) -> int:
         """Claim one batch of due messages and send them; returns how many were handled."""
@@ -64,6 +66,7 @@ class Worker:
             return 0
         large = len(messages) >= LINGER_FROM_BATCH
         self._outcomes.linger = OUTCOME_LINGER_SECONDS if large else 0.0
+        self._handling = 0
         await asyncio.gather(*(self._handle(message) for message in messages))
         return len(messages)
 
@@ -78,6 +81,7 @@ class Worker:
         return total
 
     async def _handle(self, message: OutboxMessage) -> None:
+        self._handling += 1
         handler = self.registry.handler_for(message)
         try:
             if handler is None:
@@ -107,7 +111,8 @@ class Worker:
             outcome = Dead(outcome.error)
         if isinstance(outcome, Held) and not outcome.attempted:
             message.attempts -= 1  # this claim was no attempt (the row is given it back too)
-        await self._outcomes.submit((message, outcome, now))
+        self._handling -= 1
+        await self._outcomes.submit((message, outcome, now), last=self._handling == 0)
         extra = {
             "event": "worker.outcome",
             "kind": message.kind,
