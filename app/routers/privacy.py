@@ -295,6 +295,7 @@ async def access_report(
     page = render_access_report_html(
         report,
         lang=pages.locale(request),
+        settings=settings,
         back=(f"{REQUESTS}/{request_id}", _back_label(t)),
     )
     policy = report_content_security_policy(page, frame_ancestors=settings.frame_ancestors)
