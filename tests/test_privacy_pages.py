@@ -25,6 +25,11 @@ from app.web.i18n import LOCALES, catalogue
 from tests.support.lifecycle import Subject, drive, make_subject, new_request
 from tests.support.servers import RecordingServer
 
+GATEWAYS = {
+    "sms_gateway_url": "http://127.0.0.1:9/sms",
+    "email_gateway_url": "http://127.0.0.1:9/email",
+}
+
 
 @pytest.fixture
 def settings_overrides(gateway: RecordingServer) -> dict[str, Any]:
@@ -366,3 +371,17 @@ async def test_error_pages_lead_a_signed_in_person_back_to_their_requests(
     main = missing.text.split("<main", 1)[1]
     assert 'href="/privacy/requests"' in main and "내 요청 보기" in main
     assert "오류 번호" not in main  # an error the page explains needs no reference
+
+
+@pytest.mark.parametrize(
+    ("settings_overrides", "hint"),
+    [({"env": "dev"}, True), ({"env": "dev", **GATEWAYS}, False), (GATEWAYS, False)],
+)
+async def test_in_development_without_a_gateway_the_code_page_says_where_the_code_is(
+    browser: httpx.AsyncClient, hint: bool
+) -> None:
+    sent = await post_form(
+        browser, "/privacy/verify", {"channel": "sms", "destination": "010-5555-0001"}
+    )
+    page = await browser.get(sent.headers["location"])
+    assert ("dsr serve를 실행한 터미널" in page.text) is hint

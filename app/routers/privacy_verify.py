@@ -124,10 +124,14 @@ def _code_page(
     dead: bool = False,
     started: verification.VerificationStarted | None = None,
 ) -> HTMLResponse:
+    settings = pages.settings
     return pages.render(
         request,
         "privacy/code.html",
         {
+            # Development without a gateway prints the code where `dsr serve` runs: say so.
+            "code_on_console": settings.env == "dev"
+            and not (settings.sms_gateway_url and settings.email_gateway_url),
             "verification_id": str(verification_id),
             "masked": started.masked_destination if started else None,
             "expires_at": started.expires_at if started else None,
