@@ -417,6 +417,15 @@ async def test_every_page_in_english_passes_axe(
     """The whole center in English, axe-core on every page and every error page a person meets;
     pages with nothing the person or staff wrote hold no Korean (no text left untranslated)."""
     routes = page_routes()
+    # The strict CSP refuses inline script and style: a page that has any logs a violation.
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    page.on("pageerror", lambda error: violations.append(str(error)))
     seen: set[str] = set()
     kinds: set[str] = set()
     errors: set[str] = set()
@@ -559,6 +568,7 @@ async def test_every_page_in_english_passes_axe(
     await expect(page.get_by_text(re.compile(r"Try again in \d+ (min|s)"))).to_be_visible()
     await check()
 
+    assert violations == []
     assert seen == set(routes), set(routes) ^ seen
     assert kinds == set(KINDS)
     assert errors == {
