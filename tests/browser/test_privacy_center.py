@@ -465,6 +465,11 @@ async def test_every_page_in_english_passes_axe(
     await page.get_by_role("button", name="Confirm").click()
     await expect(page).to_have_url(re.compile(r"/privacy/requests$"))
     await check()
+    cookies = {c["name"]: c for c in await page.context.cookies()}
+    session = cookies[PRIVACY_COOKIE]
+    assert (session["httpOnly"], session["sameSite"], session["secure"]) == (True, "Strict", True)
+    assert session["path"] == "/privacy" and session["expires"] > 0  # short-lived, not forever
+    assert (cookies["dsr_csrf"]["httpOnly"], cookies["dsr_csrf"]["sameSite"]) == (True, "Strict")
 
     await page.get_by_role("link", name="New request", exact=True).click()
     await check()
