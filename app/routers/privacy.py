@@ -296,7 +296,6 @@ async def access_report(
         report,
         settings=settings,
         lang=pages.locale(request),
-        settings=settings,
         back=(f"{REQUESTS}/{request_id}", _back_label(t)),
     )
     policy = report_content_security_policy(page, frame_ancestors=settings.frame_ancestors)
