@@ -328,7 +328,7 @@ async def test_html_names_each_purposes_items_in_words_not_codes(
 ) -> None:
     report = await make_report(demo_loaded, settings, demo_map)
     for lang, expected in (("ko", "주소, 개인통관고유부호, 이름, 전화번호"), ("en", "Address")):
-        html = render_access_report_html(report, lang=lang)
+        html = render_access_report_html(report, settings=settings, lang=lang)
         row = re.search(r'<tr data-purpose="customs_clearance">(.*?)</tr>', html, re.DOTALL)
         assert row, html
         assert expected in row.group(1)
