@@ -37,6 +37,7 @@ from app.requests import (
     workbench,
 )
 from app.routers.console_auth import ConsolePrincipal, signed_in_context
+from app.schemas.types import Day
 from app.security import Principal
 from app.vocabulary import TYPE_LABELS
 from app.web.deps import PagesDep
@@ -389,8 +390,8 @@ async def statistics_page(
     settings: SettingsDep,
     clock: ClockDep,
     client_ip: ClientIpDep,
-    day_from: Annotated[date | None, Query(alias="from")] = None,
-    day_to: Annotated[date | None, Query(alias="to")] = None,
+    day_from: Annotated[Day | None, Query(alias="from")] = None,
+    day_to: Annotated[Day | None, Query(alias="to")] = None,
 ) -> Response:
     _require(principal, MANAGERS)
     first, last = _month(settings, clock)
@@ -420,8 +421,8 @@ async def export_csv(
     clock: ClockDep,
     crypto: CryptoDep,
     client_ip: ClientIpDep,
-    day_from: Annotated[date, Query(alias="from")],
-    day_to: Annotated[date, Query(alias="to")],
+    day_from: Annotated[Day, Query(alias="from")],
+    day_to: Annotated[Day, Query(alias="to")],
     personal: bool = False,
 ) -> Response:
     _require(principal, MANAGERS)
