@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
-from app.errors import DomainError
+from app.errors import CommitFailed, DatabaseUnreachable, DomainError
 
 logger = logging.getLogger("dsr.db")
 
@@ -145,30 +145,18 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     return driver
 
 
-async def read_connection(session: AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection under a read session (``read_sessionmaker``, autocommit), for a
-    hot read-only statement: no transaction is begun, so it is one round trip."""
-    connection = await session.connection()
-    driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
-    return driver
-
-
-async def fetch_first(
-    session: AsyncSession, query: str, *args: Any
-) -> tuple[asyncpg.Connection, Mapping[Any, Any] | None]:
-    """Run ``query`` in the session's transaction; its first row, and the asyncpg connection
-    under the session for the statements that follow (see ``driver_connection``).
-
-    SQLAlchemy's adapter sends BEGIN lazily, before the first statement it runs itself: so the
-    first statement of a unit of work goes through SQLAlchemy, the next ones straight to asyncpg.
-    """
-    connection = await session.connection()
-    driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
-    if driver.is_in_transaction():
-        return driver, await driver.fetchrow(query, *args)
-    result = await connection.exec_driver_sql(query, args)
-    row = result.mappings().first() if result.returns_rows else None
-    return driver, row
+# What a connection that the server dropped (a restart, a failover) raises on its next statement.
+CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,  # its backend terminated (pg_terminate_backend, a fast stop)
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    OSError,
+)
+# A statement that committed on its own and was rolled back for the others' sake (SQLSTATE class
+# 40: a deadlock, a serialization failure): retrying it is the answer.
+ROLLED_BACK = (asyncpg.TransactionRollbackError,)
 
 
 @dataclass
@@ -177,18 +165,11 @@ class Database:
 
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    # Autocommit sessions on the same pool, for hot read-only paths (no BEGIN/COMMIT).
-    read_sessionmaker: async_sessionmaker[AsyncSession]
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 10) -> Database:
         engine = create_engine(url, pool_size=pool_size)
-        reader = engine.execution_options(isolation_level="AUTOCOMMIT")
-        return cls(
-            engine,
-            async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False),
-            async_sessionmaker(reader, class_=AsyncSession, expire_on_commit=False),
-        )
+        return cls(engine, async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -204,6 +185,28 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled asyncpg connection outside any transaction, for a hot path whose one
+        statement commits on its own (the data subject's intake, the usage check): no ORM, no
+        BEGIN or COMMIT round trips. Nothing is begun, so returning it to the pool costs
+        nothing either. A statement rolled back by a deadlock answers 503 ``commit-failed``, a
+        connection the server dropped 503 ``unavailable``, both with Retry-After (after a drop
+        the statement may or may not have run: the Idempotency-Key makes the retry safe)."""
+        async with self.engine.connect() as connection:
+            driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+            try:
+                yield driver
+            except CONNECTION_LOST as exc:
+                logger.warning(
+                    "database connection lost",
+                    extra={"event": "db.connection_lost", "error_type": type(exc).__name__},
+                )
+                raise DatabaseUnreachable() from exc
+            except ROLLED_BACK as exc:
+                # The autocommit statement is its own transaction: rolled back whole.
+                raise CommitFailed() from exc
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.deps import CryptoDep, ReadSessionDep, ServicePrincipal
+from app.deps import AutocommitDep, ServicePrincipal
 from app.retention import restrictions
 from app.schemas.common import AUTH_PROBLEMS, BODY_PROBLEMS, problems
 from app.schemas.usage import UsageCheckCreate, UsageCheckPublic, UsageReasonPublic
@@ -26,13 +26,12 @@ router = APIRouter(prefix="/v1", tags=["internal systems"])
 async def check_usage(
     body: UsageCheckCreate,
     request: Request,
-    session: ReadSessionDep,
-    crypto: CryptoDep,
+    connection: AutocommitDep,
     _principal: ServicePrincipal,
 ) -> UsageCheckPublic:
     decision = await restrictions.check_usage(
-        session,
-        crypto=crypto,
+        connection,
+        crypto=request.app.state.crypto,
         identifiers=body.identifiers.model_dump(),
         purpose=body.purpose,
         items=body.items,
