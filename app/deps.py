@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-import asyncpg
 import httpx
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -82,13 +81,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def get_autocommit(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    """A connection outside any transaction (``Database.autocommit``), for a hot path whose
-    statement commits on its own."""
-    async with request.app.state.db.autocommit() as connection:
-        yield connection
-
-
 def _client_ip(request: Request) -> ClientAddress:
     address = request.client.host if request.client else "unknown"
     return ClientAddress(address, crypto=request.app.state.crypto)
@@ -105,7 +97,6 @@ CryptoDep = Annotated[Crypto, Depends(get_crypto)]
 HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
 # scope="function": the code after ``yield`` (the commit) runs before the response is sent.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-AutocommitDep = Annotated[asyncpg.Connection, Depends(get_autocommit, scope="function")]
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 ClientIpDep = Annotated[str, Depends(client_ip)]
@@ -197,18 +188,20 @@ ServicePrincipal = Annotated[Principal, Depends(require_roles(Role.SERVICE))]
 
 @dataclass(frozen=True)
 class Call:
-    """What a handler reads from the app for this call: one ``now``, keys, settings, address."""
+    """What a handler reads from the app for this call: one ``now``, keys, settings, the
+    caller's address, and the database for a hot path's ``autocommit`` connection."""
 
     now: datetime
     crypto: Crypto
     settings: Settings
     client_ip: ClientAddress
+    database: Database
 
 
 async def get_call(request: Request) -> Call:
     state = request.app.state
     # One ``now`` per request: the handler, the audit entry and the answer agree on the time.
-    return Call(state.clock.now(), state.crypto, state.settings, _client_ip(request))
+    return Call(state.clock.now(), state.crypto, state.settings, _client_ip(request), state.db)
 
 
 CallDep = Annotated[Call, Depends(get_call)]

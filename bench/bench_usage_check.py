@@ -31,7 +31,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 ROOT = Path(__file__).resolve().parent.parent
 # SQLModel nudges every session.execute() towards exec(); not a concern here.
@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from app.clock import FrozenClock  # noqa: E402
 from app.config import KEY_FIELDS, Settings, new_key  # noqa: E402
 from app.db import plain_url  # noqa: E402
-from app.deps import AutocommitDep, ServicePrincipal  # noqa: E402
+from app.deps import ServicePrincipal  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.security import TokenService  # noqa: E402
 from tests.support.database import fresh_database, server_url  # noqa: E402
@@ -100,10 +100,9 @@ def add_probes(app: FastAPI) -> None:
         return {}
 
     @app.post("/bench/connection")
-    async def connection_only(
-        _principal: ServicePrincipal, connection: AutocommitDep
-    ) -> dict[str, Any]:
-        await connection.fetchval("SELECT 1")
+    async def connection_only(_principal: ServicePrincipal, request: Request) -> dict[str, Any]:
+        async with request.app.state.db.autocommit() as connection:
+            await connection.fetchval("SELECT 1")
         return {}
 
 

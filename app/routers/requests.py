@@ -10,7 +10,6 @@ from fastapi.responses import HTMLResponse
 
 from app.audit.actors import Actor
 from app.deps import (
-    AutocommitDep,
     CallDep,
     ClientIpDep,
     ClockDep,
@@ -60,23 +59,23 @@ async def submit_request(
     body: RequestCreate,
     principal: CurrentSubject,
     call: CallDep,
-    connection: AutocommitDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    # On an autocommit connection: the one statement that writes the request has committed
-    # when it returns, before this answer is sent (the busiest endpoint: docs/BENCHMARKS.md).
-    submitted = await intake.submit_subject_request(
-        connection,
-        crypto=call.crypto,
-        settings=call.settings,
-        now=call.now,
-        subject_index=principal.subject,
-        also_indexes=principal.indexes[1:],
-        body=body,
-        actor=Actor.of(principal, call.client_ip),
-        idempotency_key=idempotency_key,
-    )
+    # The busiest endpoint (docs/BENCHMARKS.md): one statement on an autocommit connection,
+    # committed when it returns, before this answer is sent.
+    async with call.database.autocommit() as connection:
+        submitted = await intake.submit_subject_request(
+            connection,
+            crypto=call.crypto,
+            settings=call.settings,
+            now=call.now,
+            subject_index=principal.subject,
+            also_indexes=principal.indexes[1:],
+            body=body,
+            actor=Actor.of(principal, call.client_ip),
+            idempotency_key=idempotency_key,
+        )
     if submitted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return submitted.answer
