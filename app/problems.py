@@ -77,10 +77,34 @@ def answer(
     )
 
 
-def _pointer(loc: tuple[Any, ...]) -> str:
+def _pointer(loc: tuple[Any, ...], document: Any = None) -> str:
     """JSON pointer into the body for a pydantic location like ('body', 'items', 0, 'name')."""
-    parts = [str(part) for part in loc[1:]] if loc and loc[0] == "body" else [str(p) for p in loc]
+    if loc and loc[0] == "body":
+        parts = [str(part) for part in _in_document(loc[1:], document)]
+    else:
+        parts = [str(part) for part in loc]
     return "/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def _in_document(parts: tuple[Any, ...], document: Any) -> list[Any]:
+    """The location as a path in the body sent: without the tag pydantic inserts for a member of
+    a tagged union (``('verification', 'agent', 'check')`` is ``/verification/check``)."""
+    kept: list[Any] = []
+    node = document
+    for position, part in enumerate(parts):
+        if isinstance(node, dict) and part not in node:
+            tags = {value for value in node.values() if isinstance(value, str)}
+            if position < len(parts) - 1 and part in tags:
+                continue  # the member's tag (the discriminator's value), not a key of the body
+            node = None
+        elif isinstance(node, dict) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
+            node = node[part]
+        else:
+            node = None
+        kept.append(part)
+    return kept
 
 
 async def _domain(request: Request, exc: Exception) -> Response:
@@ -102,6 +126,17 @@ _MESSAGE_PREFIXES = ("Value error, ", "Assertion failed, ")
 
 
 def _message(error: dict[str, Any]) -> str:
+    kind = error.get("type")
+    context = error.get("ctx") or {}
+    # pydantic's own wording of these quotes what was sent ("found `n` at 0", "Input tag 'x'").
+    if kind in ("uuid_parsing", "uuid_type"):
+        return "Input should be a valid UUID."
+    if kind == "union_tag_invalid":
+        return f"Input should be {context.get('expected_tags', 'one of the documented values')}."
+    if kind == "union_tag_not_found":
+        return "Field required."
+    if kind == "missing" and tuple(error.get("loc", ())) == ("body",):
+        return "A JSON body is required."
     message = str(error.get("msg", "invalid"))
     for prefix in _MESSAGE_PREFIXES:
         if message.startswith(prefix):
@@ -158,10 +193,24 @@ def _malformed_json(request: Request, error: dict[str, Any], document: Any) -> J
     )
 
 
+def _location(error: dict[str, Any]) -> tuple[Any, ...]:
+    """Where the error is; a tagged union's missing or unknown tag is at its discriminator."""
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+        discriminator = str((error.get("ctx") or {}).get("discriminator", "")).strip("'")
+        if discriminator:
+            return (*loc, discriminator)
+    return loc
+
+
 async def _validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     raw = list(exc.errors())
-    whole_body = [error for error in raw if tuple(error.get("loc", ())) == ("body",)]
+    whole_body = [
+        error
+        for error in raw
+        if tuple(error.get("loc", ())) == ("body",) and error.get("type") != "missing"
+    ]  # a body sent in another format; no body at all is a 422 saying one is required
     if (
         whole_body
         and _expects_json_body(request)
@@ -174,7 +223,7 @@ async def _validation(request: Request, exc: Exception) -> Response:
     # Never echo the input: it is often personal data.
     errors = [
         {
-            "pointer": _pointer(tuple(error.get("loc", ()))),
+            "pointer": _pointer(_location(error), exc.body),
             "location": error.get("loc", ("body",))[0],
             "message": _message(error),
             "type": error.get("type", "value_error"),

@@ -29,9 +29,6 @@ from typing import Any, Literal
 
 import httpx
 from jose import jws, jwt
-
-# The cryptography backend, named: python-jose falls back to ``ecdsa``/``rsa`` (pure Python,
-# with known timing weaknesses) when it cannot import it; this import fails loudly instead.
 from jose.exceptions import JOSEError
 
 from app.config import ConfigError, Settings, check_token_issuers

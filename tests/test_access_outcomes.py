@@ -9,8 +9,10 @@ remedies and takes its contact text from the notices' setting.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -22,11 +24,17 @@ from app.db import Database
 from app.demo.load import DEMO_SUBJECT, demo_datamap_text
 from app.outbox.worker import Worker
 from app.vocabulary import GROUNDS, WITHHOLDING_GROUNDS, WITHHOLDING_TO_REFUSAL_GROUND
-from tests.support.lifecycle import AGENT, OFFICER, drive, make_subject, staff
+from tests.support.lifecycle import AGENT, OFFICER, make_subject, staff
 from tests.support.servers import RecordingServer
 from tests.test_deletion_flow import DEMO_PHONE, demo_db  # noqa: F401 - fixtures
+from tests.test_privacy_pages import post_form, sign_in_as
 
+SEOUL = ZoneInfo("Asia/Seoul")
+REPRESENTATIVE_PHONE = "+821055550003"
 CONTACT_KO = "개인정보 보호팀 (02-0000-1234)"
+CONTACT_EN = "Privacy Team (+82-2-0000-1234)"
+REMEDIES_KO = ("118", "1833-6972", "182", "1301", "개인정보분쟁조정위원회", "대검찰청")
+REMEDIES_EN = ("118", "1833-6972", "182", "1301", "Dispute Mediation Committee", "Prosecutors")
 
 
 def _datamap(tmp_path: Path, withhold_customs: str | None = None) -> Path:
@@ -60,6 +68,7 @@ def settings_overrides(
         "datamap_path": _datamap(tmp_path, options.get("withhold_customs")),
         "auto_approve_access": not options.get("reviewed"),
         "contact_text_ko": CONTACT_KO,
+        "contact_text_en": CONTACT_EN,
         "sms_gateway_url": f"{gateway.url}/sms",
         "email_gateway_url": f"{gateway.url}/email",
     }
@@ -77,15 +86,20 @@ def _items_anywhere(report: dict[str, Any]) -> set[str]:
 
 
 async def _report(
-    client: httpx.AsyncClient, request_id: str, headers: dict[str, str]
+    client: httpx.AsyncClient, request_id: str, headers: dict[str, str], lang: str = "ko"
 ) -> tuple[dict[str, Any], str]:
     response = await client.get(f"/v1/requests/{request_id}/report", headers=headers)
     assert response.status_code == 200, response.text
     page = await client.get(
-        f"/v1/requests/{request_id}/report", headers=headers | {"Accept": "text/html"}
+        f"/v1/requests/{request_id}/report?lang={lang}",
+        headers=headers | {"Accept": "text/html"},
     )
     assert page.status_code == 200
     return response.json(), page.text
+
+
+def _sms(gateway: RecordingServer, template: str) -> list[str]:
+    return [r.json()["body"] for r in gateway.requests("/sms") if r.json()["template"] == template]
 
 
 async def _partially_approved_access(
@@ -114,13 +128,30 @@ async def _partially_approved_access(
     return subject, request_id
 
 
-@REVIEWED
+@pytest.mark.parametrize(
+    ("options", "refused", "withholding"),
+    [
+        ({"reviewed": True}, "customs_code", "art35_4_2"),
+        ({"reviewed": True}, "customs_code", "art35_4_1"),
+        ({"reviewed": True}, "customs_code", "art35_4_3"),
+        # A category refused is each of its items withheld (customs: the customs code).
+        ({"reviewed": True}, "customs", "art35_4_2"),
+    ],
+    indirect=["options"],
+)
 async def test_a_partial_approval_withholds_the_refused_item_everywhere(
-    app: FastAPI, client: httpx.AsyncClient, worker: Worker
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    worker: Worker,
+    gateway: RecordingServer,
+    refused: str,
+    withholding: str,
 ) -> None:
     explanation = "통관 조사 중인 정보입니다."
+    ground = WITHHOLDING_TO_REFUSAL_GROUND[withholding]
+    number = withholding.removeprefix("art35_4_")
     subject, request_id = await _partially_approved_access(
-        app, client, [{"item": "customs_code", "ground": "pipa_35_4_2"}], explanation
+        app, client, [{"item": refused, "ground": ground}], explanation
     )
     await worker.drain()
 
@@ -136,11 +167,27 @@ async def test_a_partial_approval_withholds_the_refused_item_everywhere(
     assert {"name", "phone", "address"} <= _items_anywhere(report)
     assert DEMO_SUBJECT.name in page
     [withheld] = report["withheld"]
-    assert withheld["item"] == "customs_code" and withheld["ground"] == "art35_4_2"
-    assert "제35조제4항제2호" in withheld["ground_label"]["ko"]
+    assert withheld["item"] == "customs_code" and withheld["ground"] == withholding
+    assert f"제35조제4항제{number}호" in withheld["ground_label"]["ko"]
+    assert f"Art. 35(4){number}" in withheld["ground_label"]["en"]
     assert withheld["explanation"]["ko"] == explanation and explanation in page
-    # Something was refused: the footer invites an objection, and the API accepts one.
-    assert "이의를 제기" in page and "118" in page and "1833-6972" in page and CONTACT_KO in page
+    # Something was refused: the footer invites an objection, names the remedies of policy
+    # section 9 and the contact of the setting; the API accepts the objection.
+    assert "이의를 제기" in page and CONTACT_KO in page
+    assert all(remedy in page for remedy in REMEDIES_KO)
+    _, english = await _report(client, request_id, subject.headers, lang="en")
+    assert "Items withheld" in english and explanation in english
+    assert DEMO_SUBJECT.customs_code not in english
+    assert "you can object" in english and CONTACT_EN in english
+    assert all(remedy in english for remedy in REMEDIES_EN)
+    # The subject was told: the decision (what is refused, why) and the completion, with the
+    # ground and its source, how to object and the remedies.
+    [decided] = _sms(gateway, "request_decided")
+    [completed] = _sms(gateway, "request_completed")
+    for body in (decided, completed):
+        assert "통관" in body and f"제35조제4항제{number}호" in body
+        assert "제38조제5항" in body and "1833-6972" in body and CONTACT_KO in body
+    assert "일부 처리되었습니다. 열람 결과는 앱에서 확인하실 수 있습니다." in completed
     objection = await client.post(
         f"/v1/requests/{request_id}/objection",
         json={"reason": "통관 번호를 확인하고 싶습니다."},
@@ -152,7 +199,8 @@ async def test_a_partial_approval_withholds_the_refused_item_everywhere(
         f"/v1/staff/requests/{request_id}", headers=staff(app, *OFFICER, sub="officer-2")
     )
     refusals = staff_view.json()["decision"]["refusals"]
-    assert [(r["item"], r["ground"]) for r in refusals] == [("customs_code", "pipa_35_4_2")]
+    assert [(r["item"], r["ground"]) for r in refusals] == [(refused, ground)]
+    assert staff_view.json()["fulfilment_refusals"] == []
 
 
 def test_every_art_35_4_ground_maps_to_the_same_item_of_the_act() -> None:
@@ -187,8 +235,13 @@ async def test_records_kept_under_another_law_are_in_the_next_report(
 ) -> None:
     subject = await make_subject(app, DEMO_PHONE)
     deletion = await client.post("/v1/requests", json={"type": "deletion"}, headers=subject.headers)
-    await drive(app, deletion.json()["id"], "in_progress")
+    base = f"/v1/staff/requests/{deletion.json()['id']}"
+    agent = staff(app, *AGENT, sub="agent-1")
+    assert (await client.post(f"{base}/review", headers=agent)).status_code == 200
+    assert (await client.post(f"{base}/approve", json={}, headers=agent)).status_code == 200
     await worker.drain()
+    deleted = await client.get(f"/v1/requests/{deletion.json()['id']}", headers=subject.headers)
+    assert deleted.json()["status"] == "partially_completed"  # some records are kept by law
 
     created = await client.post("/v1/requests", json={"type": "access"}, headers=subject.headers)
     request_id = created.json()["id"]
@@ -208,8 +261,24 @@ async def test_records_kept_under_another_law_are_in_the_next_report(
     for value in (DEMO_SUBJECT.name, DEMO_SUBJECT.address, DEMO_SUBJECT.customs_code):
         assert value not in json.dumps(report, ensure_ascii=False) and value not in page
     assert "분리 보관" in page and "제3자에게 제공하지 않음" in page and "법령에 따른 보존" in page
+    kept_until = datetime.fromisoformat(contract["kept_until"]).astimezone(SEOUL).date()
+    assert f"{contract['legal_basis']['ko']}에 따라 {kept_until}까지 분리 보관" in page
     # Nothing refused: no invitation to object (the API would answer 409), remedies still named.
-    assert "이의를 제기" not in page and "118" in page and CONTACT_KO in page
+    assert "이의를 제기" not in page and CONTACT_KO in page
+    assert all(remedy in page for remedy in REMEDIES_KO)
+    _, english = await _report(client, request_id, subject.headers, lang="en")
+    assert f"Kept separately under {contract['legal_basis']['en']} until" in english
+    assert str(kept_until) in english and "Not provided to third parties" in english
+    assert "you can object" not in english and CONTACT_EN in english
+    assert all(remedy in english for remedy in REMEDIES_EN)
+    # The privacy center shows the same page, with the same contact setting.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as browser:
+        sign_in_as(browser, subject)
+        center = await browser.get(f"/privacy/requests/{request_id}/report")
+    assert center.status_code == 200, center.text
+    assert "분리 보관" in center.text and CONTACT_KO in center.text
+    assert "상황관리팀" not in center.text  # not the built-in default
     objection = await client.post(
         f"/v1/requests/{request_id}/objection", json={"reason": "왜죠"}, headers=subject.headers
     )
@@ -217,7 +286,11 @@ async def test_records_kept_under_another_law_are_in_the_next_report(
 
 
 async def test_an_officer_opens_and_hands_over_a_representatives_report(
-    app: FastAPI, client: httpx.AsyncClient, worker: Worker, db: Database
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    worker: Worker,
+    db: Database,
+    gateway: RecordingServer,
 ) -> None:
     agent = staff(app, *AGENT, sub="agent-1")
     created = await client.post(
@@ -232,6 +305,8 @@ async def test_an_officer_opens_and_hands_over_a_representatives_report(
                 "document_kind": "power_of_attorney",
                 "representative_id_check": "id_document_in_person",
             },
+            # Notices go to the representative, who has no subject token.
+            "notify": {"channel": "sms", "destination": REPRESENTATIVE_PHONE},
         },
         headers=agent,
     )
@@ -251,6 +326,15 @@ async def test_an_officer_opens_and_hands_over_a_representatives_report(
     printable = await client.get(f"{base}/report", headers=officer | {"Accept": "text/html"})
     assert printable.headers["content-type"].startswith("text/html")
     assert DEMO_SUBJECT.name in printable.text and CONTACT_KO in printable.text
+    # It prints as designed: its own stylesheet is allowed by hash, no script at all.
+    policy = printable.headers["content-security-policy"]
+    assert "style-src 'sha256-" in policy and "script-src" not in policy
+    assert "default-src 'none'" in policy
+    # The representative was told the report is handed over, not that it is in the app.
+    [completed] = _sms(gateway, "request_completed")
+    assert "개인정보 보호 담당자가 방문, 우편 또는 전자우편으로 전해 드립니다" in completed
+    assert "앱에서 확인" not in completed
+    assert {r.json()["to"] for r in gateway.requests("/sms")} == {REPRESENTATIVE_PHONE}
     handed = await client.post(
         f"{base}/report-handover", json={"method": "post", "note": "등기 1234"}, headers=officer
     )
@@ -287,6 +371,16 @@ async def test_an_officer_opens_and_hands_over_a_representatives_report(
     await worker.drain()
     refused = await client.get(f"/v1/staff/requests/{own.json()['id']}/report", headers=officer)
     assert refused.status_code == 403 and refused.json()["code"] == "report-not-for-staff"
+    # Nor one made in the privacy center (the web form, verified by one-time code).
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as browser:
+        sign_in_as(browser, await make_subject(app, "+821055550004"))
+        submitted = await post_form(browser, "/privacy/requests/new/access", {"step": "submit"})
+        assert submitted.status_code == 303, submitted.text
+    web_id = submitted.headers["location"].split("/")[-1].split("?")[0]
+    await worker.drain()
+    web = await client.get(f"/v1/staff/requests/{web_id}/report", headers=officer)
+    assert web.status_code == 403 and web.json()["code"] == "report-not-for-staff"
     missing = await client.post(
         "/v1/staff/requests/00000000-0000-0000-0000-000000000000/report-handover",
         json={"method": "counter"},

@@ -299,7 +299,7 @@ async def test_html_has_the_five_sections_in_korean_by_default(
     demo_loaded: str, settings: Any, demo_map: DataMap
 ) -> None:
     report = await make_report(demo_loaded, settings, demo_map)
-    page = parse(render_access_report_html(report))
+    page = parse(render_access_report_html(report, settings=settings))
     assert page.lang == "ko"
     assert page.sections == ["items", "purposes", "retention", "third-parties", "consents"]
     assert page.headings == [
@@ -316,7 +316,7 @@ async def test_html_has_the_five_sections_in_korean_by_default(
     }
     text = "".join(page.text)
     assert DEMO_SUBJECT.customs_code in text and "보내는 분" in text and "받는 분" in text
-    english = parse(render_access_report_html(report, lang="en"))
+    english = parse(render_access_report_html(report, settings=settings, lang="en"))
     assert english.lang == "en"
     assert english.headings[0] == "1. Personal information we hold"
     assert "Sender" in "".join(english.text)
@@ -365,7 +365,7 @@ async def test_http_source_is_in_the_report_and_its_values_are_escaped(
     assert items[("chats", "customer", "name")] == ["<script>alert(1)</script>"]
     assert {s.name: s.records for s in report.sources} == {"crm": 1, "demo": 13}
     assert "channel-corp" in {p.processor for p in report.third_parties}
-    html = render_access_report_html(report)
+    html = render_access_report_html(report, settings=settings)
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert parse(html).scripts == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,9 +12,11 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import typer
 from standardwebhooks import Webhook
 from typer.testing import CliRunner
 
@@ -40,10 +43,14 @@ async def scratch_url(admin_database_url: str) -> AsyncIterator[str]:
 
 
 def test_help_shows_no_bool_placeholder_on_flags() -> None:
-    for args in (["--help"], ["serve", "--help"], ["demo", "--help"], ["audit", "--help"]):
-        result = CliRunner().invoke(cli, args)
+    group: Any = typer.main.get_command(cli)
+    commands = [[name] for name in group.commands]
+    commands += [["audit", "verify"]]
+    assert len(commands) == 10 and ["demo-partner"] in commands
+    for args in ([], *commands):
+        result = CliRunner().invoke(cli, [*args, "--help"])
         assert result.exit_code == 0, result.output
-        assert "<bool>" not in result.output
+        assert "<bool>" not in result.output, args
     assert "--verbose" in CliRunner().invoke(cli, ["--help"]).output
 
 
@@ -156,7 +163,10 @@ async def test_demo_partner_port_repoints_the_processors_and_acknowledges_to_the
                 except httpx.ConnectError:
                     assert time.monotonic() < deadline
                     time.sleep(0.2)
-            assert sent.status_code == 204
+            assert sent.status_code == 204  # answered first, acknowledged after
+            while not service.requests("/v1/partner/acknowledgements"):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
             [ack] = service.requests("/v1/partner/acknowledgements")
             assert ack.json() == {"webhook_id": msg_id, "status": "applied"}
         finally:
@@ -219,3 +229,45 @@ async def test_the_dev_one_time_code_is_one_plain_line(
         )
     assert sent and error is None
     assert capsys.readouterr().out == "one-time code 304224 (sms to +821055550001)\n"
+
+
+def test_serve_starts_and_stops_quietly_on_a_dev_console(tmp_path: Path) -> None:
+    """`dsr serve` as the README starts it: a few readable lines, nothing repeated, no warning."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DSR_")}
+    env.pop("XDG_RUNTIME_DIR", None)
+    env |= {"DSR_DATA_DIR": str(tmp_path / "data"), "DSR_ENV": "dev"}
+    port = closed_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if serve.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(serve.stderr.read() if serve.stderr else "not ready")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        time.sleep(5)  # the worker's periodic jobs run (audit.seal every 2 s), finding nothing
+    finally:
+        serve.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = serve.communicate(timeout=60)
+    assert serve.returncode == 0, err
+    assert f"qx-dsr on http://127.0.0.1:{port}" in out
+    assert "XDG_RUNTIME_DIR" not in err and "pixeltable" not in err
+    lines = err.splitlines()
+    assert not [line for line in lines if line.startswith("{")]  # dev: text, not JSON
+    assert [line for line in lines if "embedded postgres ready" in line] == [lines[0]]
+    assert not [line for line in lines if "periodic job done" in line]
+    warnings = [line for line in lines if " WARNING " in line or " ERROR " in line]
+    assert [line.split("  ", 3)[-1] for line in warnings] == [
+        "no data map: access reports will find nothing until one is configured"  # no --demo
+    ]
+    assert any("worker stopped" in line for line in lines)

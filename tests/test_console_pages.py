@@ -29,7 +29,11 @@ def settings_overrides(provider: OidcProvider) -> dict[str, Any]:
         "staff_idp_issuer": provider.issuer,
         "staff_idp_audience": "qx-dsr-api",
         "staff_idp_jwks_url": f"{provider.issuer}/jwks",
-        "staff_idp_role_map": {"dsr-agent": "support_agent", "dsr-officer": "privacy_officer"},
+        "staff_idp_role_map": {
+            "dsr-agent": "support_agent",
+            "dsr-officer": "privacy_officer",
+            "dsr-admin": "admin",
+        },
         "console_oidc_client_id": provider.client_id,
     }
 
@@ -87,6 +91,25 @@ async def test_sign_in_with_the_identity_provider_by_code_and_pkce(
             )
         ).scalar_one()
     assert signed == {"method": "oidc", "roles": ["privacy_officer"]}
+
+
+async def test_sign_in_is_audited_under_the_one_actor_convention(
+    browser_like: httpx.AsyncClient, provider: OidcProvider, db: Database
+) -> None:
+    # An admin who is also the privacy officer acts as the privacy officer (the most accountable
+    # role), as every other staff entry names them: staff:<sub>, not the alphabetically first.
+    provider.user = {"sub": "park", "roles": ["dsr-admin", "dsr-officer"]}
+    done = await sign_in_with_idp(browser_like, provider)
+    assert done.status_code == 303, done.text
+    async with db.sessionmaker() as session:
+        import sqlalchemy as sa
+
+        row = (
+            await session.execute(
+                sa.text("SELECT actor, role FROM audit_entry WHERE action = 'console.signed_in'")
+            )
+        ).one()
+    assert tuple(row) == ("staff:park", "privacy_officer")
 
 
 async def test_a_callback_that_this_browser_did_not_start_is_refused(

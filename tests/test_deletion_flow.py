@@ -41,8 +41,9 @@ from app.outbox.worker import Worker
 from app.retention import store
 from app.vocabulary import CATEGORIES
 from tests.conftest import FROZEN_AT
-from tests.support.lifecycle import drive, make_subject
+from tests.support.lifecycle import AGENT, OFFICER, drive, make_subject, staff
 from tests.support.servers import RecordingServer
+from tests.test_linked_identifiers import verify_identifier
 
 DEMO_PHONE = DEMO_SUBJECT.phone_e164
 DIGITS = DEMO_PHONE.replace("+82", "0")
@@ -482,3 +483,37 @@ async def test_deleting_a_category_erases_what_the_report_lists_under_it(
     async with db.sessionmaker() as session:
         planned = await earlier_plans(session, request_id=uuid.UUID(request_id))
     assert {item for target in planned for item in target.items} == listed
+
+
+async def test_a_subject_with_two_identifiers_deletes_records_keyed_by_either(
+    app: FastAPI,
+    client: Any,
+    worker: Worker,
+    gateway: RecordingServer,
+    db: Database,
+    demo_db: asyncpg.Connection,
+) -> None:
+    """One person, several identifiers (PIPA Art. 35(1), 36): a deletion made with a token that
+    proved the phone and the e-mail reaches the access logs, keyed by the e-mail alone."""
+    logs = "SELECT count(*) FROM demo.access_logs WHERE account_email = $1"
+    assert await demo_db.fetchval(logs, DEMO_SUBJECT.email) > 0
+    _, phone_token = await verify_identifier(client, worker, gateway, "sms", DEMO_SUBJECT.phone)
+    _, both_token = await verify_identifier(
+        client, worker, gateway, "email", DEMO_SUBJECT.email, bearer=phone_token
+    )
+    created = await client.post(
+        "/v1/requests", json={"type": "deletion"}, headers={"Authorization": f"Bearer {both_token}"}
+    )
+    assert created.status_code == 201, created.text
+    base = f"/v1/staff/requests/{created.json()['id']}"
+    agent = staff(app, *AGENT)
+    assert (await client.post(f"{base}/review", headers=agent)).status_code == 200
+    assert (await client.post(f"{base}/approve", json={}, headers=agent)).status_code == 200
+    await worker.drain()
+
+    detail = (await client.get(base, headers=staff(app, *OFFICER, sub="officer-1"))).json()
+    assert detail["status"] in ("completed", "partially_completed")
+    reached = {entry["collection"] for entry in detail["result"]["deleted"]}
+    reached |= {entry["collection"] for entry in detail["result"]["kept"]}
+    assert {"access_logs", "deliveries", "app_installs"} <= reached  # e-mail and phone keyed
+    assert await demo_db.fetchval(logs, DEMO_SUBJECT.email) == 0

@@ -20,14 +20,18 @@ from app.errors import DomainError, WebhookUrlRefused
 from app.outbox.jobs import PeriodicJob, Registry, WorkerContext
 from app.outbox.worker import Worker
 from app.problems import _HTTP_CODES
+from app.requests.bodies import normalise_new_value
 from app.requests.lifecycle import CANNOT, TRANSITIONS
+from app.requests.sla import send_daily_digest
+from app.vocabulary import ITEMS
 from app.webhooks.url_guard import check_webhook_url
 from app.worker import build_registry
-from tests.support.lifecycle import OFFICER, make_subject, new_request, staff, submit
+from tests.support.lifecycle import AGENT, OFFICER, make_subject, new_request, staff, submit
 from tests.support.servers import RecordingServer
 from tests.support.webhooks import attempts, notify, register
 
 ERRORS_DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
+FULFILMENT_DOC = ERRORS_DOC.with_name("fulfilment.md")
 
 
 @pytest.fixture
@@ -349,3 +353,167 @@ async def test_a_periodic_job_that_did_nothing_logs_at_debug_only(
         (logging.DEBUG, 0),
         (logging.INFO, 3),
     ]
+
+
+# --- found by pasting the README's flow: bodies that are optional, pointers into unions ------
+
+
+async def test_no_body_at_all_is_422_saying_one_is_required_not_415(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    subject = await make_subject(app)
+    for headers in ({}, {"content-type": "application/json"}):
+        response = await client.post("/v1/requests", headers=subject.headers | headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"] == [
+            {
+                "pointer": "/",
+                "location": "body",
+                "message": "A JSON body is required.",
+                "type": "missing",
+            }
+        ]
+
+
+async def test_approve_and_resume_need_no_body(app: FastAPI, client: httpx.AsyncClient) -> None:
+    subject = await make_subject(app)
+    deletion = await new_request(client, subject, "deletion")
+    agent = staff(app, *AGENT)
+    review = await client.post(f"/v1/staff/requests/{deletion}/review", headers=agent)
+    assert review.status_code == 200
+    approved = await client.post(f"/v1/staff/requests/{deletion}/approve", headers=agent)
+    assert approved.status_code == 200, approved.text  # `curl -X POST …/approve`: approve all
+    assert approved.json()["status"] == "in_progress"
+    plain = await client.post(
+        f"/v1/staff/requests/{deletion}/approve",
+        content=b"{}",
+        headers=agent | {"content-type": "text/plain"},
+    )
+    assert plain.status_code == 415  # a body may be left out, but one sent must be JSON
+
+    access = await new_request(client, subject, "access")
+    officer = staff(app, *OFFICER)
+    extended = await client.post(
+        f"/v1/staff/requests/{access}/extend",
+        json={"reason": "보관 의무 확인에 시간이 필요합니다.", "new_due_at": "2026-12-20"},
+        headers=officer,
+    )
+    assert extended.status_code == 200, extended.text
+    resumed = await client.post(f"/v1/staff/requests/{access}/resume", headers=officer)
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["status"] == "in_progress"
+
+
+async def test_an_error_in_a_tagged_union_points_into_the_body_without_echoing_it(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    body = {
+        "request": {"type": "access"},
+        "identifiers": {"phone": "010-5555-0001"},
+        "intake_channel": "phone",
+    }
+    agent = staff(app, *AGENT)
+
+    async def errors(verification: dict[str, Any]) -> list[dict[str, Any]]:
+        response = await client.post(
+            "/v1/staff/requests", json={**body, "verification": verification}, headers=agent
+        )
+        assert response.status_code == 422, response.text
+        assert "010-5555" not in response.text
+        return [(e["pointer"], e["message"]) for e in response.json()["errors"]]
+
+    assert await errors({"method": "agent", "check": "callback"}) == [
+        (
+            "/verification/check",  # not /verification/agent/check: "agent" is the tag
+            "Input should be 'callback_to_number_on_record', 'id_document_in_person' or "
+            "'knowledge_questions'",
+        )
+    ]
+    assert await errors({"method": "robot-010-5555"}) == [
+        ("/verification/method", "Input should be 'agent', 'representative'.")
+    ]
+    assert await errors({}) == [("/verification/method", "Field required.")]
+
+
+async def test_a_malformed_id_in_the_path_is_not_quoted_back(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    response = await client.post("/v1/staff/requests/n0t-a-uuid/take", headers=staff(app, *AGENT))
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error == {
+        "pointer": "/path/request_id",
+        "location": "path",
+        "message": "Input should be a valid UUID.",
+        "type": "uuid_parsing",
+    }
+
+
+async def test_a_channel_without_its_address_points_at_the_address(
+    client: httpx.AsyncClient, staff_headers: Any, receiver_url: str
+) -> None:
+    headers = staff_headers("privacy_officer")
+    base = {"code": "hct", "name": "HCT", "nation": "TW"}
+    webhook = await client.post("/v1/processors", json=base, headers=headers)
+    email = await client.post("/v1/processors", json={**base, "channel": "email"}, headers=headers)
+    for response, pointer, message in (
+        (webhook, "/webhook_url", "Required when channel is webhook."),
+        (email, "/email", "Required when channel is email."),
+    ):
+        assert response.status_code == 422, response.text
+        assert [(e["pointer"], e["message"]) for e in response.json()["errors"]] == [
+            (pointer, message)
+        ]
+    created = await client.post(
+        "/v1/processors", json={**base, "webhook_url": receiver_url}, headers=headers
+    )
+    assert created.status_code == 201, created.text
+    switched = await client.patch("/v1/processors/hct", json={"channel": "email"}, headers=headers)
+    assert switched.status_code == 422
+    assert switched.json()["errors"][0]["pointer"] == "/email"
+    removed = await client.patch("/v1/processors/hct", json={"name": None}, headers=headers)
+    assert removed.status_code == 422
+    assert removed.json()["errors"][0]["pointer"] == "/name"
+
+
+# --- the digest: a warning only when one is missed ----------------------------------------------
+
+
+async def test_no_officer_address_is_a_warning_only_when_a_digest_is_missed(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    clock: FrozenClock,
+    worker: Worker,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert worker.ctx.settings.privacy_officer_email is None
+    caplog.set_level(logging.INFO, logger="dsr")
+    assert await send_daily_digest(worker.ctx) == 0  # 10:00 KST, nothing due: nothing to say
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+    start = clock.now()
+    clock.set(start - timedelta(days=9))
+    await new_request(client, await make_subject(app), "deletion")  # due within 2 days
+    clock.set(start)
+    assert await send_daily_digest(worker.ctx) == 0
+    [warning] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.__dict__["event"] == "sla.digest_unaddressed"
+
+
+# --- docs/fulfilment.md "Correction values" says what the validator says ----------------------
+
+
+def test_every_message_quoted_in_correction_values_is_the_validators() -> None:
+    text = FULFILMENT_DOC.read_text()
+    section = text.split("## Correction values", 1)[1].split("\n## ", 1)[0]
+    quoted = {" ".join(q.split()) for q in re.findall(r"\"([A-Z][^\"]*\.)\"", section)}
+    assert len(quoted) >= 8
+    tries = ["", "12345", "a\u200bb", "x" * 301, "x", "not valid", "P-123", "a@b"]
+    said: set[str] = set()
+    for item in ITEMS:
+        for value in tries:
+            try:
+                normalise_new_value(item, value)
+            except ValueError as exc:
+                said.add(str(exc))
+    assert sorted(quoted - said) == []

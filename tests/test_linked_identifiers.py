@@ -21,7 +21,7 @@ from tests.support.servers import RecordingServer
 from tests.test_access_flow import demo_loaded, settings_overrides  # noqa: F401 - fixtures
 
 
-async def _verify(
+async def verify_identifier(
     client: httpx.AsyncClient,
     worker: Worker,
     gateway: RecordingServer,
@@ -62,12 +62,12 @@ async def _collections(client: httpx.AsyncClient, worker: Worker, token: str) ->
 async def test_a_subject_adds_an_email_and_requests_cover_both(
     app: FastAPI, client: httpx.AsyncClient, worker: Worker, gateway: RecordingServer
 ) -> None:
-    _, phone_token = await _verify(client, worker, gateway, "sms", DEMO_SUBJECT.phone)
+    _, phone_token = await verify_identifier(client, worker, gateway, "sms", DEMO_SUBJECT.phone)
     phone_only = await _collections(client, worker, phone_token)
     assert "access_logs" not in phone_only  # keyed by the e-mail address only
 
-    plain, _ = await _verify(client, worker, gateway, "email", "someone.else@example.com")
-    linked, both_token = await _verify(
+    plain, _ = await verify_identifier(client, worker, gateway, "email", "someone.else@example.com")
+    linked, both_token = await verify_identifier(
         client, worker, gateway, "email", DEMO_SUBJECT.email, bearer=phone_token
     )
     # No enumeration: adding an identifier answers as a plain verification does.
@@ -93,8 +93,8 @@ async def test_a_two_identifier_report_needs_both_and_tokens_stay_apart(
     gateway: RecordingServer,
     clock: FrozenClock,
 ) -> None:
-    _, phone_token = await _verify(client, worker, gateway, "sms", DEMO_SUBJECT.phone)
-    _, both_token = await _verify(
+    _, phone_token = await verify_identifier(client, worker, gateway, "sms", DEMO_SUBJECT.phone)
+    _, both_token = await verify_identifier(
         client, worker, gateway, "email", DEMO_SUBJECT.email, bearer=phone_token
     )
     created = await client.post(
@@ -105,7 +105,7 @@ async def test_a_two_identifier_report_needs_both_and_tokens_stay_apart(
     # A token holding only the e-mail (or only the phone) sees neither the request nor its
     # report: the request covers both identifiers, and only a token proving both opens it.
     clock.advance(timedelta(minutes=2))  # past the per-destination cooldown
-    _, email_token = await _verify(client, worker, gateway, "email", DEMO_SUBJECT.email)
+    _, email_token = await verify_identifier(client, worker, gateway, "email", DEMO_SUBJECT.email)
     for token in (email_token, phone_token):
         seen = await client.get(f"/v1/requests/{request_id}", headers=_bearer(token))
         assert seen.status_code == 404
@@ -119,7 +119,7 @@ async def test_a_two_identifier_report_needs_both_and_tokens_stay_apart(
         await client.get(f"/v1/requests/{request_id}", headers=_bearer(both_token))
     ).status_code == 200
     # Another person's token sees nothing of it.
-    _, stranger = await _verify(client, worker, gateway, "sms", "010-4821-7395")
+    _, stranger = await verify_identifier(client, worker, gateway, "sms", "010-4821-7395")
     other = await client.get(f"/v1/requests/{request_id}", headers=_bearer(stranger))
     assert other.status_code == 404
     assert (await client.get("/v1/requests", headers=_bearer(stranger))).json()["items"] == []
@@ -128,17 +128,19 @@ async def test_a_two_identifier_report_needs_both_and_tokens_stay_apart(
 async def test_without_a_valid_subject_token_it_is_a_plain_verification(
     app: FastAPI, client: httpx.AsyncClient, worker: Worker, gateway: RecordingServer
 ) -> None:
-    _, phone_token = await _verify(client, worker, gateway, "sms", DEMO_SUBJECT.phone)
+    _, phone_token = await verify_identifier(client, worker, gateway, "sms", DEMO_SUBJECT.phone)
     # An expired or broken token (someone verifying again) and a staff token link nothing.
     for bearer, destination in (
         ("not.a.token", "a@example.com"),
         (staff(app, *AGENT)["Authorization"].removeprefix("Bearer "), "b@example.com"),
     ):
-        _, token = await _verify(client, worker, gateway, "email", destination, bearer=bearer)
+        _, token = await verify_identifier(
+            client, worker, gateway, "email", destination, bearer=bearer
+        )
         me = (await client.get("/v1/me", headers=_bearer(token))).json()
         assert me["identifier_kinds"] == ["email"]
     # A second phone is a plain verification too: a request reads one phone and one e-mail.
-    _, other_phone = await _verify(
+    _, other_phone = await verify_identifier(
         client, worker, gateway, "sms", "010-4821-7395", bearer=phone_token
     )
     assert (await client.get("/v1/me", headers=_bearer(other_phone))).json()[

@@ -28,7 +28,7 @@ from tests.support.servers import RecordingServer
 from tests.support.webhooks import notify
 
 OFFICER_EMAIL = "privacy@qxpress.example"
-LINK = re.compile(r"https://testserver(/partner/confirm/[0-9a-f.]+)")
+LINK = re.compile(r"https://testserver(/partner/confirm/[0-9a-f.]+(?:\?lang=en)?)$", re.M)
 
 
 @pytest.fixture
@@ -120,7 +120,8 @@ async def test_an_email_partner_gets_only_its_references_in_its_language_and_con
 
     [mail] = emails_to(gateway, "Dsr.Team@kuroneko.example")
     assert mail["template"] == "partner_notice"
-    assert mail["subject"].startswith("[QXPRESS] 個人情報の訂正のお知らせ")
+    assert mail["subject"].startswith("[QXPRESS] 個人情報訂正のお知らせ")
+    assert "ご担当者様" in mail["body"] and "ページは英語で表示されます" in mail["body"]
     assert webhook_id(mine) in mail["subject"]
     assert "QX-JP-1001" in mail["body"] and "name = 김민지" in mail["body"]
     assert "phone = +821055550009" in mail["body"]
@@ -135,8 +136,10 @@ async def test_an_email_partner_gets_only_its_references_in_its_language_and_con
     assert sent["follow_up"]["reminders"] == 0
 
     path = link_in(mail)
+    assert path.endswith("?lang=en")  # the page is Korean or English: English for a ja partner
     page = await pages.get(path)
     assert page.status_code == 200
+    assert '<html lang="en">' in page.text and "Confirm notice" in page.text
     assert webhook_id(mine) in page.text and "QX-JP-1001" in page.text
     assert "김민지" not in page.text  # the page shows references, not the person's values
     token = csrf_of(page)
@@ -185,7 +188,7 @@ async def test_an_email_partner_gets_only_its_references_in_its_language_and_con
     assert (await delivery(client, staff_headers, theirs))["acknowledgement"] is None
 
     # A tampered token (the notice id of another notice under this token's MAC): refused.
-    forged_token = other_path.split("/")[-1].replace(theirs.hex, mine.hex)
+    forged_token = other_path.split("/")[-1].split("?")[0].replace(theirs.hex, mine.hex)
     assert (await pages.get(f"/partner/confirm/{forged_token}")).status_code == 404
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
@@ -70,6 +76,49 @@ async def test_two_workers_run_each_job_once_per_slot(
     assert [(job, count) for job, _, count in slots] == [("hourly", 1)] + [("ten-minutes", 1)] * 6
     starts = [slot for job, slot, _ in slots if job == "ten-minutes"]
     assert all(b - a == timedelta(minutes=10) for a, b in itertools.pairwise(starts))
+
+
+async def test_two_worker_processes_run_each_registered_job_once(
+    database_url: str, keys: dict[str, str], tmp_path: Path, db: Database
+) -> None:
+    """Two `dsr worker --once` processes on one database, started together: each periodic job of
+    the composition root runs in one of them (jobs every few seconds may take a second slot)."""
+    env = {
+        **os.environ,
+        "DSR_ENV": "test",
+        "DSR_DATABASE_URL": database_url,
+        "DSR_LOG_LEVEL": "DEBUG",  # a run that found nothing is logged at DEBUG
+        "DSR_LOG_FORMAT": "json",
+        **{f"DSR_{name.upper()}": value for name, value in keys.items()},
+    }
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker", "--once"],
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**env, "DSR_DATA_DIR": str(tmp_path / name)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    runs: Counter[str] = Counter()
+    for process in processes:
+        _, stderr = await asyncio.to_thread(process.communicate, timeout=120)
+        assert process.returncode == 0, stderr[-2000:]
+        for line in stderr.splitlines():
+            entry = json.loads(line) if line.startswith("{") else {}
+            if entry.get("event") in ("worker.periodic", "worker.periodic_error"):
+                runs[entry["job"]] += 1
+    registry = build_registry()
+    slow = {job.name for job in registry.periodic if job.every >= timedelta(minutes=1)}
+    assert slow and slow <= set(runs), sorted(slow - set(runs))
+    assert {name: runs[name] for name in slow} == dict.fromkeys(slow, 1)
+    async with db.sessionmaker() as session:
+        claimed = Counter(
+            (await session.execute(sa.text("SELECT job FROM periodic_run"))).scalars()
+        )
+    assert {name: claimed[name] for name in slow} == dict.fromkeys(slow, 1)
 
 
 async def test_a_failing_job_is_recorded_and_runs_again_next_slot(

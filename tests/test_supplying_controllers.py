@@ -227,9 +227,9 @@ async def test_the_access_report_says_where_each_record_group_came_from(
     [as_sender] = by_group[("deliveries", "sender", "name")]
     assert (as_sender.origin, as_sender.label.en) == ("subject", "Collected from you")
 
-    html_ko = render_access_report_html(report, lang="ko")
+    html_ko = render_access_report_html(report, settings=settings, lang="ko")
     assert "택배를 보낸 분이 제공" in html_ko and "Qoo10이(가) 제공" in html_ko
-    html_en = render_access_report_html(report, lang="en")
+    html_en = render_access_report_html(report, settings=settings, lang="en")
     assert "Provided by Qoo10" in html_en and "Collected from you" in html_en
 
 

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 
+from app.audit import trail
 from app.clock import FrozenClock
 from app.crypto import Crypto
 from app.db import Database
@@ -26,6 +27,7 @@ from app.observability import JsonFormatter
 from app.outbox.worker import Worker
 from app.security import TokenService
 from app.subjects import identifiers
+from tests.support.lifecycle import staff
 from tests.support.servers import RecordingServer, Reply
 
 PHONE = "010-4821-7395"
@@ -148,7 +150,8 @@ async def test_full_flow_sms_code_to_subject_token(
         audit_actions = (
             await session.execute(sa.text("SELECT action, actor FROM audit_entry"))
         ).all()
-    assert [tuple(row) for row in audit_actions] == [("verification.confirmed", index)]
+    # One convention: the subject as every other entry names them (subject:<blind index>).
+    assert [tuple(row) for row in audit_actions] == [("verification.confirmed", f"subject:{index}")]
 
     again = await confirm(client, body["verification_id"], code)
     assert again.status_code == 410 and again.json()["code"] == "verification-used"
@@ -230,6 +233,37 @@ async def test_malformed_bodies_are_422(client: httpx.AsyncClient, body: dict[st
     assert response.status_code == 422
     assert response.json()["code"] == "validation-failed"
     assert PHONE not in response.text and "0" * 400 not in response.text
+
+
+async def test_the_audit_finds_a_subjects_verification_under_their_one_actor_id(
+    client: httpx.AsyncClient, worker: Worker, gateway: RecordingServer, db: Database, app: FastAPI
+) -> None:
+    verification_id = (await start(client)).json()["verification_id"]
+    confirmed = await confirm(client, verification_id, await sent_code(worker, gateway))
+    token = confirmed.json()["access_token"]
+    submitted = await client.post(
+        "/v1/requests",
+        json={"type": "access"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert submitted.status_code == 201, submitted.text
+    index = app.state.crypto.blind_index("phone", PHONE_E164)
+    # Rows written before one convention named the subject by the bare index (sealed, kept).
+    async with db.transaction() as session:
+        for action in ("verification.locked", "request.viewed"):
+            await trail.record(
+                session, now=app.state.clock.now(), actor=index, role="subject", action=action
+            )
+    officer = staff(app, "privacy_officer", sub="officer-1")
+    page = await client.get("/v1/audit", params={"actor": f"subject:{index}"}, headers=officer)
+    assert page.status_code == 200, page.text
+    entries = page.json()["items"]
+    actions = {entry["action"] for entry in entries}
+    assert {"verification.confirmed", "verification.locked", "request.submitted"} <= actions
+    assert "request.viewed" not in actions  # a bare id outside the old verification entries
+    assert {e["actor"] for e in entries if e["action"] != "verification.locked"} == {
+        f"subject:{index}"
+    }
 
 
 async def test_sixth_try_fails_even_with_the_right_code(

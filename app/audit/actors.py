@@ -5,9 +5,10 @@ most accountable role held; ``subject:<blind index>`` for data subjects; ``syste
 for the service itself. ``Actor.of`` builds it from a verified principal, in one place.
 
 Rows written before this convention: processor and webhook-replay entries
-(``LEGACY_BARE_ACTIONS``) named a staff member by the bare ``sub`` and ranked ``admin`` first.
+(``LEGACY_BARE_ACTIONS``) named a staff member by the bare ``sub`` and ranked ``admin`` first;
+verification entries (``LEGACY_BARE_SUBJECT_ACTIONS``) named the subject by the bare blind index.
 They are sealed in the hash chain and are not rewritten; the audit query finds them under
-``actor=staff:<sub>`` too.
+``actor=staff:<sub>`` and ``actor=subject:<blind index>`` too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 _ROLE_ORDER = ("privacy_officer", "admin", "support_agent", "service")
 
 STAFF_PREFIX = "staff:"
+SUBJECT_PREFIX = "subject:"
 
 # The actions whose older rows carry the bare staff ``sub`` (see the module docstring).
 LEGACY_BARE_ACTIONS = (
@@ -33,6 +35,8 @@ LEGACY_BARE_ACTIONS = (
     "webhook.replayed",
     "webhook.bulk_replayed",
 )
+# The actions whose older rows carry the subject's bare blind index.
+LEGACY_BARE_SUBJECT_ACTIONS = ("verification.confirmed", "verification.locked")
 
 
 # What the audit trail keeps of a caller's address (never the address in clear): a keyed hash
@@ -81,7 +85,7 @@ class Actor:
 
     @classmethod
     def subject(cls, blind_index: str, client_ip: str | None) -> Actor:
-        return cls(id=f"subject:{blind_index}", role="subject", client_ip=client_ip)
+        return cls(id=f"{SUBJECT_PREFIX}{blind_index}", role="subject", client_ip=client_ip)
 
 
 SYSTEM = Actor(id="system", role="system", roles=frozenset({"system"}))

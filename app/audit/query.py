@@ -12,7 +12,14 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import trail
-from app.audit.actors import CLIENT_IP_CONTEXT, LEGACY_BARE_ACTIONS, STAFF_PREFIX, Actor
+from app.audit.actors import (
+    CLIENT_IP_CONTEXT,
+    LEGACY_BARE_ACTIONS,
+    LEGACY_BARE_SUBJECT_ACTIONS,
+    STAFF_PREFIX,
+    SUBJECT_PREFIX,
+    Actor,
+)
 from app.crypto import Crypto
 from app.cursors import cursor_id, decode_cursor, encode_cursor
 from app.models import AuditEntry
@@ -80,14 +87,19 @@ def _row(entry: AuditEntry, *, crypto: Crypto | None, reveal: bool) -> AuditRow:
     )
 
 
+# The rows written before one convention named the actor without its prefix (see actors.py).
+_LEGACY_BARE = {STAFF_PREFIX: LEGACY_BARE_ACTIONS, SUBJECT_PREFIX: LEGACY_BARE_SUBJECT_ACTIONS}
+
+
 def _actor_clause(actor: str) -> Any:
-    """``staff:<sub>`` also matches the rows written before one convention (bare ``sub``)."""
-    if not actor.startswith(STAFF_PREFIX) or len(actor) == len(STAFF_PREFIX):
+    """``staff:<sub>`` / ``subject:<index>`` also match the older rows naming them bare."""
+    prefix = next((p for p in _LEGACY_BARE if actor.startswith(p) and len(actor) > len(p)), None)
+    if prefix is None:
         return col(AuditEntry.actor) == actor
-    bare = actor.removeprefix(STAFF_PREFIX)
+    bare = actor.removeprefix(prefix)
     return sa.or_(
         col(AuditEntry.actor) == actor,
-        sa.and_(col(AuditEntry.actor) == bare, col(AuditEntry.action).in_(LEGACY_BARE_ACTIONS)),
+        sa.and_(col(AuditEntry.actor) == bare, col(AuditEntry.action).in_(_LEGACY_BARE[prefix])),
     )
 
 

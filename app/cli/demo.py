@@ -22,6 +22,7 @@ from app.datamap.connectors.postgres import connect
 from app.datamap.loader import datamap_path
 from app.db import Database, database_url
 from app.demo.load import DEMO_SUBJECT, DemoLoaded, demo_present, load_demo, write_demo_datamap
+from app.demo.load import Progress as DemoProgress
 from app.demo.partner import load_secrets, partner_app, point_processors_at, save_secrets
 from app.demo.processors import CONTROLLERS, PROCESSORS
 from app.demo.state import load_state, mark_demo, remember_partner
@@ -33,35 +34,32 @@ async def _load(
     url: str, *, subjects: int, records: int, reset: bool, seed: int, show_progress: bool
 ) -> DemoLoaded:
     conn = await connect(url)
+
+    async def run(progress: DemoProgress | None = None) -> DemoLoaded:
+        return await load_demo(
+            conn,
+            subjects=subjects,
+            records_per_subject=records,
+            now=datetime.now(UTC),
+            reset=reset,
+            seed=seed,
+            progress=progress,
+        )
+
     try:
         if not reset and await demo_present(conn):
             return DemoLoaded(created=False, rows=0)  # before any progress bar: nothing to do
         if not show_progress:
-            return await load_demo(
-                conn,
-                subjects=subjects,
-                records_per_subject=records,
-                now=datetime.now(UTC),
-                reset=reset,
-                seed=seed,
-            )
+            return await run()
         columns = (
             TextColumn("[bold]demo[/bold] subjects"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, transient=False) as progress:
-            task = progress.add_task("subjects", total=subjects)
-            return await load_demo(
-                conn,
-                subjects=subjects,
-                records_per_subject=records,
-                now=datetime.now(UTC),
-                reset=reset,
-                seed=seed,
-                progress=lambda done, total: progress.update(task, completed=done),
-            )
+        with Progress(*columns, transient=False) as bar:
+            task = bar.add_task("subjects", total=subjects)
+            return await run(lambda done, total: bar.update(task, completed=done))
     finally:
         await conn.close()
 

@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -118,19 +119,22 @@ def partner_app(
         refs = event.get("data", {}).get("records", event.get("data", {}))
         shown = json.dumps(refs, ensure_ascii=False)[:200]
         print(f"[{code}] {event.get('type')} verified: {shown}", flush=True)
-        if acknowledge:
-            ack_body, headers = signed_acknowledgement(
-                secret, code=code, webhook_id=request.headers["webhook-id"]
-            )
-            async with httpx.AsyncClient(timeout=10) as client:
-                try:
-                    await client.post(
-                        f"{service_url.rstrip('/')}/v1/partner/acknowledgements",
-                        content=ack_body,
-                        headers=headers,
-                    )
-                except httpx.HTTPError:
-                    print(f"[{code}] could not acknowledge (service down?)", flush=True)
-        return Response(status_code=204)
+        if not acknowledge:
+            return Response(status_code=204)
+        # Answer first, acknowledge after (docs/webhooks.md: answer quickly, apply later).
+        ack = BackgroundTask(_acknowledge, secret, code, request.headers["webhook-id"])
+        return Response(status_code=204, background=ack)
+
+    async def _acknowledge(secret: str, code: str, webhook_id: str) -> None:
+        ack_body, headers = signed_acknowledgement(secret, code=code, webhook_id=webhook_id)
+        async with httpx.AsyncClient(timeout=10) as client:
+            try:
+                await client.post(
+                    f"{service_url.rstrip('/')}/v1/partner/acknowledgements",
+                    content=ack_body,
+                    headers=headers,
+                )
+            except httpx.HTTPError:
+                print(f"[{code}] could not acknowledge (service down?)", flush=True)
 
     return Starlette(routes=[Route("/{code}", receive, methods=["POST"])])

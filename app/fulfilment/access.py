@@ -29,7 +29,7 @@ from app.fulfilment.reports.withholding import Withholding
 from app.models import DsrRequest
 from app.outbox import queue
 from app.outbox.jobs import Dead, Outcome, PeriodicJob, Retry, Sent, WorkerContext
-from app.requests.lifecycle import unseal
+from app.requests.lifecycle import items_covered, unseal
 from app.retention.store import RetainedSummary, list_retained
 from app.subjects import identifiers as subjects
 
@@ -44,16 +44,20 @@ AccessReportReady = Callable[..., Awaitable[None]]
 
 
 def decision_withholdings(crypto: Crypto, request: DsrRequest) -> list[Withholding]:
-    """The items the reviewer refused (Art. 35(4)), withheld from the report with the reason."""
+    """The items the reviewer refused (Art. 35(4)), withheld from the report with the reason.
+
+    A refused category is each of its items withheld (``customs``: the customs code).
+    """
     explanation = unseal(crypto, request.id, "decision", request.decision_note_encrypted)
     return [
         Withholding.decided(
-            item=entry["item"],
+            item=item,
             ground=entry["ground"],
             explanation=explanation if isinstance(explanation, str) else None,
         )
         for entry in request.refusals
         if entry.get("stage") == "decision" and entry.get("item")
+        for item in sorted(items_covered({entry["item"]}))
     ]
 
 

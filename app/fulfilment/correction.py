@@ -4,7 +4,7 @@
 role's fields holding each corrected item (only the role the subject holds in that record, so a
 sender's correction never touches the recipient's half; only the record named by ``record_ref``
 when one was given). New values are written in the format the column stores identifiers in.
-Then ``fulfil.apply`` (app/services/fulfilment_plan.py) writes the sources and, in one
+Then ``fulfil.apply`` (app/fulfilment/plan.py) writes the sources and, in one
 transaction, lifts the restriction, queues ``personal_data.corrected`` for each processor that
 received an affected record (only its references and the new values of the items it holds) and
 completes the request. A record another controller supplied (the data map's ``origin``) is

@@ -15,8 +15,8 @@ The lifecycle queues ``job`` / ``fulfil.deletion`` with ``{"request_id"}`` on ap
    received erased records (only their own references and items),
    ``personal_data.deletion_requested`` to the controllers that supplied them (Decree
    Art. 43(2), ``app/fulfilment/forwarding.py``) and
-   ``lifecycle.complete_request`` (partially completed with ground ``pipa_36_1_proviso`` per
-   kept item).
+   ``common.complete`` (partially completed with ground ``pipa_36_1_proviso`` per kept
+   item).
 
 Safe to repeat: retaining is idempotent (unique origin index), the copy commits before the
 source changes, erasing is idempotent and re-checks the subject, and a retry merges the plans

@@ -9,7 +9,7 @@ record of a suspended purpose gets ``processing.suspended`` with its own referen
 purposes.
 
 ``fulfil.consent_withdrawal``: an optional purpose (``marketing``) is suspended (provisionally
-already at intake, app/services/request_holds.py) and the data held **only** for it is destroyed
+already at intake, app/requests/holds.py) and the data held **only** for it is destroyed
 through the connectors by the collection's erasure strategy (Art. 37(3), (5)): a record of a
 collection serving only withdrawn purposes is erased whole, a field serving only them is erased
 alone. What another law still requires to keep (the collection's retention rule runs) is first

@@ -20,6 +20,7 @@ from app.requests import holds
 from app.requests.lifecycle import (
     Outcome,
     check_ground,
+    items_covered,
     lock_request,
     notify,
     queue_fulfilment,
@@ -67,6 +68,7 @@ async def complete_request(
     if request.status in ("completed", "partially_completed"):
         return request
     decided = {e["item"] for e in request.refusals if e.get("item")}
+    decided |= items_covered(decided)  # a refused category refuses each of its items
     # An item the decision refused is not refused a second time by the fulfilment.
     more = [
         e for e in _fulfilment_refusals(refused_items, request.type) if e["item"] not in decided
@@ -99,7 +101,12 @@ async def complete_request(
         template="request_completed",
         key=f"completed:{request.round}",
         now=now,
-        extra=notice_extra,
+        extra={
+            # Taken by staff (a representative, or by phone): no subject token downloads the
+            # report, a privacy officer hands it over (PIPA Art. 38).
+            "report_handed_over": request.verification_method != "otp",
+            **(notice_extra or {}),
+        },
     )
     return request
 

@@ -367,8 +367,9 @@ async def extend_request(
         # PIPA Art. 35(3) lets access be postponed; Decree Arts. 43(3), 44(2) give correction,
         # deletion and suspension 10 days with no postponement.
         raise PostponementNotAllowed(
-            "Only an access request can be postponed (PIPA Art. 35(3)); correction, deletion "
-            "and suspension must be answered within 10 days."
+            "Only an access request can be postponed (PIPA Art. 35(3)); correction, deletion, "
+            "suspension and consent withdrawal are answered within 10 days, with no "
+            "postponement (Decree Arts. 43(3), 44(2))."
         )
     if now > request.due_at:
         raise PostponementNotAllowed(
@@ -453,6 +454,7 @@ async def withdraw_request(
         extra={
             "by_staff": actor.role != "subject",
             "restriction_lifted": request.type == "correction",
+            "consent_kept": request.type == "consent_withdrawal",
         },
     )
     return request
@@ -479,6 +481,8 @@ async def resume_request(
             current_status=request.status,
             action="resume",
         )
+    # Resuming approves: a refusal proposed meanwhile is decided by another officer first.
+    check_four_eyes(request, actor)
     tz = settings.display_timezone
     today_ends = deadlines.end_of_local_day(deadlines.local_date(now, tz), tz)
     previous = request.due_at

@@ -99,6 +99,8 @@ def notice_variables(
         "is_correction": request.type == "correction",
         "remedies": list(EXTERNAL_REMEDIES[locale]) if refusals else [],
         "kept": [],  # deletion: "items: law, destroyed after" lines for what is kept apart
+        "report_handed_over": False,  # access taken by staff: the officer hands the report over
+        "consent_kept": False,  # a withdrawn consent withdrawal: the consent stays
         "contact": settings.contact_text_ko if locale == "ko" else settings.contact_text_en,
         **(extra or {}),
     }

@@ -149,7 +149,7 @@ async def _digest_for(
     ctx: WorkerContext,
     *,
     now: datetime,
-    destination: str,
+    destination: str | None,
     recipient: str,
     assignee: str | None,
 ) -> bool:
@@ -164,6 +164,12 @@ async def _digest_for(
     )
     if overdue[0] == 0 and soon[0] == 0:
         return False  # nothing due soon or overdue: no mail
+    if destination is None:
+        # Said only when a digest is missed: a console with nothing due stays quiet (dev).
+        logger.warning(
+            "no privacy officer address for the digest", extra={"event": "sla.digest_unaddressed"}
+        )
+        return False
     day = deadlines.local_day_text(now, tz)
     queued = await messages.queue_notice(
         session,
@@ -196,20 +202,14 @@ async def send_daily_digest(ctx: WorkerContext) -> int:
         return 0
     sent = 0
     async with ctx.db.transaction() as session:
-        if settings.privacy_officer_email:
-            sent += await _digest_for(
-                session,
-                ctx,
-                now=now,
-                destination=settings.privacy_officer_email,
-                recipient="privacy-officer",
-                assignee=None,
-            )
-        else:
-            logger.warning(
-                "no privacy officer address for the digest",
-                extra={"event": "sla.digest_unaddressed"},
-            )
+        sent += await _digest_for(
+            session,
+            ctx,
+            now=now,
+            destination=settings.privacy_officer_email or None,
+            recipient="privacy-officer",
+            assignee=None,
+        )
         owners = (
             await session.execute(
                 sa.select(col(DsrRequest.assignee))

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from app.audit import trail
+from app.audit.actors import Actor
 from app.deps import ClientIpDep, ClockDep, CryptoDep, HttpDep, SessionDep, SettingsDep, TokensDep
 from app.errors import Forbidden, NotFound
 from app.security import STAFF_ROLES, Principal
@@ -76,11 +77,12 @@ async def _start_session(
         ttl=timedelta(hours=hours),
     )
     CONSOLE_COOKIE.issue(response, token, max_age=int(hours * 3600), settings=settings)
+    actor = Actor.of(principal, client_ip)  # staff:<sub>, the most accountable role
     await trail.record(
         session,
         now=clock.now(),
-        actor=f"staff:{principal.subject}",
-        role=sorted(principal.roles)[0] if principal.roles else "staff",
+        actor=actor.id,
+        role=actor.role,
         action="console.signed_in",
         target_type="staff",
         target_id=principal.subject,

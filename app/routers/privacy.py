@@ -294,6 +294,7 @@ async def access_report(
     )
     page = render_access_report_html(
         report,
+        settings=settings,
         lang=pages.locale(request),
         back=(f"{REQUESTS}/{request_id}", _back_label(t)),
     )

@@ -269,7 +269,7 @@ async def review_or_submit(
     step = form.get("step")
     body, errors = _check(kind, values, t, lang) if step != "edit" else (None, {})
     if body is None:
-        context = await _form_context(
+        shown = await _form_context(
             request,
             kind,
             values,
@@ -283,10 +283,11 @@ async def review_or_submit(
         return pages.render(
             request,
             f"privacy/form_{_template(kind)}.html",
-            {**context, "errors": errors},
+            {**shown, "errors": errors},
             status=422 if errors else 200,
         )
-    if step != "submit":
+    context: dict[str, Any] | None = None
+    if step != "submit" or (kind == "correction" and values["record_ref"] != ALL_RECORDS):
         context = await _form_context(
             request,
             kind,
@@ -298,7 +299,19 @@ async def review_or_submit(
             http=http,
             principal=principal,
         )
+    record = None
+    if context is not None and kind == "correction" and values["record_ref"] != ALL_RECORDS:
         record = next((c for c in context["choices"] if c.ref == values["record_ref"]), None)
+        if record is None and context["records_readable"]:
+            # The record named is not one of the subject's (PIPA Art. 36(1)): refused at intake,
+            # before anything is stored. (Sources that cannot be read now: fulfilment checks.)
+            return pages.render(
+                request,
+                "privacy/form_correction.html",
+                {**context, "errors": {"record": t("privacy.correction.errors.record")}},
+                status=422,
+            )
+    if step != "submit" and context is not None:
         return pages.render(
             request,
             "privacy/review.html",

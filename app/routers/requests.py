@@ -30,6 +30,7 @@ from app.schemas.requests import (
     ObjectionCreate,
     ObjectionOut,
     RefusalGroundList,
+    RefusalGroundOut,
     RequestCreate,
     RequestDetail,
     RequestList,
@@ -61,7 +62,7 @@ async def submit_request(
     call: CallDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> dict[str, Any]:
+) -> RequestSummary:
     # The busiest endpoint (docs/BENCHMARKS.md): one statement on an autocommit connection,
     # committed when it returns, before this answer is sent.
     async with call.database.autocommit() as connection:
@@ -78,13 +79,13 @@ async def submit_request(
         )
     if submitted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return submitted.answer
+    return RequestSummary.model_validate(submitted.answer)
 
 
 @router.get("/requests", response_model=RequestList, summary="My requests, newest first")
 async def list_my_requests(
     principal: CurrentSubject, session: SessionDep, clock: ClockDep, settings: SettingsDep
-) -> dict[str, Any]:
+) -> RequestList:
     items = await queries.list_subject_requests(
         session,
         settings=settings,
@@ -92,7 +93,7 @@ async def list_my_requests(
         subject_index=principal.subject,
         subject_indexes=principal.indexes,
     )
-    return {"items": items}
+    return RequestList.model_validate({"items": items})
 
 
 @router.get("/requests/{request_id}", response_model=RequestDetail, summary="One of my requests")
@@ -103,8 +104,8 @@ async def get_my_request(
     clock: ClockDep,
     crypto: CryptoDep,
     settings: SettingsDep,
-) -> dict[str, Any]:
-    return await queries.get_subject_request(
+) -> RequestDetail:
+    view = await queries.get_subject_request(
         session,
         crypto=crypto,
         settings=settings,
@@ -113,6 +114,7 @@ async def get_my_request(
         subject_index=principal.subject,
         subject_indexes=principal.indexes,
     )
+    return RequestDetail.model_validate(view)
 
 
 @router.post(
@@ -128,7 +130,7 @@ async def withdraw_my_request(
     crypto: CryptoDep,
     settings: SettingsDep,
     client_ip: ClientIpDep,
-) -> dict[str, Any]:
+) -> RequestSummary:
     request = await decisions.withdraw_request(
         session,
         crypto=crypto,
@@ -139,7 +141,9 @@ async def withdraw_my_request(
         subject_index=principal.subject,
         subject_indexes=principal.indexes,
     )
-    return views.summary(request, now=clock.now(), tz=settings.display_timezone)
+    return RequestSummary.model_validate(
+        views.summary(request, now=clock.now(), tz=settings.display_timezone)
+    )
 
 
 @router.post(
@@ -157,7 +161,7 @@ async def object_to_decision(
     crypto: CryptoDep,
     settings: SettingsDep,
     client_ip: ClientIpDep,
-) -> dict[str, Any]:
+) -> ObjectionOut:
     objection = await objections.submit_objection(
         session,
         crypto=crypto,
@@ -169,8 +173,10 @@ async def object_to_decision(
         reason=body.reason,
         actor=Actor.of(principal, client_ip),
     )
-    return views.objection(
-        objection, reason=body.reason, explanation=None, tz=settings.display_timezone
+    return ObjectionOut.model_validate(
+        views.objection(
+            objection, reason=body.reason, explanation=None, tz=settings.display_timezone
+        )
     )
 
 
@@ -180,20 +186,20 @@ async def object_to_decision(
     tags=["reference"],
     summary="The legal grounds a request can be refused on (public)",
 )
-async def refusal_grounds() -> dict[str, Any]:
-    return {
-        "items": [
-            {
-                "code": ground.code,
-                "applies_to": list(ground.applies_to),
-                "label_ko": ground.ko,
-                "label_en": ground.en,
-                "legal_source_ko": ground.source_ko,
-                "legal_source_en": ground.source_en,
-            }
+async def refusal_grounds() -> RefusalGroundList:
+    return RefusalGroundList(
+        items=[
+            RefusalGroundOut(
+                code=ground.code,
+                applies_to=list(ground.applies_to),
+                label_ko=ground.ko,
+                label_en=ground.en,
+                legal_source_ko=ground.source_ko,
+                legal_source_en=ground.source_en,
+            )
             for ground in GROUNDS.values()
         ]
-    }
+    )
 
 
 @router.get(

@@ -193,7 +193,10 @@ async def propose_refusal(request_id: uuid.UUID, body: ProposeRefusalIn, ctx: St
     response_model=QueueRow,
     summary="Approve (all, or in part with refused_items: privacy officer) and start fulfilment",
 )
-async def approve_request(request_id: uuid.UUID, body: ApproveIn, ctx: StaffDep) -> QueueRow:
+async def approve_request(
+    request_id: uuid.UUID, ctx: StaffDep, body: ApproveIn | None = None
+) -> QueueRow:
+    body = body or ApproveIn()  # no body: approve all
     request = await decisions.approve_request(
         ctx.session,
         crypto=ctx.crypto,
@@ -250,7 +253,10 @@ async def extend_request(request_id: uuid.UUID, body: ExtendIn, ctx: DeciderDep)
     response_model=QueueRow,
     summary="The reason for postponing access has ended: give access now (privacy officer)",
 )
-async def resume_request(request_id: uuid.UUID, body: ResumeIn, ctx: DeciderDep) -> QueueRow:
+async def resume_request(
+    request_id: uuid.UUID, ctx: DeciderDep, body: ResumeIn | None = None
+) -> QueueRow:
+    body = body or ResumeIn()
     request = await decisions.resume_request(
         ctx.session,
         crypto=ctx.crypto,

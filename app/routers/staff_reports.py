@@ -8,10 +8,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from app.audit.actors import Actor
-from app.deps import ClientIpDep, ClockDep, CryptoDep, DeciderPrincipal, SessionDep, SettingsDep
+from app.deps import DeciderDep
 from app.fulfilment.reports import handover
-from app.fulfilment.reports.html import render_access_report_html
+from app.fulfilment.reports.html import (
+    render_access_report_html,
+    report_content_security_policy,
+)
 from app.schemas.common import PROBLEM_RESPONSES
 from app.schemas.reports import AccessReport, ReportHandoverIn, ReportHandoverOut
 
@@ -30,27 +32,25 @@ router = APIRouter(prefix="/v1/staff", tags=["staff"], responses=PROBLEM_RESPONS
 async def get_report(
     request_id: uuid.UUID,
     request: Request,
-    principal: DeciderPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
+    ctx: DeciderDep,
     lang: Annotated[
         Literal["ko", "en"] | None,
         Query(description="language of the printable page (default: the request's, Korean)"),
     ] = None,
 ) -> Any:
     report, locale = await handover.open_staff_report(
-        session,
-        crypto=crypto,
-        now=clock.now(),
-        request_id=request_id,
-        actor=Actor.staff(principal.subject, principal.roles, client_ip),
+        ctx.session, crypto=ctx.crypto, now=ctx.now, request_id=request_id, actor=ctx.actor
     )
     if "text/html" in request.headers.get("accept", ""):
-        page = render_access_report_html(report, lang=lang or locale, settings=settings)
-        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+        page = render_access_report_html(report, lang=lang or locale, settings=ctx.settings)
+        # The page's own policy (its inline stylesheet by hash), so that it prints as designed.
+        return HTMLResponse(
+            page,
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": report_content_security_policy(page),
+            },
+        )
     return report
 
 
@@ -60,22 +60,15 @@ async def get_report(
     summary="Record how the report was handed over (counter, post, e-mail)",
 )
 async def record_handover(
-    request_id: uuid.UUID,
-    body: ReportHandoverIn,
-    principal: DeciderPrincipal,
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    client_ip: ClientIpDep,
-) -> dict[str, Any]:
-    now = clock.now()
+    request_id: uuid.UUID, body: ReportHandoverIn, ctx: DeciderDep
+) -> ReportHandoverOut:
     await handover.record_report_handover(
-        session,
-        crypto=crypto,
-        now=now,
+        ctx.session,
+        crypto=ctx.crypto,
+        now=ctx.now,
         request_id=request_id,
-        actor=Actor.staff(principal.subject, principal.roles, client_ip),
+        actor=ctx.actor,
         method=body.method,
         note=body.note,
     )
-    return {"request_id": request_id, "method": body.method, "handed_over_at": now}
+    return ReportHandoverOut(request_id=request_id, method=body.method, handed_over_at=ctx.now)

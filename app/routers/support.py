@@ -13,9 +13,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from app.deps import DatabaseDep, OfficerDep, StaffContext, StaffDep
-from app.models import DsrRequest
-from app.requests import assignment, exports, notes, queries, sla, statistics
+from app.deps import DatabaseDep, OfficerDep, StaffDep
+from app.requests import assignment, exports, notes, sla, statistics
+from app.routers.staff import queue_row
 from app.schemas.common import PROBLEM_RESPONSES
 from app.schemas.notes import NoteIn, NoteList, NoteOut
 from app.schemas.staff import QueueRow
@@ -27,18 +27,12 @@ From = Annotated[date, Query(alias="from", description="first day received (Asia
 To = Annotated[date, Query(alias="to", description="last day received, inclusive")]
 
 
-def _row(request: DsrRequest, ctx: StaffContext) -> QueueRow:
-    return QueueRow.model_validate(
-        queries.queue_row(request, now=ctx.now, tz=ctx.settings.display_timezone)
-    )
-
-
 @router.post("/requests/{request_id}/take", response_model=QueueRow, summary="Take the request")
 async def take_request(request_id: uuid.UUID, ctx: StaffDep) -> QueueRow:
     request = await assignment.take_request(
         ctx.session, crypto=ctx.crypto, now=ctx.now, request_id=request_id, actor=ctx.actor
     )
-    return _row(request, ctx)
+    return queue_row(request, ctx)
 
 
 @router.post(
@@ -55,7 +49,7 @@ async def assign_request(request_id: uuid.UUID, body: AssignIn, ctx: OfficerDep)
         assignee=body.assignee,
         actor=ctx.actor,
     )
-    return _row(request, ctx)
+    return queue_row(request, ctx)
 
 
 @router.post(
@@ -67,7 +61,7 @@ async def unassign_request(request_id: uuid.UUID, ctx: StaffDep) -> QueueRow:
     request = await assignment.unassign_request(
         ctx.session, crypto=ctx.crypto, now=ctx.now, request_id=request_id, actor=ctx.actor
     )
-    return _row(request, ctx)
+    return queue_row(request, ctx)
 
 
 @router.get(

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.schemas.types import Instant
 from app.webhooks.signing import EventType
@@ -74,13 +74,17 @@ class ProcessorCreate(BaseModel):
         default="webhook", description="webhook: signed POST; email: e-mail with a confirm page"
     )
     webhook_url: str | None = Field(
-        default=None, max_length=2048, examples=["https://hooks.hct.example/qx-dsr"]
+        default=None,
+        max_length=2048,
+        examples=["https://hooks.hct.example/qx-dsr"],
+        validate_default=True,
     )
     email: str | None = Field(
         default=None,
         max_length=320,
         pattern=EMAIL_PATTERN,
         description="where e-mailed notices go (stored encrypted, shown masked)",
+        validate_default=True,
     )
     language: Language | None = Field(
         default=None, description="language of e-mailed notices (default: from the nation)"
@@ -93,13 +97,16 @@ class ProcessorCreate(BaseModel):
     )
     state: ProcessorState = "active"
 
-    @model_validator(mode="after")
-    def _address(self) -> ProcessorCreate:
-        if self.channel == "webhook" and not self.webhook_url:
-            raise ValueError("a webhook channel needs webhook_url")
-        if self.channel == "email" and not self.email:
-            raise ValueError("an email channel needs email")
-        return self
+    # Checked per field (not on the whole model) so that the error points at the missing address.
+    @field_validator("webhook_url", "email")
+    @classmethod
+    def _address_of_the_channel(cls, value: str | None, info: ValidationInfo) -> str | None:
+        channel = info.data.get("channel")
+        if not value and channel == "webhook" and info.field_name == "webhook_url":
+            raise ValueError("Required when channel is webhook.")
+        if not value and channel == "email" and info.field_name == "email":
+            raise ValueError("Required when channel is email.")
+        return value
 
 
 class ProcessorUpdate(BaseModel):

@@ -116,7 +116,8 @@ class RefusedItemIn(BaseModel):
 
 
 class ApproveIn(BaseModel):
-    """Approve all (empty body) or part: ``refused_items`` with an explanation (officer only)."""
+    """Approve all (no body, or ``{}``) or part: ``refused_items`` with an explanation (officer
+    only)."""
 
     model_config = ConfigDict(extra="forbid")
 

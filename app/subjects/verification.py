@@ -24,6 +24,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import trail
+from app.audit.actors import Actor
 from app.config import Settings
 from app.crypto import Crypto
 from app.errors import (
@@ -259,7 +260,7 @@ async def confirm_verification(
             await trail.record(
                 session,
                 now=now,
-                actor=verification.destination_index,
+                actor=Actor.subject(verification.destination_index, None).id,
                 role="subject",
                 action="verification.locked",
                 target_type="verification",
@@ -286,7 +287,7 @@ async def confirm_verification(
     await trail.record(
         session,
         now=now,
-        actor=verification.destination_index,
+        actor=Actor.subject(verification.destination_index, None).id,
         role="subject",
         action="verification.confirmed",
         target_type="verification",

@@ -52,6 +52,12 @@ def follow_up_context(message_id: Any) -> str:
     return f"partner-follow-up:{message_id}"
 
 
+def confirm_url(settings: Settings, token: str, *, language: str) -> str:
+    """The link in a partner's e-mail; the page is Korean or English, so English unless ko."""
+    page = "" if language == "ko" else "?lang=en"
+    return f"{settings.public_base_url.rstrip('/')}/partner/confirm/{token}{page}"
+
+
 def _local(settings: Settings, moment: datetime) -> str:
     zone = ZoneInfo(settings.display_timezone)
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
@@ -80,7 +86,7 @@ async def _queue_email(
         "webhook_id": webhook_id(message.id),
         "occurred_at": _local(settings, datetime.fromisoformat(body["timestamp"])),
         "records": notices.record_lines(body.get("data") or {}),
-        "confirm_url": f"{settings.public_base_url.rstrip('/')}/partner/confirm/{token}",
+        "confirm_url": confirm_url(settings, token, language=processor.language),
         "link_expires": _local(settings, expires),
         "reminder": reminder,
         "emailed_at": _local(settings, emailed_at) if emailed_at else "",

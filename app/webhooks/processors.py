@@ -22,7 +22,7 @@ from app.audit import trail
 from app.audit.actors import Actor
 from app.config import Settings
 from app.crypto import Crypto
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, NotFound, ValidationFailed
 from app.models import OutboxMessage, Processor, WebhookAcknowledgement
 from app.schemas.processors import ProcessorCreate, ProcessorUpdate
 from app.subjects.identifiers import mask
@@ -71,9 +71,9 @@ def _set_email(processor: Processor, email: str, *, crypto: Crypto) -> None:
 
 def _check_address(processor: Processor) -> None:
     if processor.channel == "webhook" and not processor.webhook_url:
-        raise InvalidInput("A webhook channel needs webhook_url.")
+        raise ValidationFailed("/webhook_url", "Required when channel is webhook.")
     if processor.channel == "email" and processor.email_encrypted is None:
-        raise InvalidInput("An email channel needs email.")
+        raise ValidationFailed("/email", "Required when channel is email.")
 
 
 def signing_keys(processor: Processor, *, crypto: Crypto, now: datetime) -> list[bytes]:
@@ -268,13 +268,13 @@ async def update_processor(
         )
     for name in ("name", "nation", "channel", "email", "language"):
         if name in values and values[name] is None:
-            raise InvalidInput(f"{name} cannot be removed.")
+            raise ValidationFailed(f"/{name}", "Cannot be removed: leave it out to keep it.")
     email = values.pop("email", None)
     if email is not None:
         _set_email(processor, email, crypto=crypto)
     if "events" in values:
         if values["events"] is None:
-            raise InvalidInput("events cannot be removed.")
+            raise ValidationFailed("/events", "Cannot be removed: leave it out to keep it.")
         values["events"] = list(dict.fromkeys(values["events"]))
     new_state = values.pop("state", None)
     for name, value in values.items():

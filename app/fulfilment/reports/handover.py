@@ -30,7 +30,8 @@ async def _staff_request(session: AsyncSession, request_id: uuid.UUID) -> DsrReq
     request = await load_request(session, request_id=request_id)
     if request.type != "access":
         raise NotFound("No such access request.")
-    if request.intake_channel == "app":
+    if request.verification_method == "otp":
+        # Made in the app or the privacy center by a subject who verified by one-time code.
         raise ReportNotForStaff(
             "This request was made in the app: its subject downloads the report there."
         )

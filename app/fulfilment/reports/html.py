@@ -149,8 +149,8 @@ def _templates() -> jinja2.Environment:
 def render_access_report_html(
     report: AccessReport,
     *,
+    settings: Settings,
     lang: str = "ko",
-    settings: Settings | None = None,
     back: tuple[str, str] | None = None,
 ) -> str:
     """The report as a self-contained, autoescaped page (Korean unless lang='en').
@@ -158,9 +158,8 @@ def render_access_report_html(
     ``back`` (href, label) adds a link back (the privacy center's request page), hidden in print.
     """
     lang = "en" if lang == "en" else "ko"
-    field = "contact_text_en" if lang == "en" else "contact_text_ko"
-    # The same setting as the notices' contact line.
-    contact = getattr(settings, field) if settings else Settings.model_fields[field].default
+    # The same setting as the notices' contact line (DSR_CONTACT_TEXT_KO / _EN).
+    contact = settings.contact_text_en if lang == "en" else settings.contact_text_ko
     template = _templates().get_template("access_report.html")
     return template.render(
         report=report,
