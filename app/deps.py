@@ -157,7 +157,9 @@ async def get_optional_subject(
 OptionalSubject = Annotated[Principal | None, Depends(get_optional_subject)]
 
 
-async def get_current_subject(principal: PrincipalDep) -> Principal:
+async def get_current_subject(request: Request, credentials: BearerCredentials) -> Principal:
+    """A data subject's verified token; 401 without one, 403 for anyone else."""
+    principal = await get_principal(request, credentials)
     if principal.kind != "subject":
         raise Forbidden("This endpoint is for data subjects.")
     return principal
@@ -165,10 +167,11 @@ async def get_current_subject(principal: PrincipalDep) -> Principal:
 
 def require_roles(
     *roles: Role,
-) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
+) -> Callable[[Request, HTTPAuthorizationCredentials | None], Coroutine[Any, Any, Principal]]:
     """A dependency that lets through staff or service principals holding any of ``roles``."""
 
-    async def check(principal: PrincipalDep) -> Principal:
+    async def check(request: Request, credentials: BearerCredentials) -> Principal:
+        principal = await get_principal(request, credentials)
         if principal.kind == "subject" or not principal.has_any(*roles):
             raise Forbidden("Your role may not do this.")
         return principal
