@@ -34,6 +34,7 @@ from app.routers import (
     console,
     console_auth,
     console_intake,
+    console_requests,
     health,
     partner,
     partner_pages,
@@ -161,6 +162,7 @@ def create_app(
     app.include_router(console_auth.router)
     app.include_router(console.router)
     app.include_router(console_intake.router)
+    app.include_router(console_requests.router)
     app.include_router(privacy_forms.router)
     app.include_router(privacy.router)
     app.include_router(privacy_verify.router)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -76,8 +79,11 @@ async def test_sign_in_with_the_identity_provider_by_code_and_pkce(
     )
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" in cookie
     assert "Path=/console" in cookie
-    # The token endpoint got the verifier whose S256 the authorize step saw.
-    assert provider.token_requests[-1]["code_verifier"]
+    # The token endpoint got the verifier whose S256 the authorize step saw (RFC 7636 4.6).
+    verifier = provider.token_requests[-1]["code_verifier"]
+    digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    assert digest.decode().rstrip("=") == provider.challenges[-1]
+    assert 43 <= len(verifier) <= 128
     queue = await browser_like.get("/console/")
     assert queue.status_code == 200
     assert "park" in queue.text and "/console/statistics" in queue.text  # an officer's menu
@@ -125,6 +131,33 @@ async def test_a_callback_that_this_browser_did_not_start_is_refused(
     no_flow = await browser_like.get(f"{callback.path}?{callback.query}")
     assert no_flow.status_code == 401
     assert (await browser_like.get("/console/")).status_code == 401
+
+
+async def test_an_id_token_for_another_sign_in_is_refused(
+    browser_like: httpx.AsyncClient, provider: OidcProvider
+) -> None:
+    # A token whose nonce is not this flow's (replayed from another sign-in), or for another
+    # client, signs no one in.
+    for claims in ({"nonce": "someone-elses"}, {"aud": "another-client"}):
+        provider.user = {"sub": "park", "roles": ["dsr-officer"]}
+        provider.overrides = claims
+        refused = await sign_in_with_idp(browser_like, provider)
+        assert refused.status_code == 401, claims
+        assert "dsr_console=" not in refused.headers.get("set-cookie", "")
+        assert (await browser_like.get("/console/")).status_code == 401
+
+
+async def test_a_sign_in_left_too_long_at_the_provider_is_refused(
+    browser_like: httpx.AsyncClient, provider: OidcProvider, clock: FrozenClock
+) -> None:
+    started = await browser_like.get("/console/auth/start")
+    async with httpx.AsyncClient() as outside:
+        back = await outside.get(started.headers["location"])
+    clock.advance(timedelta(minutes=11))
+    callback = urlparse(back.headers["location"])
+    late = await browser_like.get(f"{callback.path}?{callback.query}")
+    assert late.status_code == 401
+    assert provider.token_requests == []  # the code was never traded
 
 
 async def test_an_account_without_a_console_role_is_not_let_in(

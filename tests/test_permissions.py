@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -68,6 +69,8 @@ class Row:
     headers: dict[str, str] = field(default_factory=dict)
     # Endpoints authenticated by a signature, not a bearer token, answer 401 with their own code.
     unauthenticated_code: str = "unauthenticated"
+    query: str = ""  # sent with the path; routes are matched without it
+    case: str = ""  # names a second row of the same endpoint (another body or query)
 
 
 def _verification_body(role: str) -> dict[str, str]:
@@ -131,8 +134,38 @@ MATRIX: list[Row] = [
     Row("POST", "/v1/staff/requests/{id}/notes", only(STAFF), body=empty),
     Row("POST", "/v1/staff/requests/bulk", only(STAFF), body=empty, note="assign, spam: officer"),
     Row("GET", "/v1/staff/sla", only(STAFF, 200)),
+    Row(
+        "POST",
+        "/v1/staff/requests/bulk",
+        only(OFFICER, 200),
+        body=lambda role: {"action": "assign", "ids": [str(uuid.uuid4())], "assignee": "kim"},
+        case="assign",
+    ),
+    Row(
+        "POST",
+        "/v1/staff/requests/bulk",
+        only(OFFICER, 200),
+        body=lambda role: {"action": "withdraw_spam", "ids": [str(uuid.uuid4())]},
+        case="withdraw_spam",
+    ),
+    Row(
+        "POST",
+        "/v1/staff/requests/bulk",
+        only(STAFF, 200),
+        body=lambda role: {"action": "take", "ids": [str(uuid.uuid4())]},
+        case="take",
+    ),
     Row("GET", "/v1/staff/export", only(OFFICER), note="identifiers: privacy officer only"),
+    Row("GET", "/v1/staff/export", only(OFFICER, 200), query="?from=2026-11-01&to=2026-11-30"),
+    Row(
+        "GET",
+        "/v1/staff/export",
+        only(DECIDER, 200),
+        query="?from=2026-11-01&to=2026-11-30&personal=true",
+        case="personal",
+    ),
     Row("GET", "/v1/staff/statistics", only(OFFICER)),
+    Row("GET", "/v1/staff/statistics", only(OFFICER, 200), query="?from=2026-11-01&to=2026-11-30"),
     # -- processors (issue 6, contract) ------------------------------------------------------
     Row("GET", "/v1/processors", only(OFFICER)),
     Row("POST", "/v1/processors", only(OFFICER), body=empty),
@@ -236,9 +269,11 @@ def concrete(path: str) -> str:
     return path.replace("{id}", str(uuid.uuid4()))
 
 
-@pytest.mark.parametrize(
-    "row", [pytest.param(row, id=f"{row.method} {row.path}") for row in MATRIX]
-)
+def row_id(row: Row) -> str:
+    return f"{row.method} {row.path}{row.query}" + (f" ({row.case})" if row.case else "")
+
+
+@pytest.mark.parametrize("row", [pytest.param(row, id=row_id(row)) for row in MATRIX])
 async def test_permission_matrix(
     row: Row, matrix_app: FastAPI, client: httpx.AsyncClient, headers_for: Any
 ) -> None:
@@ -249,7 +284,7 @@ async def test_permission_matrix(
     for role in ROLES:
         response = await client.request(
             row.method,
-            path,
+            path + row.query,
             headers={**headers_for(role), **row.headers},
             json=row.body(role) if row.body else None,
         )
@@ -280,4 +315,142 @@ def test_every_route_of_the_app_is_in_the_matrix(matrix_app: FastAPI) -> None:
         for method in operations:
             if not any(m == method.upper() and pattern.match(p) for m, p in rows):
                 missing.append(f"{method.upper()} {template}")
+    assert missing == []
+
+
+# -- the support console's pages (issue 15) ---------------------------------------------------
+# The same matrix for /console/: the session cookie of the development sign-in instead of a
+# bearer token (``none``: no session). A page answers 401 without a session and 403 for a role
+# the page or action is not for, as the API does; both are pages, not problem+json.
+
+CONSOLE_ROLES = ("none", "support_agent", "privacy_officer", "admin")
+MONTH = "?from=2026-11-01&to=2026-11-30"
+
+
+def console_only(allowed: frozenset[str], status: int = PASSES) -> dict[str, int]:
+    return {
+        role: status if role in allowed else (401 if role == "none" else 403)
+        for role in CONSOLE_ROLES
+    }
+
+
+def console_public(status: int) -> dict[str, int]:
+    return dict.fromkeys(CONSOLE_ROLES, status)
+
+
+@dataclass(frozen=True)
+class PageRow:
+    method: str
+    path: str  # "{id}" stands for a random UUID
+    expected: dict[str, int]
+    form: dict[str, str] = field(default_factory=dict)
+    query: str = ""
+
+
+REQUEST_ACTIONS = {
+    "take": STAFF,
+    "unassign": STAFF,
+    "review": STAFF,
+    "note": STAFF,
+    "propose": STAFF,
+    "approve": STAFF,
+    "withdraw": STAFF,
+    "assign": OFFICER,
+    "accept-proposal": DECIDER,
+    "refuse": DECIDER,
+    "extend": DECIDER,
+}
+
+CONSOLE_MATRIX: list[PageRow] = [
+    PageRow("GET", "/console/sign-in", console_public(200)),
+    PageRow(
+        "POST",
+        "/console/dev-sign-in",
+        console_public(303),
+        form={"role": "support_agent", "user": "kim"},
+    ),
+    PageRow("GET", "/console/auth/start", console_public(404)),
+    PageRow("GET", "/console/auth/callback", console_public(404)),
+    PageRow("POST", "/console/sign-out", console_public(303)),
+    PageRow("GET", "/console/", console_only(STAFF, 200)),
+    PageRow("GET", "/console/", console_only(STAFF, 200), query="?view=overdue"),
+    PageRow("GET", "/console/search", console_only(STAFF, 303)),
+    PageRow("POST", "/console/search", console_only(STAFF, 422), form={"kind": "phone"}),
+    PageRow("GET", "/console/requests/{id}", console_only(STAFF, 404)),
+    PageRow("GET", "/console/requests/{id}/refuse", console_only(STAFF, 303)),
+    *[
+        PageRow("POST", f"/console/requests/{{id}}/{action}", console_only(allowed, 404))
+        for action, allowed in REQUEST_ACTIONS.items()
+        if action not in ("note", "propose", "refuse", "extend")
+    ],
+    # Forms with text: filled in, so only the unknown request stops them.
+    *[
+        PageRow(
+            "POST",
+            f"/console/requests/{{id}}/{action}",
+            console_only(REQUEST_ACTIONS[action], 404),
+            form={"text": "x", "ground": "identity_not_verified", "new_due": "2026-12-10"},
+        )
+        for action in ("note", "propose", "refuse", "extend")
+    ],
+    PageRow("GET", "/console/intake", console_only(STAFF, 200)),
+    PageRow("POST", "/console/intake", console_only(STAFF, 422), form={"type": "access"}),
+    PageRow("GET", "/console/processors", console_only(OFFICER, 200)),
+    PageRow("POST", "/console/deliveries/{id}/replay", console_only(OFFICER, 404)),
+    PageRow("GET", "/console/statistics", console_only(OFFICER, 200)),
+    PageRow("GET", "/console/export.csv", console_only(OFFICER, 200), query=MONTH),
+    PageRow(
+        "GET", "/console/export.csv", console_only(DECIDER, 200), query=MONTH + "&personal=true"
+    ),
+]
+
+
+@asynccontextmanager
+async def console_client(app: FastAPI, role: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser-like client (https, cookies kept), signed in as ``role`` unless ``none``."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as http:
+        page = await http.get("/console/sign-in")
+        token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        http.headers["X-CSRF-Token"] = token
+        if role != "none":
+            signed = await http.post(
+                "/console/dev-sign-in", data={"role": role, "user": f"{role}-1"}
+            )
+            assert signed.status_code == 303, signed.text
+        yield http
+
+
+@pytest.mark.parametrize(
+    "row",
+    [pytest.param(row, id=f"{row.method} {row.path}{row.query}") for row in CONSOLE_MATRIX],
+)
+async def test_console_permission_matrix(row: PageRow, app: FastAPI) -> None:
+    path = concrete(row.path) + row.query
+    wrong: dict[str, str] = {}
+    for role in CONSOLE_ROLES:
+        async with console_client(app, role) as http:
+            response = await http.request(row.method, path, data=row.form or None)
+        status, expected = response.status_code, row.expected[role]
+        if expected == PASSES and status in (401, 403):
+            wrong[role] = f"got {status}, expected to pass authorization"
+        elif expected != PASSES and status != expected:
+            wrong[role] = f"got {status}, expected {expected}"
+        elif status in (401, 403) and not response.headers["content-type"].startswith("text/html"):
+            wrong[role] = f"{status} is not a page"
+    assert wrong == {}
+
+
+def test_every_console_route_is_in_the_console_matrix(app: FastAPI) -> None:
+    """A new console page or action must get a row, as an API endpoint must."""
+    rows = [(row.method, concrete(row.path)) for row in CONSOLE_MATRIX]
+    missing = []
+    for route in app.router.routes:
+        path = getattr(route, "path", "")
+        if not path.startswith("/console"):
+            continue
+        pattern = re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$")
+        for method in getattr(route, "methods", None) or ():
+            if method != "HEAD" and not any(m == method and pattern.match(p) for m, p in rows):
+                missing.append(f"{method} {path}")
     assert missing == []

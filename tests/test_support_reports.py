@@ -135,7 +135,9 @@ async def test_statistics_against_a_hand_computed_month(
     assert figures["p90_days_to_complete"] == pytest.approx(12.1)
     # Answered: A, B, C on time; D (refused 23 Nov, due 21 Nov) and E (25 Nov, due 22 Nov) late.
     assert (figures["answered"], figures["answered_on_time"]) == (5, 3)
-    assert figures["share_on_time"] == 0.6
+    # F, still in review past its due day (30 Nov; now 2 Dec), is late already: 3 of 6.
+    assert figures["overdue_unanswered"] == 1
+    assert figures["share_on_time"] == 0.5
     assert figures["objections"] == {"total": 1, "open": 0, "upheld": 0, "dismissed": 1}
 
     empty = await client.get(
@@ -193,6 +195,14 @@ async def test_the_export_is_csv_without_personal_data_unless_an_officer_asks(
     assert refused.status_code == 403
     agent = await client.get("/v1/staff/export", params=month, headers=staff(app, *AGENT))
     assert agent.status_code == 403
+    for bad in (
+        {"from": "2026-11-30", "to": "2026-11-01"},  # ends before it starts
+        {"from": "2024-01-01", "to": "2026-11-30"},  # over two years
+        {"from": "2026-11-01"},  # no end
+    ):
+        refused_range = await client.get("/v1/staff/export", params=bad, headers=officer)
+        assert refused_range.status_code == 422, bad
+        assert refused_range.headers["content-type"].startswith("application/problem+json")
     personal = await client.get(
         "/v1/staff/export", params=month | {"personal": "true"}, headers=officer
     )

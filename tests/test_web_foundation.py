@@ -243,7 +243,8 @@ async def test_session_required_and_expired_pages(
     missing = await pages.get("/console/_probe/me")
     assert missing.status_code == 401
     assert "www-authenticate" not in missing.headers
-    assert "본인 확인이 필요합니다" in missing.text
+    # The probes live under /console: the staff's words (a subject's area says "본인 확인").
+    assert "로그인이 필요합니다" in missing.text
     expired = tokens.issue_subject_token(
         blind_index="b" * 43,
         identifier_kinds=["phone"],
@@ -254,7 +255,7 @@ async def test_session_required_and_expired_pages(
         "/console/_probe/me", headers={"Cookie": f"{PROBE_SESSION.name}={expired}"}
     )
     assert response.status_code == 401
-    assert "본인 확인 시간이 지났습니다" in response.text
+    assert "로그인 시간이 지났습니다" in response.text
     fresh = tokens.issue_subject_token(
         blind_index="b" * 43, identifier_kinds=["phone"], now=clock.now(), ttl=timedelta(minutes=30)
     )

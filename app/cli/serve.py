@@ -75,7 +75,10 @@ def serve(
             # Where `dsr demo-partner` sends its acknowledgements.
             local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
             remember_service(settings.data_dir, f"http://{local}:{port}")
-        typer.echo(f"qx-dsr on http://{host}:{port} (API docs at /docs)")
+        typer.echo(
+            f"qx-dsr on http://{host}:{port}: the privacy center at "
+            f"http://{host}:{port}/privacy/ (API docs at /docs)"
+        )
         if workers == 1:
             settle_heap()
             uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)

@@ -24,6 +24,7 @@ from app.models.requests import OPEN_STATUSES
 from app.requests import deadlines, holds
 from app.requests.lifecycle import (
     STATUS_WORDS,
+    check_explained,
     check_four_eyes,
     check_ground,
     check_refusal_proposed,
@@ -81,6 +82,7 @@ async def propose_refusal(
         )
     if (ground is None) == (not refused_items):
         raise InvalidInput("Give either a ground (whole request) or refused_items (part of it).")
+    check_explained(explanation, "A proposed refusal")
     if ground is not None:
         check_ground(ground, request.type)
     else:
@@ -192,8 +194,7 @@ async def approve_request(
     if refused_items:
         if not actor.is_officer:
             raise Forbidden("Only a privacy officer decides a partial refusal; propose it instead.")
-        if not explanation:
-            raise InvalidInput("A partial refusal needs an explanation for the subject.")
+        explanation = check_explained(explanation, "A partial refusal")
         check_refused_items(request, refused_items)
         check_refusal_proposed(request, settings)
         if refuses_everything(request, refused_items):
@@ -268,6 +269,7 @@ async def refuse_request(
         )
     check_four_eyes(request, actor)
     check_ground(ground, request.type)
+    check_explained(explanation, "A refusal")
     check_refusal_proposed(request, settings)
     await _refuse(
         session,
@@ -371,6 +373,7 @@ async def extend_request(
             "suspension and consent withdrawal are answered within 10 days, with no "
             "postponement (Decree Arts. 43(3), 44(2))."
         )
+    check_explained(reason, "A postponement")
     if now > request.due_at:
         raise PostponementNotAllowed(
             "The due date has passed: a postponement must be notified within the 10 days "

@@ -281,6 +281,13 @@ def check_ground(ground: str, request_type: str) -> None:
         )
 
 
+def check_explained(text: str | None, what: str) -> str:
+    """A refusal or a postponement is told to the subject with its reasons: never blank."""
+    if not text or not text.strip():
+        raise InvalidInput(f"{what} needs an explanation for the subject.")
+    return text
+
+
 def check_refused_items(request: DsrRequest, refused: list[dict[str, str]]) -> None:
     """Each part must be one the request covers, once, with a ground for its type."""
     parts = refusable_parts(request.type, request.scope)

@@ -75,6 +75,19 @@ class RequestFilters:
         return details
 
 
+def search_label(search: Search) -> str:
+    """What was searched for as it may be shown back: the identifier masked, the reference as
+    written on the subject's notices; InvalidInput for something that cannot match anything."""
+    if search.reference:
+        low, _ = reference_range(search.reference)
+        return low.hex[:8].upper()
+    if search.phone:
+        return subjects.mask("phone", subjects.normalise("phone", search.phone))
+    if search.email:
+        return subjects.mask("email", subjects.normalise("email", search.email))
+    raise InvalidInput("Type what to search for.")
+
+
 def reference_range(reference: str) -> tuple[uuid.UUID, uuid.UUID]:
     """The ids whose short reference is ``reference`` (a primary-key range, not a scan)."""
     ref = reference.strip().replace("-", "").upper()

@@ -16,7 +16,7 @@ from app.audit import trail
 from app.audit.actors import Actor
 from app.config import Settings
 from app.models import DsrObjection, DsrRequest
-from app.models.requests import STATUSES, TYPES
+from app.models.requests import OPEN_STATUSES, STATUSES, TYPES
 from app.requests.exports import local_range
 
 _R = DsrRequest.__table__  # type: ignore[attr-defined]
@@ -43,7 +43,8 @@ async def request_statistics(
     day_to: date,
     actor: Actor,
 ) -> dict[str, Any]:
-    """Counts by type, channel and outcome; median and p90 days; share on time; objections."""
+    """Counts by type, channel and outcome; median and p90 days; share on time (of the answered
+    and the still open past their due date); objections."""
     tz = settings.display_timezone
     start, end = local_range(day_from, day_to, tz)
     received = [_R.c.received_at >= start, _R.c.received_at <= end]
@@ -61,14 +62,17 @@ async def request_statistics(
         )
     ).one()
     answered_at = sa.func.coalesce(_R.c.completed_at, _R.c.decided_at)
-    answered, on_time = (
+    answered, on_time, late_open = (
         await session.execute(
             sa.select(
-                sa.func.count(),
-                sa.func.count().filter(answered_at <= _R.c.due_at),
-            ).where(*received, _R.c.status.in_(ANSWERED))
+                sa.func.count().filter(_R.c.status.in_(ANSWERED)),
+                sa.func.count().filter(_R.c.status.in_(ANSWERED), answered_at <= _R.c.due_at),
+                sa.func.count().filter(_R.c.status.in_(OPEN_STATUSES), _R.c.due_at < now),
+            ).where(*received)
         )
     ).one()
+    # A request still open past its due date is late already: it counts against the share.
+    judged = answered + late_open
     objections = {"open": 0, "upheld": 0, "dismissed": 0} | await _grouped(
         session, _O.c.status, [_O.c.submitted_at >= start, _O.c.submitted_at <= end]
     )
@@ -84,7 +88,8 @@ async def request_statistics(
         "p90_days_to_complete": float(p90) if p90 is not None else None,
         "answered": int(answered),
         "answered_on_time": int(on_time),
-        "share_on_time": round(on_time / answered, 4) if answered else None,
+        "overdue_unanswered": int(late_open),
+        "share_on_time": round(on_time / judged, 4) if judged else None,
         "objections": {"total": sum(objections.values()), **objections},
     }
     await trail.record(

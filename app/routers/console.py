@@ -1,4 +1,5 @@
-"""The support console's pages: the queue, a request, intake, processors, statistics.
+"""The support console's pages: the queue, processors, statistics and the export (a request's
+page and its actions: ``console_requests``; intake: ``console_intake``).
 
 A page is another router over the same services as the API, with the console session instead
 of a bearer token; officer-only pages and actions check the role here, as the API's
@@ -25,27 +26,15 @@ from app.deps import (
 )
 from app.errors import Forbidden, InvalidInput
 from app.models.requests import STATUSES, TYPES
-from app.requests import (
-    assignment,
-    deadlines,
-    decisions,
-    exports,
-    notes,
-    queries,
-    sla,
-    statistics,
-    workbench,
-)
+from app.requests import deadlines, exports, queries, sla, statistics
 from app.routers.console_auth import ConsolePrincipal, signed_in_context
 from app.security import Principal
 from app.vocabulary import TYPE_LABELS
-from app.web.deps import PagesDep
+from app.web.deps import PagesDep, TranslatorDep
 from app.webhooks import deliveries, health
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-Text = Annotated[str, Form(max_length=2000)]
-Optional = Annotated[str, Form(max_length=254)]
 MANAGERS = frozenset({"privacy_officer", "admin"})
 
 
@@ -79,6 +68,12 @@ def console_page(
 # ---------------------------------------------------------------------------------- the queue
 
 
+# The queue's views: a filter of the queue, or (postponed, waiting on a processor) the SLA
+# clock's own list of that bucket.
+VIEWS = ("mine", "overdue", "today", "soon", "postponed", "awaiting")
+BUCKET_VIEWS = {"postponed": "postponed", "awaiting": "awaiting_acknowledgement"}
+
+
 async def _queue(
     request: Request,
     *,
@@ -91,28 +86,32 @@ async def _queue(
     client_ip: str,
     filters: queries.RequestFilters,
     cursor: str | None,
-    searched: bool,
-    status_code: int = 200,
+    view: str | None = None,
+    searched: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
 ) -> Response:
     actor = actor_of(principal, client_ip)
     tz = settings.display_timezone
-    listed = await queries.list_staff_requests(
-        session,
-        now=clock.now(),
-        filters=filters,
-        cursor=cursor,
-        limit=50,
-        actor=actor,
-        crypto=crypto,
-        tz=tz,
-    )
-    page = {
-        "items": [queries.queue_row(row, now=clock.now(), tz=tz) for row in listed.requests],
-        "next_cursor": listed.next_cursor,
-    }
     overview = await sla.sla_overview(
         session, settings=settings, now=clock.now(), within_days=2, assignee=None, actor=actor
     )
+    if view in BUCKET_VIEWS:
+        page: dict[str, Any] = {"items": overview[BUCKET_VIEWS[view]], "next_cursor": None}
+    else:
+        listed = await queries.list_staff_requests(
+            session,
+            now=clock.now(),
+            filters=filters,
+            cursor=cursor,
+            limit=50,
+            actor=actor,
+            crypto=crypto,
+            tz=tz,
+        )
+        page = {
+            "items": [queries.queue_row(row, now=clock.now(), tz=tz) for row in listed.requests],
+            "next_cursor": listed.next_cursor,
+        }
     return console_page(
         pages,
         request,
@@ -121,13 +120,15 @@ async def _queue(
         {
             "page": page,
             "sla": overview["counts"],
-            "filters": filters,
+            "view": view,
+            "status_filter": filters.statuses[0] if filters.statuses else None,
             "searched": searched,
+            "errors": errors or {},
             "statuses": STATUSES,
             "types": TYPES,
             "type_labels": TYPE_LABELS,
         },
-        status=status_code,
+        status=422 if errors else 200,
     )
 
 
@@ -146,12 +147,13 @@ async def queue_page(
     view: Annotated[str | None, Query(max_length=16)] = None,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> Response:
+    view = view if view in VIEWS else None
     filters = queries.RequestFilters(
         statuses=[status] if status in STATUSES else None,
         types=[type] if type in TYPES else None,
         overdue=True if view == "overdue" else None,
         assignee=principal.subject if view == "mine" else None,
-        due_within_days=2 if view == "soon" else None,
+        due_within_days={"today": 0, "soon": 2}.get(view or ""),
     )
     return await _queue(
         request,
@@ -164,8 +166,14 @@ async def queue_page(
         client_ip=client_ip,
         filters=filters,
         cursor=cursor,
-        searched=False,
+        view=view,
     )
+
+
+@router.get("/search")
+async def search_by_get(principal: ConsolePrincipal) -> Response:
+    """The search's address opened as a page (the language switch of a result): the queue."""
+    return redirect_after("/console/")
 
 
 @router.post("/search")
@@ -178,13 +186,31 @@ async def search_page(
     clock: ClockDep,
     crypto: CryptoDep,
     client_ip: ClientIpDep,
+    t: TranslatorDep,
     kind: Annotated[str, Form(max_length=16)] = "phone",
     value: Annotated[str, Form(max_length=254)] = "",
 ) -> Response:
     # A POST, so the caller's number never sits in a URL (history, proxies, referrers).
-    if kind not in ("phone", "email", "reference") or not value.strip():
-        raise InvalidInput("Choose what to search by and type it.")
+    kind = kind if kind in ("phone", "email", "reference") else "phone"
     search = queries.Search(**{kind: value.strip()})
+    try:
+        shown = queries.search_label(search)
+    except InvalidInput:
+        # Shown again with the error on the field; what was typed is not echoed.
+        return await _queue(
+            request,
+            pages=pages,
+            principal=principal,
+            session=session,
+            settings=settings,
+            clock=clock,
+            crypto=crypto,
+            client_ip=client_ip,
+            filters=queries.RequestFilters(),
+            cursor=None,
+            searched={"kind": kind},
+            errors={"search-value": t(f"console.search.invalid_{kind}")},
+        )
     return await _queue(
         request,
         pages=pages,
@@ -196,50 +222,7 @@ async def search_page(
         client_ip=client_ip,
         filters=queries.RequestFilters(search=search),
         cursor=None,
-        searched=True,
-    )
-
-
-# ---------------------------------------------------------------------------------- a request
-
-
-@router.get("/requests/{request_id}")
-async def request_page(
-    request: Request,
-    request_id: uuid.UUID,
-    pages: PagesDep,
-    principal: ConsolePrincipal,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    client_ip: ClientIpDep,
-    done: Annotated[str | None, Query(max_length=32)] = None,
-) -> Response:
-    lang = pages.locale(request)
-    view = await workbench.request_workbench(
-        session,
-        crypto=crypto,
-        settings=settings,
-        now=clock.now(),
-        request_id=request_id,
-        actor=actor_of(principal, client_ip),
-        locale=lang,
-    )
-    today = deadlines.local_date(clock.now(), settings.display_timezone)
-    return console_page(
-        pages,
-        request,
-        "console/request.html",
-        principal,
-        {
-            "r": view,
-            "done": done,
-            # Without a colleague's proposal an officer may refuse alone only if so configured.
-            "single_officer": settings.single_officer_refusals,
-            "type_labels": TYPE_LABELS,
-            "extend_min": (today + timedelta(days=1)).isoformat(),
-        },
+        searched={"kind": kind, "shown": shown},
     )
 
 
@@ -247,84 +230,6 @@ def redirect_after(url: str) -> Response:
     """Post/redirect/get: the session dependency has committed before this answer goes, so the
     browser's next GET sees what the POST wrote."""
     return RedirectResponse(url, status_code=303)
-
-
-@router.post("/requests/{request_id}/{action}")
-async def request_action(
-    request_id: uuid.UUID,
-    action: str,
-    principal: ConsolePrincipal,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    client_ip: ClientIpDep,
-    text: Text = "",
-    ground: Annotated[str, Form(max_length=40)] = "",
-    items: Annotated[list[str] | None, Form()] = None,
-    new_due: Annotated[str, Form(max_length=10)] = "",
-    assignee: Annotated[str, Form(max_length=128)] = "",
-) -> Response:
-    actor = actor_of(principal, client_ip)
-    now = clock.now()
-    common: dict[str, Any] = {
-        "crypto": crypto,
-        "now": now,
-        "request_id": request_id,
-        "actor": actor,
-    }
-    refused = [{"item": item, "ground": ground} for item in items or []]
-    if action == "take":
-        await assignment.take_request(session, **common)
-    elif action == "unassign":
-        await assignment.unassign_request(session, **common)
-    elif action == "assign":
-        await assignment.assign_request(session, assignee=assignee.strip(), **common)
-    elif action == "review":
-        await decisions.start_review(session, **common)
-    elif action == "note":
-        if not text.strip():
-            raise InvalidInput("Write the note first.")
-        await notes.add_note(session, text=text.strip(), **common)
-    elif action == "propose":
-        await decisions.propose_refusal(
-            session,
-            ground=None if refused else ground or None,
-            refused_items=refused or None,
-            explanation=text.strip(),
-            **common,
-        )
-    elif action == "approve":
-        await decisions.approve_request(
-            session,
-            settings=settings,
-            refused_items=refused or None,
-            explanation=text.strip() or None,
-            **common,
-        )
-    elif action == "accept-proposal":
-        _require(principal, frozenset({"privacy_officer"}))
-        await workbench.decide_as_proposed(session, settings=settings, **common)
-    elif action == "refuse":
-        _require(principal, frozenset({"privacy_officer"}))
-        await decisions.refuse_request(
-            session, settings=settings, ground=ground, explanation=text.strip(), **common
-        )
-    elif action == "extend":
-        _require(principal, frozenset({"privacy_officer"}))
-        try:
-            day = date.fromisoformat(new_due)
-        except ValueError:
-            raise InvalidInput("Choose the new due day.") from None
-        due = deadlines.end_of_local_day(day, settings.display_timezone)
-        await decisions.extend_request(
-            session, settings=settings, reason=text.strip(), new_due_at=due, **common
-        )
-    elif action == "withdraw":
-        await decisions.withdraw_request(session, **common)
-    else:
-        raise InvalidInput("No such action.")
-    return redirect_after(f"/console/requests/{request_id}?done={action}")
 
 
 # ------------------------------------------------------------------ processors and statistics
@@ -375,9 +280,15 @@ async def replay(
     return redirect_after("/console/processors?done=replayed")
 
 
-def _month(settings: SettingsDep, clock: ClockDep) -> tuple[date, date]:
+def _months(settings: SettingsDep, clock: ClockDep) -> dict[str, tuple[date, date]]:
+    """This month so far and the whole of last month, in the display zone."""
     today = deadlines.local_date(clock.now(), settings.display_timezone)
-    return today.replace(day=1), today
+    first = today.replace(day=1)
+    last_month_end = first - timedelta(days=1)
+    return {
+        "this_month": (first, today),
+        "last_month": (last_month_end.replace(day=1), last_month_end),
+    }
 
 
 @router.get("/statistics")
@@ -393,7 +304,8 @@ async def statistics_page(
     day_to: Annotated[date | None, Query(alias="to")] = None,
 ) -> Response:
     _require(principal, MANAGERS)
-    first, last = _month(settings, clock)
+    months = _months(settings, clock)
+    first, last = months["this_month"]
     figures = await statistics.request_statistics(
         session,
         settings=settings,
@@ -407,7 +319,7 @@ async def statistics_page(
         request,
         "console/statistics.html",
         principal,
-        {"s": figures, "type_labels": TYPE_LABELS},
+        {"s": figures, "type_labels": TYPE_LABELS, "months": months},
     )
 
 

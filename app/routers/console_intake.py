@@ -10,13 +10,15 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from app.deps import ClientIpDep, ClockDep, CryptoDep, SessionDep, SettingsDep
+from app.errors import InvalidInput
 from app.models.requests import TYPES
 from app.requests import intake
 from app.routers.console import actor_of, console_page, redirect_after
 from app.routers.console_auth import ConsolePrincipal
 from app.schemas.staff import StaffRequestCreate
+from app.subjects.identifiers import normalise
 from app.vocabulary import ITEMS, PURPOSES, TYPE_LABELS
-from app.web.deps import PagesDep
+from app.web.deps import PagesDep, TranslatorDep
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -56,6 +58,31 @@ def _intake_body(form: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
+# Where each part of the body is typed in the form (the template's field ids).
+_FIELDS = {
+    "identifiers": "phone",
+    "intake_channel": "channel-phone",
+    "notify": "notify-to",
+    "check": "check",
+    "relation": "relation",
+    "document_kind": "document-kind",
+    "representative_id_check": "id-check",
+    "document_ref": "document-ref",
+    "corrections": "new-value",
+    "purposes": "purposes",
+}
+
+
+def _field_of(loc: tuple[Any, ...]) -> str:
+    """The form field a schema error is about (the most specific part of its location)."""
+    for part in reversed(loc):
+        if part in ("phone", "email") and "identifiers" in loc:
+            return str(part)
+        if part in _FIELDS:
+            return _FIELDS[part]
+    return "type-access"
+
+
 def _intake_context(lang: str) -> dict[str, Any]:
     return {
         "types": TYPES,
@@ -78,7 +105,7 @@ async def intake_page(request: Request, pages: PagesDep, principal: ConsolePrinc
         request,
         "console/intake.html",
         principal,
-        {**_intake_context(pages.locale(request)), "form": {}, "invalid": []},
+        {**_intake_context(pages.locale(request)), "form": {}, "purposes_checked": []},
     )
 
 
@@ -92,12 +119,25 @@ async def intake_submit(
     clock: ClockDep,
     crypto: CryptoDep,
     client_ip: ClientIpDep,
+    t: TranslatorDep,
 ) -> Response:
     form = await request.form()
+    errors: dict[str, str] = {}
     try:
         body = StaffRequestCreate.model_validate(_intake_body(form))  # type: ignore[arg-type]
     except ValidationError as exc:
-        fields = {".".join(str(part) for part in error["loc"][:2]) for error in exc.errors()}
+        for error in exc.errors():
+            field = _field_of(error["loc"])
+            errors.setdefault(field, t(f"console.intake.errors.{field}"))
+    else:
+        # Checked before anything is written, so the form can come back with its errors.
+        for kind, raw in (("phone", body.identifiers.phone), ("email", body.identifiers.email)):
+            try:
+                if raw:
+                    normalise(kind, raw)  # type: ignore[arg-type]
+            except InvalidInput:
+                errors[kind] = t(f"console.intake.errors.{kind}")
+    if errors:
         return console_page(
             pages,
             request,
@@ -106,7 +146,8 @@ async def intake_submit(
             {
                 **_intake_context(pages.locale(request)),
                 "form": {k: v for k, v in form.items() if isinstance(v, str)},
-                "invalid": sorted(fields),
+                "purposes_checked": form.getlist("purposes"),
+                "errors": errors,
             },
             status=422,
         )

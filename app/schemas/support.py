@@ -80,5 +80,8 @@ class StatisticsOut(BaseModel):
     p90_days_to_complete: float | None
     answered: int = Field(description="completed, partially completed or refused")
     answered_on_time: int
-    share_on_time: float | None
+    overdue_unanswered: int = Field(description="still open past the due date (late already)")
+    share_on_time: float | None = Field(
+        description="answered_on_time / (answered + overdue_unanswered); null when both are 0"
+    )
     objections: ObjectionCounts

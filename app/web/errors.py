@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from app.web import page_area
+from app.web.deps import PRIVACY_SESSION
 from app.web.i18n import Translator
 from app.web.templating import Pages
 
@@ -26,11 +27,23 @@ _GENERIC = {400, 401, 403, 404, 405, 409, 410, 413, 422, 429, 500, 503}
 _API_ONLY_HEADERS = {"www-authenticate"}
 
 
-def error_key(translator: Translator, *, status: int, code: str) -> str:
-    """The catalogue entry for an error: its code's own, else its status's."""
-    if translator.has(f"errors.{code}.title"):
-        return code
-    return f"status_{status if status in _GENERIC else 500}"
+def error_key(translator: Translator, *, status: int, code: str, area: str = "privacy") -> str:
+    """The catalogue entry for an error: the area's own text for its code or status (the
+    console's staff sign in, they do not verify as subjects), else the common one for its code,
+    else for its status."""
+    generic = f"status_{status if status in _GENERIC else 500}"
+    for key in (f"{area}.errors.{code}", f"{area}.errors.{generic}", f"errors.{code}"):
+        if translator.has(f"{key}.title"):
+            return key
+    return f"errors.{generic}"
+
+
+def _back_href(area: str, path: str) -> str | None:
+    """Back to the console request whose action failed, not the start."""
+    parts = path.strip("/").split("/")
+    if area == "console" and len(parts) >= 4 and parts[1] == "requests":
+        return f"/console/requests/{parts[2]}"
+    return None
 
 
 def wait_text(translator: Translator, seconds: int) -> str:
@@ -59,10 +72,18 @@ def error_page(
         context = {
             "status": status,
             "code": code,
-            "key": error_key(translator, status=status, code=code),
+            "key": error_key(translator, status=status, code=code, area=area),
+            "sign_in_text": f"{area}.errors.actions.sign_in"
+            if translator.has(f"{area}.errors.actions.sign_in")
+            else "errors.actions.sign_in",
+            "back_href": _back_href(area, request.url.path),
             "wait": wait_text(translator, retry_after) if retry_after else None,
             "home_href": f"/{area}/",
             "sign_in_href": f"/{area}/verify" if area == "privacy" else f"/{area}/sign-in",
+            # Signed in to the privacy center (the cookie is there): a way back to the requests.
+            "requests_href": "/privacy/requests"
+            if area == "privacy" and PRIVACY_SESSION.read(request)
+            else None,
             "request_id": request.scope.get("state", {}).get("request_id"),
         }
         return pages.render(request, "error.html", context, status=status, headers=kept)

@@ -4,6 +4,8 @@ action, on screen or by URL. Every page visited is checked with axe-core and pho
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
+from app.clock import FrozenClock
 from app.db import Database
 from app.outbox import queue
 from app.outbox.worker import Worker
@@ -20,6 +23,7 @@ from tests.support.servers import RecordingServer
 from tests.support.webhooks import notify
 
 CALLER = "010-2468-1357"
+MONTH = "?from=2026-11-01&to=2026-11-30"
 
 
 @pytest.fixture
@@ -34,12 +38,12 @@ def settings_overrides(gateway: RecordingServer) -> dict[str, Any]:
     }
 
 
-async def phone_request(client: httpx.AsyncClient, app: FastAPI) -> str:
+async def phone_request(client: httpx.AsyncClient, app: FastAPI, phone: str = CALLER) -> str:
     response = await client.post(
         "/v1/staff/requests",
         json={
             "request": {"type": "deletion", "categories": ["contact"]},
-            "identifiers": {"phone": CALLER},
+            "identifiers": {"phone": phone},
             "intake_channel": "phone",
             "verification": {"method": "agent", "check": "callback_to_number_on_record"},
         },
@@ -66,6 +70,12 @@ async def test_agent_finds_a_caller_proposes_and_an_officer_decides(
     page: Page,
     assert_accessible: AssertAccessible,
 ) -> None:
+    clock: FrozenClock = app.state.clock
+    now = clock.now()
+    clock.set(now - timedelta(days=12))
+    late = await phone_request(client, app, phone="010-2468-0000")
+    clock.set(now)
+    late_reference = late.replace("-", "")[:8].upper()
     request_id = await phone_request(client, app)
     reference = request_id.replace("-", "")[:8].upper()
 
@@ -76,7 +86,7 @@ async def test_agent_finds_a_caller_proposes_and_an_officer_decides(
     await page.get_by_label("찾는 방법").select_option("phone")
     await page.get_by_label("찾을 값").fill("01024681357")
     await page.get_by_role("button", name="찾기").click()
-    await expect(page.get_by_role("status")).to_have_text("검색 결과 1건")
+    await expect(page.get_by_role("status")).to_have_text("전화번호 010-****-1357: 검색 결과 1건")
     assert "01024681357" not in page.url
     await assert_accessible(page)
     await page.get_by_role("link", name=reference).click()
@@ -95,6 +105,14 @@ async def test_agent_finds_a_caller_proposes_and_an_officer_decides(
     proposal = page.locator("form[action$='/propose']")
     await proposal.get_by_label("주소", exact=True).check()
     await proposal.get_by_label("법적 근거").select_option("pipa_36_1_proviso")
+    # Sent without the explanation the subject will read: the form comes back to complete.
+    await proposal.get_by_role("button", name="거절 제안하기").click()
+    summary = page.get_by_role("alert")
+    await expect(summary).to_contain_text("정보주체에게 보낼 설명을 적어 주세요")
+    await assert_accessible(page)
+    await save_screenshots(page, "console-request-agent-form-error")
+    proposal = page.locator("form[action$='/propose']")
+    await expect(proposal.get_by_label("주소", exact=True)).to_be_checked()
     await proposal.get_by_label("정보주체에게 보낼 설명").fill(
         "배송 주소는 다른 법령이 보관을 정하고 있어 삭제할 수 없습니다."
     )
@@ -104,11 +122,22 @@ async def test_agent_finds_a_caller_proposes_and_an_officer_decides(
     )
     await assert_accessible(page)
     await save_screenshots(page, "console-request-agent-proposed")
-    # Officer-only pages are not reachable by URL either.
-    for path in ("/console/processors", "/console/statistics"):
+    # Officer-only pages are not reachable by URL either, nor officer-only actions: a form
+    # posted by hand to refuse is refused, and the request is as it was.
+    for path in ("/console/processors", "/console/statistics", "/console/export.csv" + MONTH):
         response = await page.goto(path)
-        assert response is not None and response.status == 403
+        assert response is not None and response.status == 403, path
+    await expect(page.get_by_role("heading", name="권한이 없습니다")).to_be_visible()
     await assert_accessible(page)
+    await page.goto(f"/console/requests/{request_id}")
+    token = await page.locator("input[name=csrf_token]").first.input_value()
+    forged = await page.request.post(
+        f"/console/requests/{request_id}/accept-proposal", form={"csrf_token": token}
+    )
+    assert forged.status == 403
+    await page.reload()
+    pending = page.get_by_role("heading", name="거절 제안 (보호책임자 결정 대기)")
+    await expect(pending).to_be_visible()
 
     officer_context: BrowserContext = await browser.new_context(
         base_url=live_url, viewport={"width": 1280, "height": 900}, locale="ko-KR"
@@ -123,10 +152,26 @@ async def test_agent_finds_a_caller_proposes_and_an_officer_decides(
         await officer.get_by_role("button", name="제안대로 결정").click()
         await expect(officer.get_by_role("status")).to_have_text("제안대로 결정했습니다.")
         await expect(officer.locator("dd", has_text="처리 중")).to_be_visible()
+        # What is overdue, from the queue's card.
+        await officer.goto("/console/")
+        await officer.get_by_role("link", name="기한 경과").first.click()
+        await expect(officer.get_by_role("link", name=late_reference)).to_be_visible()
+        await expect(officer.get_by_role("link", name=reference)).to_have_count(0)
+        await assert_accessible(officer)
+        await save_screenshots(officer, "console-queue-overdue")
+        # The month's figures and its export.
         await officer.goto("/console/statistics")
         await expect(
             officer.get_by_role("heading", name="통계와 내보내기", level=1)
         ).to_be_visible()
+        await officer.get_by_role("link", name="이번 달").click()
+        async with officer.expect_download() as download_info:
+            await officer.get_by_role("link", name="CSV 내보내기 (개인정보 제외)").click()
+        download = await download_info.value
+        assert download.suggested_filename == "dsr-requests-2026-11-01-2026-11-26.csv"
+        exported = Path(await download.path()).read_text(encoding="utf-8-sig")
+        assert reference in exported and late_reference in exported
+        assert "+8210" not in exported
         await assert_accessible(officer)
         await save_screenshots(officer, "console-statistics")
         await officer.goto("/console/intake")

@@ -43,6 +43,9 @@ class OidcProvider:
     token_requests: list[dict[str, str]] = field(default_factory=list)
     # The tests' frozen clock: the ID token's times must agree with the app's.
     now: Callable[[], float] = time.time
+    # Claims to put in the next ID tokens over what the flow gave (a test of a bad token).
+    overrides: dict[str, Any] = field(default_factory=dict)
+    challenges: list[str] = field(default_factory=list)  # every code_challenge seen
 
     def __post_init__(self) -> None:
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -114,6 +117,7 @@ class OidcProvider:
         """Sign in ``self.user`` and send the browser back with a code."""
         assert query["response_type"] == "code" and query["code_challenge_method"] == "S256"
         code = secrets.token_urlsafe(24)
+        self.challenges.append(query["code_challenge"])
         self.codes[code] = Pending(
             client_id=query["client_id"],
             redirect_uri=query["redirect_uri"],
@@ -139,6 +143,7 @@ class OidcProvider:
             "exp": now + 300,
             "nonce": pending.nonce,
             **pending.claims,
+            **self.overrides,
         }
         id_token = jwt.encode(claims, self._pem, algorithm="RS256", headers={"kid": KID})
         return 200, {
