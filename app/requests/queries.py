@@ -166,50 +166,55 @@ def _filtered(
     return query
 
 
+_OPEN_LIST = ", ".join(repr(status) for status in OPEN_STATUSES)
+# The queue's counts in one statement (one round trip per page). Open statuses, overdue, failed
+# and open objections: exact, each from a small index. Closed statuses: exact while the table
+# holds up to EXACT_COUNT_LIMIT requests (planner statistics), then the statistics' estimates;
+# each branch's condition is a one-time filter, so the other branch reads nothing.
+_COUNTS = sa.text(
+    f"""
+    WITH stored AS (SELECT reltuples AS n FROM pg_class WHERE oid = 'dsr_request'::regclass)
+    SELECT
+        (SELECT n FROM stored) > :exact_limit AS estimated,
+        (SELECT count(*) FROM dsr_request
+            WHERE status IN ({_OPEN_LIST}) AND due_at < :now) AS overdue,
+        (SELECT count(*) FROM dsr_request WHERE fulfilment_state = 'failed') AS failed,
+        (SELECT count(*) FROM dsr_objection WHERE status = 'open') AS open_objections,
+        ARRAY(
+            SELECT status || '=' || count(*) FROM dsr_request
+            WHERE status IN ({_OPEN_LIST}) GROUP BY status
+            UNION ALL
+            SELECT status || '=' || count(*) FROM dsr_request
+            WHERE (SELECT n FROM stored) <= :exact_limit AND status NOT IN ({_OPEN_LIST})
+            GROUP BY status
+            UNION ALL
+            SELECT v.status || '=' || round(v.freq * c.reltuples)::bigint
+            FROM pg_class AS c, pg_stats AS s,
+                unnest(s.most_common_vals::text::text[], s.most_common_freqs)
+                AS v(status, freq)
+            WHERE (SELECT n FROM stored) > :exact_limit
+                AND c.oid = 'dsr_request'::regclass AND s.schemaname = current_schema()
+                AND s.tablename = 'dsr_request' AND s.attname = 'status'
+                AND v.status NOT IN ({_OPEN_LIST})
+        ) AS by_status
+    """
+)
+
+
 async def _counts(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
-    """Open statuses, overdue and failed: exact, each from a small index. Closed statuses: exact
-    up to ``EXACT_COUNT_LIMIT`` stored requests, then estimates from the planner's statistics
-    (refreshed by autovacuum), flagged in ``estimated``."""
-    stored, overdue, failed, open_objections = (
-        await session.execute(
-            sa.select(
-                sa.text("(SELECT reltuples FROM pg_class WHERE oid = 'dsr_request'::regclass)"),
-                sa.select(sa.func.count()).where(_overdue_clause(now)).scalar_subquery(),
-                sa.select(sa.func.count())
-                .where(col(DsrRequest.fulfilment_state) == "failed")
-                .scalar_subquery(),
-                sa.select(sa.func.count())
-                .where(col(DsrObjection.status) == "open")
-                .scalar_subquery(),
-            )
-        )
-    ).one()
+    """The counts over all requests shown with every queue page (see ``_COUNTS``)."""
+    row = (await session.execute(_COUNTS, {"now": now, "exact_limit": EXACT_COUNT_LIMIT})).one()
     by_status = dict.fromkeys(STATUSES, 0)
-    estimated = stored > EXACT_COUNT_LIMIT
-    counted = sa.select(col(DsrRequest.status), sa.func.count()).group_by(col(DsrRequest.status))
-    if estimated:
-        counted = counted.where(_OPEN)
-        rows = await session.execute(
-            sa.text(
-                "SELECT v.status, round(v.freq * c.reltuples)::bigint"
-                " FROM pg_class AS c, pg_stats AS s,"
-                " unnest(s.most_common_vals::text::text[], s.most_common_freqs)"
-                " AS v(status, freq)"
-                " WHERE c.oid = 'dsr_request'::regclass AND s.schemaname = current_schema()"
-                " AND s.tablename = 'dsr_request' AND s.attname = 'status'"
-            )
-        )
-        for status, count in rows.all():
-            if status in by_status and status not in OPEN_STATUSES:
-                by_status[status] = int(count)
-    for status, count in (await session.execute(counted)).all():
-        by_status[status] = count
+    for entry in row.by_status:
+        status, count = entry.rsplit("=", 1)
+        if status in by_status:
+            by_status[status] = int(count)
     return {
         "by_status": by_status,
-        "estimated": [s for s in STATUSES if s not in OPEN_STATUSES] if estimated else [],
-        "overdue": overdue,
-        "fulfilment_failed": failed,
-        "open_objections": open_objections,
+        "estimated": [s for s in STATUSES if s not in OPEN_STATUSES] if row.estimated else [],
+        "overdue": row.overdue,
+        "fulfilment_failed": row.failed,
+        "open_objections": row.open_objections,
     }
 
 
