@@ -25,11 +25,12 @@ from app.middleware import (
     BodySizeLimitMiddleware,
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
+    UnhandledErrorMiddleware,
 )
 from app.migrate import head_revision
 from app.observability import Metrics
 from app.outbox.worker import Worker
-from app.problems import install_problem_handlers
+from app.problems import install_problem_handlers, unhandled_error
 from app.routers import (
     console,
     console_auth,
@@ -173,6 +174,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # Added innermost first; the request id (outermost) must exist before anything logs.
+    app.add_middleware(UnhandledErrorMiddleware, handler=unhandled_error)
     app.add_middleware(
         CsrfMiddleware,
         key=settings.key_bytes("token_signing_key"),

@@ -28,6 +28,7 @@ from app.errors import Forbidden, InvalidInput
 from app.models.requests import STATUSES, TYPES
 from app.requests import deadlines, exports, queries, sla, statistics
 from app.routers.console_auth import ConsolePrincipal, signed_in_context
+from app.schemas.types import Day
 from app.security import Principal
 from app.vocabulary import TYPE_LABELS
 from app.web.deps import PagesDep, TranslatorDep
@@ -300,8 +301,8 @@ async def statistics_page(
     settings: SettingsDep,
     clock: ClockDep,
     client_ip: ClientIpDep,
-    day_from: Annotated[date | None, Query(alias="from")] = None,
-    day_to: Annotated[date | None, Query(alias="to")] = None,
+    day_from: Annotated[Day | None, Query(alias="from")] = None,
+    day_to: Annotated[Day | None, Query(alias="to")] = None,
 ) -> Response:
     _require(principal, MANAGERS)
     months = _months(settings, clock)
@@ -332,8 +333,8 @@ async def export_csv(
     clock: ClockDep,
     crypto: CryptoDep,
     client_ip: ClientIpDep,
-    day_from: Annotated[date, Query(alias="from")],
-    day_to: Annotated[date, Query(alias="to")],
+    day_from: Annotated[Day, Query(alias="from")],
+    day_to: Annotated[Day, Query(alias="to")],
     personal: bool = False,
 ) -> Response:
     _require(principal, MANAGERS)
