@@ -313,6 +313,8 @@ async def privacy_confirm_code(w: World) -> Call:
             "csrf_token": csrf_in(page.text),
         },
     )
+    if sent.is_redirect:  # the code page is its own address
+        sent = await w.browser.get(sent.headers["location"])
     action = re.search(r'action="(/privacy/verify/[0-9a-f-]+)"', sent.text)
     assert action, sent.text
     await w.worker.drain()
