@@ -171,7 +171,7 @@ async def report_steps(url: str, crypto: Crypto) -> dict[str, Any]:
     sealed = seal_report(crypto, report)
     out["seal"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    html = render_access_report_html(report)
+    html = render_access_report_html(report, settings=Settings())
     out["html"] = time.perf_counter() - t0
     out["records"] = sum(source.records for source in report.sources)
     out["sealed_kb"] = len(sealed) / 1024
