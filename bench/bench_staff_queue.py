@@ -46,7 +46,7 @@ from app.config import KEY_FIELDS, Settings, new_key  # noqa: E402
 from app.crypto import Crypto  # noqa: E402
 from app.db import Database, plain_url  # noqa: E402
 from app.outbox import queue  # noqa: E402
-from app.requests.queries import RequestFilters, Search, list_staff_requests  # noqa: E402
+from app.requests.queue import RequestFilters, Search, list_staff_requests  # noqa: E402
 from app.subjects import identifiers as subjects  # noqa: E402
 
 SECTION = "Staff queue at 10 M"
@@ -131,7 +131,7 @@ async def measure(
         "SELECT due_at, id FROM dsr_request ORDER BY due_at, id OFFSET $1 LIMIT 1",
         min(500_000, int(await conn.fetchval("SELECT count(*) FROM dsr_request")) // 2),
     )
-    from app.requests.queries import encode_cursor
+    from app.cursors import encode_cursor
 
     deep_cursor = encode_cursor(deep["due_at"].isoformat(), deep["id"])
     cases: dict[str, tuple[RequestFilters, str | None]] = {

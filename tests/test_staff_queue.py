@@ -116,7 +116,7 @@ async def test_closed_statuses_are_estimated_on_a_large_table_and_said_so(
 ) -> None:
     # Millions of closed requests cannot be counted row by row on every page: above the limit
     # they come from the planner's statistics, flagged; open statuses stay exact.
-    from app.requests import queries
+    from app.requests import queue
 
     ids = await requests_over_time(app, client, clock, 4)
     await drive(app, ids[0], "refused")
@@ -127,7 +127,7 @@ async def test_closed_statuses_are_estimated_on_a_large_table_and_said_so(
     exact = (await client.get("/v1/staff/requests", headers=agent)).json()["counts"]
     assert exact["estimated"] == []
     assert exact["by_status"]["refused"] == 2 and exact["by_status"]["received"] == 2
-    monkeypatch.setattr(queries, "EXACT_COUNT_LIMIT", 3)
+    monkeypatch.setattr(queue, "EXACT_COUNT_LIMIT", 3)
     estimated = (await client.get("/v1/staff/requests", headers=agent)).json()["counts"]
     assert "refused" in estimated["estimated"] and "received" not in estimated["estimated"]
     assert estimated["by_status"]["refused"] == 2  # 2 of the 4 rows ANALYZE saw
