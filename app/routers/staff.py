@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Response
 from app.audit import query
 from app.deps import DeciderDep, OfficerDep, StaffContext, StaffDep
 from app.models import DsrObjection, DsrRequest
-from app.requests import completion, decisions, intake, objections, queries, queue
+from app.requests import completion, decisions, intake, objections, postponement, queries, queue
 from app.requests.deadlines import assume_zone
 from app.routers.requests import IdempotencyKey
 from app.schemas.common import PROBLEM_RESPONSES
@@ -235,7 +235,7 @@ async def refuse_request(request_id: uuid.UUID, body: RefuseIn, ctx: DeciderDep)
     summary="Postpone the due date with a reason (privacy officer); the subject is told",
 )
 async def extend_request(request_id: uuid.UUID, body: ExtendIn, ctx: DeciderDep) -> QueueRow:
-    request = await decisions.extend_request(
+    request = await postponement.extend_request(
         ctx.session,
         crypto=ctx.crypto,
         settings=ctx.settings,
@@ -257,7 +257,7 @@ async def resume_request(
     request_id: uuid.UUID, ctx: DeciderDep, body: ResumeIn | None = None
 ) -> QueueRow:
     body = body or ResumeIn()
-    request = await decisions.resume_request(
+    request = await postponement.resume_request(
         ctx.session,
         crypto=ctx.crypto,
         settings=ctx.settings,
