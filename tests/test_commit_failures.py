@@ -482,12 +482,14 @@ def _tables() -> list[str]:
 
 
 async def refuse_commits(db: Database) -> None:
-    """From now on, any transaction that wrote a row fails at COMMIT."""
+    """From now on, any transaction that wrote a row fails at COMMIT (as a deadlock found then;
+    on the intake's autocommit connection, as its one statement ends)."""
     async with db.transaction() as session:
         await session.execute(
             sa.text(
                 "CREATE FUNCTION test_refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                "BEGIN RAISE EXCEPTION 'commit refused by the test'; END $$"
+                "BEGIN RAISE EXCEPTION 'commit refused by the test'"
+                " USING ERRCODE = 'deadlock_detected'; END $$"
             )
         )
         for name in _tables():
