@@ -11,6 +11,7 @@ commit that fails answers ``503`` instead of a success that was never stored.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -54,39 +55,40 @@ async def get_tokens(request: Request) -> TokenService:
     return request.app.state.tokens
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One unit of work per request (``Database.transaction``), closed before the response.
-
-    A failure of the commit itself (deadlock, failover, dropped connection) becomes
-    ``CommitFailed`` (503 + Retry-After): the client retries, with its Idempotency-Key if any.
-    """
-    database: Database = request.app.state.db
-    handler_error: BaseException | None = None
+@asynccontextmanager
+async def committed(database: Database) -> AsyncIterator[AsyncSession]:
+    """``Database.transaction`` whose failing COMMIT (deadlock, failover, dropped connection)
+    becomes ``CommitFailed`` (503 + Retry-After): the client retries, with its Idempotency-Key
+    if any. The body's own errors pass through unchanged."""
+    body_error: BaseException | None = None
     try:
         async with database.transaction() as session:
             try:
                 yield session
             except BaseException as exc:
-                handler_error = exc
+                body_error = exc
                 raise
     except Exception as exc:
-        if exc is handler_error or isinstance(exc, CommitFailed):
+        if exc is body_error or isinstance(exc, CommitFailed):
             raise
-        # Not the handler's error: the COMMIT (or ROLLBACK) at the end of the unit failed.
+        # Not the body's error: the COMMIT (or ROLLBACK) at the end of the unit failed.
         raise CommitFailed() from exc
 
 
-async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session for hot read-only paths: autocommit, so no BEGIN/COMMIT round trips."""
-    database: Database = request.app.state.db
-    async with database.read_sessionmaker() as session:
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One unit of work per request (``committed``), closed before the response is sent."""
+    async with committed(request.app.state.db) as session:
         yield session
+
+
+def _client_ip(request: Request) -> ClientAddress:
+    address = request.client.host if request.client else "unknown"
+    return ClientAddress(address, crypto=request.app.state.crypto)
 
 
 async def client_ip(request: Request) -> str:
     """The caller's address; the audit trail stores only its hash and sealed form."""
-    address = request.client.host if request.client else "unknown"
-    return ClientAddress(address, crypto=request.app.state.crypto)
+    return _client_ip(request)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
@@ -95,60 +97,58 @@ CryptoDep = Annotated[Crypto, Depends(get_crypto)]
 HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
 # scope="function": the code after ``yield`` (the commit) runs before the response is sent.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 ClientIpDep = Annotated[str, Depends(client_ip)]
 
 _bearer = HTTPBearer(auto_error=False)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def get_principal(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    tokens: TokensDep,
-    clock: ClockDep,
-    http: HttpDep,
-    session: SessionDep,
-    crypto: CryptoDep,
-) -> Principal:
+async def _authenticate(request: Request, token: str) -> Principal:
+    state = request.app.state
+    now = state.clock.now()
+    authentication = await state.tokens.authenticate(token, now=now, http=state.http)
+    if authentication.identifier is not None:
+        # Another issuer (the mobile app) vouched for a phone number: keep it (encrypted), as a
+        # confirmed one-time code does, so notices can reach this person. Its own unit of work:
+        # who the caller is does not depend on what the call then does.
+        async with committed(state.db) as session:
+            await identifiers.remember_identifier(
+                session,
+                crypto=state.crypto,
+                kind=authentication.identifier.kind,
+                value=authentication.identifier.value,
+                now=now,
+            )
+    return authentication.principal
+
+
+# The principal dependencies read the token service, clock, keys and HTTP client from the app
+# state rather than through dependencies of their own: every API call resolves them, and each
+# dependency costs FastAPI about 25 µs per request (docs/BENCHMARKS.md, "Intake over HTTP").
+async def get_principal(request: Request, credentials: BearerCredentials) -> Principal:
     """The verified caller (any issuer, any kind); 401 without a valid bearer token."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise CredentialsMissing("A bearer token is required.")
-    now = clock.now()
-    authentication = await tokens.authenticate(credentials.credentials, now=now, http=http)
-    if authentication.identifier is not None:
-        # Another issuer (the mobile app) vouched for a phone number: keep it (encrypted), as a
-        # confirmed one-time code does, so notices can reach this person.
-        await identifiers.remember_identifier(
-            session,
-            crypto=crypto,
-            kind=authentication.identifier.kind,
-            value=authentication.identifier.value,
-            now=now,
-        )
-    return authentication.principal
+    return await _authenticate(request, credentials.credentials)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 async def get_optional_subject(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    tokens: TokensDep,
-    clock: ClockDep,
-    http: HttpDep,
-    session: SessionDep,
-    crypto: CryptoDep,
+    request: Request, credentials: BearerCredentials
 ) -> Principal | None:
     """The data subject if a valid subject token is sent, else None (never an error).
 
     A public endpoint stays public: an expired token (someone verifying again) or a staff token
     is simply not a subject to link to.
     """
-    if credentials is None:
+    if credentials is None or credentials.scheme.lower() != "bearer":
         return None
     try:
-        principal = await get_principal(credentials, tokens, clock, http, session, crypto)
+        principal = await _authenticate(request, credentials.credentials)
     except Unauthenticated:
         return None
     return principal if principal.kind == "subject" else None
@@ -157,7 +157,9 @@ async def get_optional_subject(
 OptionalSubject = Annotated[Principal | None, Depends(get_optional_subject)]
 
 
-async def get_current_subject(principal: PrincipalDep) -> Principal:
+async def get_current_subject(request: Request, credentials: BearerCredentials) -> Principal:
+    """A data subject's verified token; 401 without one, 403 for anyone else."""
+    principal = await get_principal(request, credentials)
     if principal.kind != "subject":
         raise Forbidden("This endpoint is for data subjects.")
     return principal
@@ -165,10 +167,11 @@ async def get_current_subject(principal: PrincipalDep) -> Principal:
 
 def require_roles(
     *roles: Role,
-) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
+) -> Callable[[Request, HTTPAuthorizationCredentials | None], Coroutine[Any, Any, Principal]]:
     """A dependency that lets through staff or service principals holding any of ``roles``."""
 
-    async def check(principal: PrincipalDep) -> Principal:
+    async def check(request: Request, credentials: BearerCredentials) -> Principal:
+        principal = await get_principal(request, credentials)
         if principal.kind == "subject" or not principal.has_any(*roles):
             raise Forbidden("Your role may not do this.")
         return principal
@@ -184,6 +187,27 @@ OfficerPrincipal = Annotated[Principal, Depends(require_roles(Role.PRIVACY_OFFIC
 # Legal decisions (refusals, postponements, objections): the privacy officer alone, not admin.
 DeciderPrincipal = Annotated[Principal, Depends(require_roles(Role.PRIVACY_OFFICER))]
 ServicePrincipal = Annotated[Principal, Depends(require_roles(Role.SERVICE))]
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a handler reads from the app for this call: one ``now``, keys, settings, the
+    caller's address, and the database for a hot path's ``autocommit`` connection."""
+
+    now: datetime
+    crypto: Crypto
+    settings: Settings
+    client_ip: ClientAddress
+    database: Database
+
+
+async def get_call(request: Request) -> Call:
+    state = request.app.state
+    # One ``now`` per request: the handler, the audit entry and the answer agree on the time.
+    return Call(state.clock.now(), state.crypto, state.settings, _client_ip(request), state.db)
+
+
+CallDep = Annotated[Call, Depends(get_call)]
 
 
 @dataclass(frozen=True)
@@ -217,15 +241,9 @@ class _Unit:
         )
 
 
-async def _unit(
-    session: SessionDep,
-    clock: ClockDep,
-    crypto: CryptoDep,
-    settings: SettingsDep,
-    client_ip: ClientIpDep,
-) -> _Unit:
-    # One ``now`` per request: the handler, the audit entry and the answer agree on the time.
-    return _Unit(session, clock.now(), crypto, settings, client_ip)
+async def _unit(request: Request, session: SessionDep) -> _Unit:
+    call = await get_call(request)
+    return _Unit(session, call.now, call.crypto, call.settings, call.client_ip)
 
 
 _UnitDep = Annotated[_Unit, Depends(_unit)]

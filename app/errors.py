@@ -224,6 +224,14 @@ class CommitFailed(ServiceUnavailable):
         self.headers["Retry-After"] = str(max(1, int(retry_after)))
 
 
+class DatabaseUnreachable(ServiceUnavailable):
+    """The database dropped the connection mid-call (a restart, a failover): retry shortly."""
+
+    def __init__(self) -> None:
+        super().__init__("The database could not be reached; try again shortly.")
+        self.headers["Retry-After"] = "1"
+
+
 def problem_type(code: str) -> str:
     return PROBLEM_BASE + code
 

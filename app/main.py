@@ -25,11 +25,12 @@ from app.middleware import (
     BodySizeLimitMiddleware,
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
+    UnhandledErrorMiddleware,
 )
 from app.migrate import head_revision
 from app.observability import Metrics
 from app.outbox.worker import Worker
-from app.problems import install_problem_handlers
+from app.problems import install_problem_handlers, unhandled_error
 from app.routers import (
     console,
     console_auth,
@@ -145,20 +146,24 @@ def create_app(
     app.state.start_worker = settings.run_worker if start_worker is None else start_worker
 
     install_problem_handlers(app)
-    app.include_router(health.router)
-    app.include_router(verifications.router)
+    # Busiest first: FastAPI tries the routers in this order, every route of each, twice per
+    # request (about 2.5 µs a route); a usage check behind the console's pages paid ~0.4 ms.
+    # The areas' paths do not overlap, so the order changes nothing else.
+    app.include_router(usage.router)
     app.include_router(requests.router)
+    app.include_router(verifications.router)
+    app.include_router(health.router)
     app.include_router(staff.router)
     app.include_router(staff_reports.router)
     app.include_router(staff.audit_router)
     app.include_router(support.router)
+    app.include_router(processors.router)
+    app.include_router(partner.router)
+    # The pages.
     app.include_router(console_auth.router)
     app.include_router(console.router)
     app.include_router(console_intake.router)
     app.include_router(console_requests.router)
-    app.include_router(usage.router)
-    app.include_router(processors.router)
-    app.include_router(partner.router)
     app.include_router(privacy_forms.router)
     app.include_router(privacy.router)
     app.include_router(privacy_verify.router)
@@ -169,6 +174,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # Added innermost first; the request id (outermost) must exist before anything logs.
+    app.add_middleware(UnhandledErrorMiddleware, handler=unhandled_error)
     app.add_middleware(
         CsrfMiddleware,
         key=settings.key_bytes("token_signing_key"),

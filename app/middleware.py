@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request id, body size limit, access log and metrics."""
+"""Pure ASGI middleware: request id, body size limit, access log and metrics, security headers,
+and the answer to an error no handler answered."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import problem_type
 from app.observability import Metrics, request_id_var
+from app.web import PAGE_AREAS
 
 logger = logging.getLogger("dsr.http")
 
@@ -204,7 +209,7 @@ class SecurityHeadersMiddleware:
         *,
         frame_ancestors: str = "'none'",
         hsts: bool = False,
-        no_store_prefixes: tuple[str, ...] = ("/v1/", "/privacy", "/console"),
+        no_store_prefixes: tuple[str, ...] = ("/v1/", *PAGE_AREAS),
         public_paths: frozenset[str] = frozenset(),
         relaxed_paths: frozenset[str] = frozenset({"/docs", "/redoc"}),
     ) -> None:
@@ -240,3 +245,38 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class UnhandledErrorMiddleware:
+    """An error no handler answered becomes its 500 answer here, inside the other middleware.
+
+    Starlette answers an unhandled error from its outermost layer, past every middleware: that
+    answer had no security headers, no ``X-Request-ID``, and the error was raised on to the
+    server, which dropped the connection. Added innermost, this one answers with ``handler``
+    (problem+json, or a page in a page area) unless the answer had already started.
+    """
+
+    def __init__(
+        self, app: ASGIApp, handler: Callable[[Request, Exception], Awaitable[Response]]
+    ) -> None:
+        self.app = app
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            if started:
+                raise
+            response = await self.handler(Request(scope, receive), exc)
+            await response(scope, receive, send)

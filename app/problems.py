@@ -278,7 +278,8 @@ async def _http(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _unhandled(request: Request, exc: Exception) -> Response:
+async def unhandled_error(request: Request, exc: Exception) -> Response:
+    """The 500 answer to an error nothing else answered (``UnhandledErrorMiddleware``)."""
     logger.error(
         "unhandled error",
         extra={"event": "http.unhandled", "error_type": type(exc).__name__},
@@ -296,4 +297,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(Exception, _unhandled)
+    # The last resort, outside every middleware: an error of a middleware itself. The app's own
+    # errors are answered inside them (app.middleware.UnhandledErrorMiddleware).
+    app.add_exception_handler(Exception, unhandled_error)

@@ -31,8 +31,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-import sqlalchemy as sa
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 ROOT = Path(__file__).resolve().parent.parent
 # SQLModel nudges every session.execute() towards exec(); not a concern here.
@@ -42,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from app.clock import FrozenClock  # noqa: E402
 from app.config import KEY_FIELDS, Settings, new_key  # noqa: E402
 from app.db import plain_url  # noqa: E402
-from app.deps import ReadSessionDep, ServicePrincipal  # noqa: E402
+from app.deps import ServicePrincipal  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.security import TokenService  # noqa: E402
 from tests.support.database import fresh_database, server_url  # noqa: E402
@@ -100,9 +99,10 @@ def add_probes(app: FastAPI) -> None:
     async def auth(_principal: ServicePrincipal) -> dict[str, Any]:
         return {}
 
-    @app.post("/bench/session")
-    async def session_only(_principal: ServicePrincipal, session: ReadSessionDep) -> dict[str, Any]:
-        await session.execute(sa.text("SELECT 1"))
+    @app.post("/bench/connection")
+    async def connection_only(_principal: ServicePrincipal, request: Request) -> dict[str, Any]:
+        async with request.app.state.db.autocommit() as connection:
+            await connection.fetchval("SELECT 1")
         return {}
 
 
@@ -239,8 +239,8 @@ async def main(args: argparse.Namespace) -> None:
                     "+ service-token verification": lambda n: real.post(
                         "/bench/auth", headers=headers
                     ),
-                    "+ a read session running `SELECT 1`": lambda n: real.post(
-                        "/bench/session", headers=headers
+                    "+ an autocommit connection running `SELECT 1`": lambda n: real.post(
+                        "/bench/connection", headers=headers
                     ),
                     "POST /v1/usage-checks (all of it)": check,
                 }

@@ -84,6 +84,8 @@ async def test_access_request_produces_the_report_and_completes(
 
     response = await client.get(f"/v1/requests/{request_id}/report", headers=subject.headers)
     assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"  # the JSON report, like the HTML one
+    assert response.headers["x-content-type-options"] == "nosniff"
     report = response.json()
     roles = {(item["collection"], item["role"]) for item in report["items"]}
     assert ("deliveries", "sender") in roles and ("deliveries", "recipient") in roles

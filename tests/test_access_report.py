@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -320,6 +321,18 @@ async def test_html_has_the_five_sections_in_korean_by_default(
     assert english.lang == "en"
     assert english.headings[0] == "1. Personal information we hold"
     assert "Sender" in "".join(english.text)
+
+
+async def test_html_names_each_purposes_items_in_words_not_codes(
+    demo_loaded: str, settings: Any, demo_map: DataMap
+) -> None:
+    report = await make_report(demo_loaded, settings, demo_map)
+    for lang, expected in (("ko", "주소, 개인통관고유부호, 이름, 전화번호"), ("en", "Address")):
+        html = render_access_report_html(report, settings=settings, lang=lang)
+        row = re.search(r'<tr data-purpose="customs_clearance">(.*?)</tr>', html, re.DOTALL)
+        assert row, html
+        assert expected in row.group(1)
+        assert not re.search(r"\b(address|customs_code|name|phone)\b", row.group(1))  # codes
 
 
 async def test_http_source_is_in_the_report_and_its_values_are_escaped(

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from app.db import Database, plain_url
-from tests.support.lifecycle import make_subject
+from tests.support.lifecycle import make_subject, staff
 
 
 async def _terminate_pool_connections(url: str) -> int:
@@ -60,3 +60,60 @@ async def test_requests_succeed_after_the_database_dropped_every_connection(
         assert mine.status_code == 200, mine.text
     created = await client.post("/v1/requests", json={"type": "access"}, headers=subject.headers)
     assert created.status_code == 201, created.text
+
+
+async def test_a_usage_check_succeeds_after_the_database_dropped_every_connection(
+    app: FastAPI, client: httpx.AsyncClient, database_url: str
+) -> None:
+    await _warm(app.state.db, 4)
+    assert await _terminate_pool_connections(database_url) >= 4
+    for _ in range(4):
+        checked = await client.post(
+            "/v1/usage-checks",
+            json={"identifiers": {"phone": "010-1234-5678"}, "purpose": "marketing"},
+            headers=staff(app, "service", sub="crm"),
+        )
+        assert checked.status_code == 200, checked.text
+
+
+# The intake's one statement loses its connection half-way: the backend is terminated from inside.
+DROP_MID_STATEMENT = (
+    """
+    CREATE FUNCTION test_drop_connection() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(1); RETURN NEW; END $$
+    """,
+    """
+    CREATE TRIGGER test_drop_connection AFTER INSERT ON dsr_request
+    FOR EACH ROW EXECUTE FUNCTION test_drop_connection()
+    """,
+)
+UNDO_DROP = (
+    "DROP TRIGGER IF EXISTS test_drop_connection ON dsr_request",
+    "DROP FUNCTION IF EXISTS test_drop_connection()",
+)
+
+
+async def test_a_connection_dropped_mid_intake_answers_503_and_stores_nothing(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    subject = await make_subject(app)
+    db: Database = app.state.db
+    async with db.transaction() as session:
+        for statement in DROP_MID_STATEMENT:
+            await session.execute(sa.text(statement))
+    try:
+        dropped = await client.post(
+            "/v1/requests", json={"type": "access"}, headers=subject.headers
+        )
+    finally:
+        async with db.transaction() as session:
+            for statement in UNDO_DROP:
+                await session.execute(sa.text(statement))
+    assert dropped.status_code == 503, dropped.text
+    assert dropped.headers["retry-after"] == "1"
+    assert dropped.json()["code"] == "unavailable"
+    async with db.transaction() as session:
+        stored = (await session.execute(sa.text("SELECT count(*) FROM dsr_request"))).scalar_one()
+    assert stored == 0
+    retried = await client.post("/v1/requests", json={"type": "access"}, headers=subject.headers)
+    assert retried.status_code == 201, retried.text

@@ -151,7 +151,18 @@ async def test_datetimes_given_as_numbers_are_refused(
     assert_problem(response, 422)
 
 
-@pytest.mark.parametrize("cursor", [cursor_of("²"), cursor_of(str(2**63)), cursor_of("-1"), "%%%"])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        cursor_of("²"),
+        cursor_of(str(2**63)),
+        cursor_of(2**63),  # a JSON number, not the string the cursor holds
+        cursor_of(str(2**64 + 1)),
+        cursor_of("-1"),
+        cursor_of("1\x00"),
+        "%%%",
+    ],
+)
 async def test_audit_cursors_that_do_not_decode_to_an_id(
     client: httpx.AsyncClient, app: FastAPI, cursor: str
 ) -> None:
@@ -175,3 +186,44 @@ async def test_a_signed_token_expiring_after_year_9999(
     response = await client.get("/v1/audit", headers={"Authorization": f"Bearer {token}"})
     assert_problem(response, 401)
     await still_answers(client, app)
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+@pytest.mark.parametrize("path", ["/v1/staff/export", "/v1/staff/statistics"])
+async def test_days_whose_local_bounds_fall_out_of_range(
+    client: httpx.AsyncClient, app: FastAPI, path: str, day: str
+) -> None:
+    """The day before 0001-01-01 (the start of a range) does not exist: it answered 500."""
+    response = await client.get(path, params={"from": day, "to": day}, headers=staff(app, *OFFICER))
+    problem = assert_problem(response, 422)
+    assert problem["errors"][0]["pointer"] == "/query/from"
+    await still_answers(client, app)
+
+
+@pytest.mark.parametrize("day", ["0", "86400", "2026-11-26T00:00:00", "20261126"])
+async def test_days_given_as_numbers_or_times_are_refused(
+    client: httpx.AsyncClient, app: FastAPI, day: str
+) -> None:
+    # pydantic reads "0" as 1970-01-01 (a Unix time); the contract says a date.
+    response = await client.get(
+        "/v1/staff/statistics",
+        params={"from": day, "to": day},
+        headers=staff(app, *OFFICER),
+    )
+    assert_problem(response, 422)
+
+
+@pytest.mark.parametrize("path", ["/console/export.csv", "/console/statistics"])
+async def test_console_days_out_of_range_are_a_page_not_a_500(
+    client: httpx.AsyncClient, app: FastAPI, path: str
+) -> None:
+    token = app.state.tokens.issue_staff_token(
+        sub="officer-1",
+        roles=["privacy_officer"],
+        now=app.state.clock.now(),
+        ttl=timedelta(hours=1),
+    )
+    client.cookies.set("dsr_console", token, domain="testserver.local", path="/console")
+    response = await client.get(path, params={"from": "0001-01-01", "to": "0001-01-01"})
+    assert response.status_code == 422, response.text[:500]
+    assert response.headers["content-type"].startswith("text/html")

@@ -125,6 +125,47 @@ async def test_review_is_an_other_officers_and_upheld_reopens_the_request(
     assert actions.index("objection_decided") < actions.index("reopen") < actions.index("approve")
 
 
+async def test_upholding_while_the_subject_has_another_open_request_of_the_type_is_a_409(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Reopening would make two open corrections for one subject (the unique index answered
+    500, found by the contract fuzz); the officer is told which request is open instead."""
+    subject, request_id = await refused_request(app, client)
+    created = await client.post(
+        f"/v1/requests/{request_id}/objection", json=REASON, headers=subject.headers
+    )
+    newer = await new_request(client, subject, "correction")  # filed after the refusal
+    url = f"/v1/staff/objections/{created.json()['id']}/decide"
+    upheld = {"outcome": "upheld", "explanation": "신분 확인 서류가 확인되었습니다."}
+    refused = await client.post(url, json=upheld, headers=staff(app, *OFFICER, sub="officer-2"))
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "duplicate-request"
+    assert refused.json()["open_request_id"] == newer
+    mine = (await client.get(f"/v1/requests/{request_id}", headers=subject.headers)).json()
+    assert mine["status"] == "refused" and mine["objections"][0]["status"] == "open"
+
+    dismissed = {"outcome": "dismissed", "explanation": "거절이 맞습니다."}
+    ok = await client.post(url, json=dismissed, headers=staff(app, *OFFICER, sub="officer-2"))
+    assert ok.status_code == 200  # dismissing reopens nothing
+
+    # Once the newer one is closed, an objection to another refusal can be upheld.
+    closed = await client.post(f"/v1/requests/{newer}/withdraw", json={}, headers=subject.headers)
+    assert closed.status_code == 200, closed.text
+    second, second_id = await refused_request(app, client)
+    objection = await client.post(
+        f"/v1/requests/{second_id}/objection", json=REASON, headers=second.headers
+    )
+    later = await new_request(client, second, "correction")
+    withdrawn = await client.post(f"/v1/requests/{later}/withdraw", json={}, headers=second.headers)
+    assert withdrawn.status_code == 200, withdrawn.text
+    reopened = await client.post(
+        f"/v1/staff/objections/{objection.json()['id']}/decide",
+        json=upheld,
+        headers=staff(app, *OFFICER, sub="officer-2"),
+    )
+    assert reopened.status_code == 200, reopened.text
+
+
 async def test_unknown_objection_is_404(app: FastAPI, client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/v1/staff/objections/00000000-0000-4000-8000-000000000000/decide",

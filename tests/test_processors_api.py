@@ -201,6 +201,13 @@ async def test_registration_failure_paths(
         "http://[::1]/hook",
         "http://metadata.google.internal/computeMetadata",
         "http://user:pw@93.184.216.34/hook",
+        # IPv6 forms that carry a private IPv4 address, each unwrapped and checked as IPv4
+        "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 -> 169.254.169.254
+        "http://[64:ff9b::a00:1]/hook",  # NAT64 -> 10.0.0.1
+        "http://[2002:7f00:1::]/hook",  # 6to4 -> 127.0.0.1
+        "http://[::127.0.0.1]/hook",  # IPv4-compatible
+        "http://[::ffff:0:a00:1]/hook",  # IPv4-translated -> 10.0.0.1
+        "http://[::ffff:127.0.0.1]/hook",  # IPv4-mapped
     ],
 )
 async def test_ssrf_targets_are_refused_at_registration(
@@ -215,6 +222,19 @@ async def test_ssrf_targets_are_refused_at_registration(
     assert response.status_code == 422
     assert response.json()["code"] == "webhook-url-refused"
     assert url not in response.text
+    # Nor by changing the URL of a registered processor.
+    app.state.settings = app.state.settings.model_copy(update={"allow_private_webhooks": True})
+    registered = await client.post(
+        "/v1/processors",
+        json={"code": "hct", "name": "H", "nation": "TW", "webhook_url": "http://127.0.0.1:9/"},
+        headers=staff_headers("admin"),
+    )
+    assert registered.status_code == 201, registered.text
+    app.state.settings = app.state.settings.model_copy(update={"allow_private_webhooks": False})
+    changed = await client.patch(
+        "/v1/processors/hct", json={"webhook_url": url}, headers=staff_headers("admin")
+    )
+    assert changed.status_code == 422 and changed.json()["code"] == "webhook-url-refused"
 
 
 async def test_prod_requires_https(app: Any, client: httpx.AsyncClient, staff_headers: Any) -> None:

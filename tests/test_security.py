@@ -281,6 +281,37 @@ async def test_leeway_is_thirty_seconds(tokens: TokenService, clock: FrozenClock
         tokens.verify(token, now=clock.now() + timedelta(minutes=30, seconds=31))
 
 
+async def test_a_token_verified_a_moment_ago_still_expires_on_the_service_clock(
+    tokens: TokenService, clock: FrozenClock, http: httpx.AsyncClient
+) -> None:
+    # Verified tokens are kept a minute (a service token is sent with every usage check); the
+    # times are checked on every call all the same.
+    token = tokens.issue_subject_token(
+        blind_index="d" * 64, identifier_kinds=["phone"], now=clock.now(), ttl=timedelta(minutes=5)
+    )
+    first = await tokens.authenticate(token, now=clock.now(), http=http)
+    again = await tokens.authenticate(token, now=clock.now() + timedelta(minutes=5), http=http)
+    assert again.principal == first.principal
+    with pytest.raises(Unauthenticated, match="expired"):
+        await tokens.authenticate(token, now=clock.now() + timedelta(minutes=6), http=http)
+    # Not before its issue time either, should the clock be set back.
+    with pytest.raises(Unauthenticated, match="not valid yet"):
+        await tokens.authenticate(token, now=clock.now() - timedelta(minutes=1), http=http)
+
+
+async def test_a_kept_token_is_that_exact_token(
+    tokens: TokenService, clock: FrozenClock, http: httpx.AsyncClient
+) -> None:
+    token = tokens.issue_subject_token(
+        blind_index="e" * 64, identifier_kinds=["phone"], now=clock.now(), ttl=timedelta(minutes=5)
+    )
+    await tokens.authenticate(token, now=clock.now(), http=http)
+    header, claims, signature = token.split(".")
+    tampered = f"{header}.{claims}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+    with pytest.raises(Unauthenticated):
+        await tokens.authenticate(tampered, now=clock.now(), http=http)
+
+
 # -- forgeries ---------------------------------------------------------------------------------
 
 

@@ -107,6 +107,33 @@ async def test_filters_and_counts(
     assert wrong.status_code == 422
 
 
+async def test_closed_statuses_are_estimated_on_a_large_table_and_said_so(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    clock: FrozenClock,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Millions of closed requests cannot be counted row by row on every page: above the limit
+    # they come from the planner's statistics, flagged; open statuses stay exact.
+    from app.requests import queue
+
+    ids = await requests_over_time(app, client, clock, 4)
+    await drive(app, ids[0], "refused")
+    await drive(app, ids[1], "refused")
+    async with db.transaction() as session:
+        await session.execute(sa.text("ANALYZE dsr_request"))
+    agent = staff(app, *AGENT)
+    exact = (await client.get("/v1/staff/requests", headers=agent)).json()["counts"]
+    assert exact["estimated"] == []
+    assert exact["by_status"]["refused"] == 2 and exact["by_status"]["received"] == 2
+    monkeypatch.setattr(queue, "EXACT_COUNT_LIMIT", 3)
+    estimated = (await client.get("/v1/staff/requests", headers=agent)).json()["counts"]
+    assert "refused" in estimated["estimated"] and "received" not in estimated["estimated"]
+    assert estimated["by_status"]["refused"] == 2  # 2 of the 4 rows ANALYZE saw
+    assert estimated["by_status"]["received"] == 2  # exact
+
+
 async def test_every_staff_read_is_audited_with_role_and_ip(
     app: FastAPI, client: httpx.AsyncClient, db: Database
 ) -> None:

@@ -68,10 +68,12 @@ async def test_a_201_is_readable_at_once_on_another_connection(app: FastAPI, ser
     assert missing == []
 
 
+# A deadlock found as the transaction ends: the deferred trigger fires at COMMIT (or, on the
+# intake's autocommit connection, as its one statement ends).
 FAIL_AT_COMMIT = (
     """
     CREATE FUNCTION test_refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN RAISE EXCEPTION 'commit refused by the test'; END $$
+    BEGIN RAISE EXCEPTION 'commit refused by the test' USING ERRCODE = 'deadlock_detected'; END $$
     """,
     """
     CREATE CONSTRAINT TRIGGER test_refuse_commit AFTER INSERT ON dsr_request

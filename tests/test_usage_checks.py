@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from app.clock import FrozenClock
 from app.crypto import Crypto
-from app.db import Database
+from app.db import Database, driver_connection
 from app.errors import InvalidInput
 from app.models import ProcessingRestriction, ProcessingSuspension
 from app.retention import restrictions
@@ -150,7 +150,11 @@ async def test_lifting_part_of_a_request_and_other_requests_stay(
             == 1
         )
         decision = await restrictions.check_usage(
-            session, crypto=crypto, identifiers={"phone": PHONE}, purpose="delivery", items=None
+            await driver_connection(session),
+            crypto=crypto,
+            identifiers={"phone": PHONE},
+            purpose="delivery",
+            items=None,
         )
         active = await restrictions.active_restrictions(session, subject_keys=[key])
     assert not decision.allowed
@@ -330,11 +334,14 @@ async def test_service_validates_for_direct_callers(db: Database, crypto: Crypto
     async with db.sessionmaker() as session:
         with pytest.raises(InvalidInput):
             await restrictions.check_usage(
-                session, crypto=crypto, identifiers={}, purpose="delivery"
+                await driver_connection(session), crypto=crypto, identifiers={}, purpose="delivery"
             )
         with pytest.raises(InvalidInput):
             await restrictions.check_usage(
-                session, crypto=crypto, identifiers={"phone": PHONE}, purpose="nope"
+                await driver_connection(session),
+                crypto=crypto,
+                identifiers={"phone": PHONE},
+                purpose="nope",
             )
         with pytest.raises(InvalidInput):
             await restrictions.restrict_items(

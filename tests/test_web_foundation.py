@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Any
@@ -14,11 +15,13 @@ from fastapi.responses import HTMLResponse
 
 from app.errors import DuplicateRequest, RateLimited
 from app.fulfilment.reports.html import report_content_security_policy
+from app.main import PUBLIC_API_PATHS
 from app.security import Principal, TokenService
 from app.web.csrf import CSRF_COOKIE
 from app.web.deps import PagesDep, session_principal
 from app.web.i18n import LOCALES, catalogue
 from app.web.session import SessionCookie
+from tests.support.lifecycle import CORRECTION, make_subject, staff
 
 PROBE_SESSION = SessionCookie("dsr_probe", path="/console")
 ProbePrincipal = Annotated[Principal, Depends(session_principal(PROBE_SESSION, kind="subject"))]
@@ -96,6 +99,85 @@ async def test_no_store_on_personal_api_answers_and_pages(client: httpx.AsyncCli
     assert "no-store" not in (await client.get("/static/css/site.css")).headers.get(
         "cache-control", ""
     )
+
+
+def assert_api_headers(response: httpx.Response, what: str) -> None:
+    assert response.headers.get("cache-control") == "no-store", what
+    assert response.headers.get("x-content-type-options") == "nosniff", what
+    assert "default-src 'self'" in response.headers.get("content-security-policy", ""), what
+
+
+async def test_every_api_answer_that_carries_data_is_no_store_nosniff_with_a_csp(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Each GET of the contract, answered for real (200 where the ids exist), plus the writes
+    that answer with a body: the JSON access report, request details, the audit trail, every
+    staff answer."""
+    subject = await make_subject(app)
+    created = await client.post("/v1/requests", json=CORRECTION, headers=subject.headers)
+    assert created.status_code == 201
+    assert_api_headers(created, "POST /v1/requests")
+    request_id = created.json()["id"]
+    officer = staff(app, "privacy_officer")
+    app.state.settings = app.state.settings.model_copy(update={"allow_private_webhooks": True})
+    registered = await client.post(
+        "/v1/processors",
+        json={"code": "hct", "name": "HCT", "nation": "TW", "webhook_url": "http://127.0.0.1:9/"},
+        headers=officer,
+    )
+    assert registered.status_code == 201
+    assert_api_headers(registered, "POST /v1/processors")  # it shows the secret once
+    values = {"request_id": request_id, "code": "hct"}
+    query = {"/v1/staff/export": {"from": "2026-11-01", "to": "2026-11-30"}}
+    answered = []
+    for template, operations in app.openapi()["paths"].items():
+        if "get" not in operations or template in PUBLIC_API_PATHS:
+            continue
+        path = re.sub(r"\{([^}]+)\}", lambda m: values.get(m.group(1), str(uuid.uuid4())), template)
+        headers = subject.headers if template.startswith(("/v1/requests", "/v1/me")) else officer
+        response = await client.get(path, params=query.get(template), headers=headers)
+        assert response.status_code < 500, (template, response.text)
+        if template.startswith("/v1/"):
+            assert_api_headers(response, template)
+            answered.append((template, response.status_code))
+    ok = {template for template, status in answered if status == 200}
+    for must in (
+        "/v1/requests/{request_id}",
+        "/v1/staff/requests",
+        "/v1/staff/requests/{request_id}",
+        "/v1/audit",
+        "/v1/deliveries",
+        "/v1/processors/{code}",
+        "/v1/staff/export",
+    ):
+        assert must in ok, (must, answered)
+    # The JSON access report (a report not ready yet answers through the same middleware;
+    # tests/test_access_flow.py checks the ready one's headers).
+    report = await client.get(f"/v1/requests/{request_id}/report", headers=subject.headers)
+    assert_api_headers(report, "report")
+
+
+async def test_an_unhandled_error_carries_the_same_headers(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    @app.get("/v1/_probe/boom", include_in_schema=False)
+    async def boom() -> None:
+        raise RuntimeError("secret detail")
+
+    response = await client.get("/v1/_probe/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "secret detail" not in response.text
+    assert_api_headers(response, "500")
+    assert response.headers["x-request-id"] == response.json()["request_id"]
+
+
+async def test_partner_pages_are_no_store(client: httpx.AsyncClient) -> None:
+    # The confirmation page names a partner's record references: never cached either.
+    for path in ("/partner/", "/partner/confirm/x"):
+        response = await client.get(path)
+        assert response.headers["cache-control"] == "no-store", path
+        assert response.headers["x-content-type-options"] == "nosniff", path
 
 
 @pytest.mark.parametrize(

@@ -198,9 +198,11 @@ async def test_fanout_survives_kills_dropped_connections_and_a_receiver_outage(
         return sum(len(server.requests()) for server in receivers)
 
     def mark(what: str) -> None:
+        landed.append(count())
         faults.append(f"{what} at {count()} ({time.monotonic() - started:.0f} s)")
 
     faults: list[str] = []
+    landed: list[int] = []  # notices received when each fault struck
     workers = [start(), start()]
     try:
         # 1. SIGKILL a worker mid-fan-out; another takes its place.
@@ -230,6 +232,7 @@ async def test_fanout_survives_kills_dropped_connections_and_a_receiver_outage(
         receivers[-1].stop()
         mark("receiver down")
         await asyncio.sleep(2)
+        assert count() == landed[-1], "nothing is received while the receiver is down"
         receivers.append(RecordingServer(port=port).start())
         mark("receiver up")
 
@@ -245,6 +248,9 @@ async def test_fanout_survives_kills_dropped_connections_and_a_receiver_outage(
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 process.wait(timeout=10)
+
+    # Each fault struck mid-fan-out, not after the last notice (a test that cannot fail).
+    assert all(received < FANOUT for received in landed), faults
 
     # What the subprocesses left (leases of the killed, retries after the outage): another
     # worker finishes it once their times come (the frozen clock is moved past them).

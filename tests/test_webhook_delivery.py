@@ -513,6 +513,44 @@ async def test_ssrf_is_checked_again_at_send_time(
     assert "private" in (attempt.error or "")
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "[::ffff:127.0.0.1]",  # IPv4-mapped: a dual-stack socket reaches 127.0.0.1 with it
+        "[::ffff:0:7f00:1]",  # IPv4-translated
+        "[::127.0.0.1]",  # IPv4-compatible
+        "[64:ff9b::7f00:1]",  # NAT64 (RFC 6052)
+        "[2002:7f00:1::1]",  # 6to4
+    ],
+)
+async def test_ipv6_forms_of_a_private_address_are_refused_before_each_send(
+    client: httpx.AsyncClient,
+    staff_headers: Any,
+    db: Database,
+    worker: Worker,
+    receiver: RecordingServer,
+    host: str,
+) -> None:
+    """Registered while private targets were allowed; the send-time check unwraps the IPv4."""
+    url = f"http://{host}:{receiver.port}/hook"
+    await register(client, staff_headers, code="hct", url=url)
+    message_id = await notify(db, worker, code="hct")
+    assert message_id is not None
+    strict = worker.ctx.settings.model_copy(update={"allow_private_webhooks": False})
+    ctx = WorkerContext(
+        settings=strict,
+        db=worker.ctx.db,
+        crypto=worker.ctx.crypto,
+        clock=worker.ctx.clock,
+        http=worker.ctx.http,
+    )
+    await Worker(ctx, build_registry()).run_once()
+    assert receiver.requests() == []
+    [attempt] = await attempts(db, message_id)
+    assert attempt.outcome == "refused", attempt.error
+    assert "private" in (attempt.error or "")
+
+
 async def test_two_workers_never_send_the_same_delivery_at_once(
     client: httpx.AsyncClient,
     staff_headers: Any,

@@ -51,7 +51,12 @@ class DsrRequest(SQLModel, table=True):
             postgresql_where=sa.text("fulfilment_state IS NOT NULL"),
         ),
         sa.Index("ix_dsr_request_received", "received_at", "id"),
-        sa.Index("ix_dsr_request_subject_indexes", "subject_indexes", postgresql_using="gin"),
+        sa.Index(
+            "ix_dsr_request_subject_indexes",
+            "subject_indexes",
+            postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},
+        ),
         # Backstop for "one open request of a type per subject" (the service also locks).
         sa.Index(
             "uq_dsr_request_open_per_subject",

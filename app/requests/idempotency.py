@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
@@ -31,20 +32,6 @@ def fingerprint(crypto: Crypto, body: Any) -> str:
     """A keyed hash of the canonical body: compared, never reversible."""
     canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return crypto.mac("idempotency", canonical)
-
-
-def claim_values(
-    *,
-    record_id: uuid.UUID,
-    principal: str,
-    key: str,
-    fingerprint: str,
-    now: datetime,
-    ttl: timedelta,
-) -> tuple[Any, ...]:
-    """A new record's id, principal, key, fingerprint, created_at and expires_at, in that
-    order: for a statement that claims the key on its way (intake's first one)."""
-    return (record_id, principal, key, fingerprint, now, now + ttl)
 
 
 async def claim_key(
@@ -92,6 +79,27 @@ async def claim_key(
     if existing.response is None:
         raise Conflict("A call with this Idempotency-Key is still in progress.")
     return Claim(record_id=existing.id, replay=existing.response, status_code=existing.status_code)
+
+
+async def earlier_answer(
+    connection: asyncpg.Connection, *, principal: str, key: str, fingerprint: str
+) -> dict[str, Any]:
+    """The answer to replay for a key an earlier call claimed (a statement that claims the key
+    on its way, as intake's does, found it taken); the same checks as ``claim_key``."""
+    existing = await connection.fetchrow(
+        "SELECT fingerprint, response::text AS response FROM idempotency_record"
+        " WHERE principal = $1 AND key = $2",
+        principal,
+        key,
+    )
+    if existing is None:  # expired and purged in between: the caller may simply retry
+        raise Conflict("A call with this Idempotency-Key is still in progress.")
+    if not Crypto.equal(existing["fingerprint"], fingerprint):
+        raise IdempotencyKeyReused("This Idempotency-Key was first used with a different body.")
+    if existing["response"] is None:
+        raise Conflict("A call with this Idempotency-Key is still in progress.")
+    answer: dict[str, Any] = json.loads(existing["response"])
+    return answer
 
 
 async def remember_answer(

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import asyncpg
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import trail
 from app.audit.actors import SYSTEM, Actor
 from app.config import Settings
 from app.crypto import Crypto
-from app.db import driver_connection, fetch_first
+from app.db import driver_connection
 from app.errors import DuplicateRequest, InvalidInput, Unauthenticated
 from app.models import SubjectIdentifier
 from app.models.requests import OPEN_STATUSES
@@ -31,7 +32,8 @@ from app.schemas.requests import RequestCreate
 from app.subjects import identifiers as subjects
 
 # ---------------------------------------------------------------------------- intake
-# Two statements on the session's own connection, in its transaction: see ``intake_sql``.
+# One statement, ``dsr_submit_request``, on an autocommit connection or in the staff intake's
+# unit of work: see ``intake_sql``.
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,24 @@ def _received_notice(
     )
 
 
+@dataclass(frozen=True)
+class KeyClaim:
+    """An Idempotency-Key for ``dsr_submit_request``: claimed by it (``new``) or before it."""
+
+    record_id: uuid.UUID
+    new: bool = False
+    principal: str | None = None
+    key: str | None = None
+    fingerprint: str | None = None
+    expires_at: datetime | None = None
+
+
+class _KeyUsed(Exception):
+    """The Idempotency-Key was claimed by an earlier call: its answer decides."""
+
+
 async def _create(
-    session: AsyncSession,
+    connection: asyncpg.Connection,
     *,
     crypto: Crypto,
     settings: Settings,
@@ -156,12 +174,9 @@ async def _create(
     body: RequestCreate,
     intake: Intake,
     actor: Actor,
-    claim_id: uuid.UUID | None,
-    locked: bool = False,
+    claim: KeyClaim | None,
 ) -> dict[str, Any]:
-    """Write the request and everything that comes with it; returns the 201 answer.
-
-    ``locked``: the caller's first statement already took the subject lock."""
+    """Write the request and everything that comes with it; returns the 201 answer."""
     indexes = [identifier.blind_index for identifier in intake.identifiers]
     tz = settings.display_timezone
     due = deadlines.due_after(now, days=settings.due_days[body.type], tz=tz)
@@ -205,11 +220,8 @@ async def _create(
         now=now,
     )
     answer = summary(received, now=now, tz=tz)
-    driver = await driver_connection(session)
-    if not locked:
-        await driver.execute(sql.LOCK_SUBJECTS, sorted(set(indexes)))
-    open_id = await driver.fetchval(
-        sql.WRITE_REQUEST,
+    outcome = await connection.fetchrow(
+        sql.SUBMIT_REQUEST,
         received.id,
         body.type,
         list(OPEN_STATUSES),
@@ -230,12 +242,21 @@ async def _create(
         *rows.audit,
         *rows.outbox,
         json.dumps(answer),
-        claim_id,
+        claim.record_id if claim else None,
         *_columns(restricted, ("id", "subject_key", "item", "role", "record_ref")),
         *_columns(suspended, ("id", "subject_key", "purpose", "consent_withdrawal")),
         rows.audit_sealed,
+        bool(claim and claim.new),
+        claim.principal if claim else None,
+        claim.key if claim else None,
+        claim.fingerprint if claim else None,
+        claim.expires_at if claim else None,
     )
-    if open_id is not None:
+    assert outcome is not None
+    if outcome["outcome"] == "key_used":
+        raise _KeyUsed()
+    if outcome["outcome"] == "duplicate":
+        open_id = outcome["open_request_id"]
         raise DuplicateRequest(
             f"An open {body.type} request exists: {open_id}. Follow it, or withdraw it first.",
             open_request_id=str(open_id),
@@ -264,7 +285,7 @@ async def _settle_key(
 
 
 async def submit_subject_request(
-    session: AsyncSession,
+    connection: asyncpg.Connection,
     *,
     crypto: Crypto,
     settings: Settings,
@@ -278,74 +299,59 @@ async def submit_subject_request(
 ) -> Submitted:
     """A request from the app or the privacy center, by a subject verified by one-time code.
 
+    ``connection``: autocommit (one round trip writes everything; the app's intake), or the
+    asyncpg connection inside a unit of work (``db.driver_connection``; the privacy center).
     ``also_indexes``: further identifiers the same token proved; the request covers them all.
     """
-    claim_id: uuid.UUID | None = None
-    if idempotency_key is None:
-        _, row = await fetch_first(session, sql.IDENTIFIER, subject_index)
-    else:
-        claim_id = uuid.uuid4()
-        fingerprint_body = body.model_dump(mode="json")
-        _, row = await fetch_first(
-            session,
-            sql.IDENTIFIER_CLAIMING,
-            subject_index,
-            *idempotency.claim_values(
-                record_id=claim_id,
-                principal=actor.id,
-                key=idempotency_key,
-                fingerprint=idempotency.fingerprint(crypto, fingerprint_body),
-                now=now,
-                ttl=timedelta(hours=settings.idempotency_ttl_hours),
-            ),
+    wanted = list(dict.fromkeys([subject_index, *also_indexes]))
+    found = {row["blind_index"]: row for row in await connection.fetch(sql.IDENTIFIERS, wanted)}
+    if any(index not in found for index in wanted):
+        raise Unauthenticated("The verified identifier is not known: verify again.")
+    known = [
+        subjects.KnownIdentifier(
+            id=found[index]["id"],
+            kind=found[index]["kind"],
+            blind_index=index,
+            value_encrypted=found[index]["value_encrypted"],
         )
-        if row is not None and row["claimed"] is None:
-            claim = await _settle_key(
-                session,
-                crypto=crypto,
-                settings=settings,
-                now=now,
-                fingerprint_body=fingerprint_body,
-                actor=actor,
-                idempotency_key=idempotency_key,
-            )
-            if claim.replay is not None:
-                return Submitted(answer=claim.replay, replayed=True)
-            claim_id = claim.record_id
-    if row is None or row["id"] is None:
-        raise Unauthenticated("The verified identifier is not known: verify again.")
-    identifier = subjects.KnownIdentifier(
-        id=row["id"],
-        kind=row["kind"],
-        blind_index=subject_index,
-        value_encrypted=row["value_encrypted"],
-    )
-    more = [
-        await subjects.find_identifier(session, blind_index=index)
-        for index in dict.fromkeys(also_indexes)
-        if index != subject_index
+        for index in wanted
     ]
-    if any(found is None for found in more):
-        raise Unauthenticated("The verified identifier is not known: verify again.")
     intake = Intake(
-        identifiers=[identifier, *(found for found in more if found is not None)],
-        notice_identifier=identifier,
+        identifiers=known,
+        notice_identifier=known[0],
         intake_channel=intake_channel,
         verification_method="otp",
-        verification={"method": "otp", "identifier_kind": identifier.kind},
+        verification={"method": "otp", "identifier_kind": known[0].kind},
     )
-    answer = await _create(
-        session,
-        crypto=crypto,
-        settings=settings,
-        now=now,
-        body=body,
-        intake=intake,
-        actor=actor,
-        claim_id=claim_id,
-        # The first statement locked this identifier only; further ones are locked with it.
-        locked=not more,
-    )
+    claim: KeyClaim | None = None
+    fingerprint = ""
+    if idempotency_key is not None:
+        fingerprint = idempotency.fingerprint(crypto, body.model_dump(mode="json"))
+        claim = KeyClaim(
+            record_id=uuid.uuid4(),
+            new=True,
+            principal=actor.id,
+            key=idempotency_key,
+            fingerprint=fingerprint,
+            expires_at=now + timedelta(hours=settings.idempotency_ttl_hours),
+        )
+    try:
+        answer = await _create(
+            connection,
+            crypto=crypto,
+            settings=settings,
+            now=now,
+            body=body,
+            intake=intake,
+            actor=actor,
+            claim=claim,
+        )
+    except _KeyUsed:
+        assert idempotency_key is not None
+        replay = await idempotency.earlier_answer(
+            connection, principal=actor.id, key=idempotency_key, fingerprint=fingerprint
+        )
+        return Submitted(answer=replay, replayed=True)
     return Submitted(answer=answer, replayed=False)
 
 
@@ -411,9 +417,9 @@ async def submit_staff_request(
             verification={**verification, "checked_by": actor.id},
         )
 
-    claim_id: uuid.UUID | None = None
+    claim: KeyClaim | None = None
     if idempotency_key is not None:
-        claim = await _settle_key(
+        settled = await _settle_key(
             session,
             crypto=crypto,
             settings=settings,
@@ -428,17 +434,18 @@ async def submit_staff_request(
             actor=actor,
             idempotency_key=idempotency_key,
         )
-        if claim.replay is not None:
-            return Submitted(answer=claim.replay, replayed=True)
-        claim_id = claim.record_id
+        if settled.replay is not None:
+            return Submitted(answer=settled.replay, replayed=True)
+        claim = KeyClaim(record_id=settled.record_id)
+    intake = await intake_of()
     answer = await _create(
-        session,
+        await driver_connection(session),
         crypto=crypto,
         settings=settings,
         now=now,
         body=body,
-        intake=await intake_of(),
+        intake=intake,
         actor=actor,
-        claim_id=claim_id,
+        claim=claim,
     )
     return Submitted(answer=answer, replayed=False)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
+import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -20,10 +21,25 @@ from app.audit import trail
 from app.audit.actors import Actor
 from app.config import Settings
 from app.crypto import Crypto
-from app.errors import Forbidden, FourEyesRequired, IllegalTransition, NotFound, ObjectionNotAllowed
+from app.errors import (
+    DuplicateRequest,
+    Forbidden,
+    FourEyesRequired,
+    IllegalTransition,
+    NotFound,
+    ObjectionNotAllowed,
+)
 from app.models import DsrObjection, DsrRequest
+from app.models.requests import OPEN_STATUSES
 from app.requests import deadlines
-from app.requests.lifecycle import lock_request, notify, record, subject_may_see, transition
+from app.requests.lifecycle import (
+    SUBJECT_INDEXES,
+    lock_request,
+    notify,
+    record,
+    subject_may_see,
+    transition,
+)
 from app.requests.notices import objection_until
 
 
@@ -146,6 +162,8 @@ async def decide_objection(
         )
     if request.decided_by == actor.id:
         raise FourEyesRequired("You made the decision objected to; another officer reviews it.")
+    if outcome == "upheld":
+        await _refuse_a_second_open_request(session, request)
     objection.status = outcome
     objection.decided_at = now
     objection.decided_by = actor.id
@@ -177,6 +195,35 @@ async def decide_objection(
             session, crypto=crypto, request=request, objection=objection, actor=actor, now=now
         )
     return objection
+
+
+async def _refuse_a_second_open_request(session: AsyncSession, request: DsrRequest) -> None:
+    """Upholding reopens the request: not while the subject has another open one of its type
+    (one open request of a type per subject; the database's unique index answered 500).
+
+    Under intake's subject locks, taken in its order, so a request filed meanwhile is seen.
+    """
+    keys = sorted(set(request.subject_indexes or [request.subject_index]))
+    for key in keys:
+        await session.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended("dsr:" + key, 0)))
+        )
+    other = (
+        await session.exec(
+            select(DsrRequest.id).where(
+                col(DsrRequest.subject_indexes).op("&&")(sa.cast(keys, SUBJECT_INDEXES)),
+                col(DsrRequest.type) == request.type,
+                col(DsrRequest.status).in_(OPEN_STATUSES),
+                col(DsrRequest.id) != request.id,
+            )
+        )
+    ).first()
+    if other is not None:
+        raise DuplicateRequest(
+            f"The subject has an open {request.type} request: {other}. Upholding reopens this "
+            "one; decide once that request is closed, or handle the objection in it.",
+            open_request_id=str(other),
+        )
 
 
 async def _reopen(

@@ -1,15 +1,13 @@
-"""Reading requests: the subject's own, the staff queue (keyset pages), a request's details.
+"""Reading requests: the subject's own, and one request's details for staff.
 
-Every staff read of a request, the queue, or the audit trail is itself audited.
+Every staff read of a request is itself audited. The staff queue is ``queue``.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,276 +18,15 @@ from app.audit import trail
 from app.audit.actors import Actor
 from app.config import Settings
 from app.crypto import Crypto
-from app.cursors import cursor_instant, decode_cursor, encode_cursor
-from app.errors import InvalidInput, NotFound
+from app.errors import NotFound
 from app.models import DsrObjection, DsrRequest, DsrRequestEvent, SubjectIdentifier
-from app.models.requests import OPEN_STATUSES, STATUSES
-from app.requests import deadlines, notes, views
+from app.requests import notes, views
 from app.requests.lifecycle import SUBJECT_INDEXES, unseal
-from app.requests.notices import objection_until, reference
+from app.requests.notices import objection_until
 from app.requests.objections import open_text
+from app.requests.queue import queue_row
 from app.subjects import identifiers as subjects
 from app.webhooks import acknowledgements
-
-_REFERENCE = re.compile(r"^[0-9A-F]{8}$")
-
-
-@dataclass(frozen=True)
-class Search:
-    """Who a caller is: an identifier as typed (never stored, logged or audited in clear) or the
-    short reference read out on the phone."""
-
-    phone: str | None = field(default=None, repr=False)
-    email: str | None = field(default=None, repr=False)
-    reference: str | None = None
-
-    def kinds(self) -> list[str]:
-        return [name for name in ("phone", "email", "reference") if getattr(self, name)]
-
-
-@dataclass(frozen=True)
-class RequestFilters:
-    statuses: list[str] | None = None
-    types: list[str] | None = None
-    overdue: bool | None = None
-    due_before: datetime | None = None
-    received_from: datetime | None = None
-    received_to: datetime | None = None
-    fulfilment: str | None = None  # queued | failed | done
-    search: Search | None = None
-    assignee: str | None = None  # a staff user id, or "none" for unowned requests
-    due_within_days: int | None = None  # open, not overdue, due by the end of today + N days
-    descending: bool = False  # latest due first
-
-    def as_details(self) -> dict[str, Any]:
-        details = {
-            key: (value.isoformat() if isinstance(value, datetime) else value)
-            for key, value in self.__dict__.items()
-            if value is not None and key not in ("search", "descending")
-        }
-        if self.search is not None:
-            # Only which kind was searched: the identifier itself never reaches the trail.
-            details["search"] = self.search.kinds()
-        if self.descending:
-            details["descending"] = True
-        return details
-
-
-def search_label(search: Search) -> str:
-    """What was searched for as it may be shown back: the identifier masked, the reference as
-    written on the subject's notices; InvalidInput for something that cannot match anything."""
-    if search.reference:
-        low, _ = reference_range(search.reference)
-        return low.hex[:8].upper()
-    if search.phone:
-        return subjects.mask("phone", subjects.normalise("phone", search.phone))
-    if search.email:
-        return subjects.mask("email", subjects.normalise("email", search.email))
-    raise InvalidInput("Type what to search for.")
-
-
-def reference_range(reference: str) -> tuple[uuid.UUID, uuid.UUID]:
-    """The ids whose short reference is ``reference`` (a primary-key range, not a scan)."""
-    ref = reference.strip().replace("-", "").upper()
-    if not _REFERENCE.match(ref):
-        raise InvalidInput("A reference is 8 letters and digits (0-9, A-F).")
-    low = uuid.UUID(ref.lower() + "0" * 24)
-    high = uuid.UUID(ref.lower() + "f" * 24)
-    return low, high
-
-
-def _search_clauses(crypto: Crypto | None, search: Search) -> list[Any]:
-    clauses: list[Any] = []
-    for kind in ("phone", "email"):
-        raw = getattr(search, kind)
-        if not raw:
-            continue
-        if crypto is None:  # pragma: no cover - every staff caller passes crypto
-            raise InvalidInput("Searching by identifier is not available here.")
-        index = subjects.blind_index(crypto, kind, subjects.normalise(kind, raw))
-        clauses.append(col(DsrRequest.subject_indexes).contains([index]))
-    if search.reference:
-        low, high = reference_range(search.reference)
-        clauses.append(col(DsrRequest.id).between(low, high))
-    return clauses
-
-
-# Literal, not bound: the planner can then match the partial index of open requests
-# (ix_dsr_request_open_due) in every plan, generic ones included.
-_OPEN = sa.text(f"dsr_request.status IN ({', '.join(repr(s) for s in OPEN_STATUSES)})")
-# Above this many stored requests (planner statistics), closed statuses are counted from the
-# statistics instead of row by row: an exact count would read millions of rows per page.
-EXACT_COUNT_LIMIT = 100_000
-
-
-def _overdue_clause(now: datetime) -> Any:
-    return sa.and_(_OPEN, col(DsrRequest.due_at) < now)
-
-
-def _filtered(
-    query: Any,
-    filters: RequestFilters,
-    now: datetime,
-    *,
-    crypto: Crypto | None = None,
-    tz: str = "Asia/Seoul",
-) -> Any:
-    if filters.statuses:
-        query = query.where(col(DsrRequest.status).in_(filters.statuses))
-    if filters.types:
-        query = query.where(col(DsrRequest.type).in_(filters.types))
-    if filters.overdue is True:
-        query = query.where(_overdue_clause(now))
-    elif filters.overdue is False:
-        query = query.where(sa.not_(_overdue_clause(now)))
-    if filters.due_before is not None:
-        query = query.where(col(DsrRequest.due_at) < filters.due_before)
-    if filters.received_from is not None:
-        query = query.where(col(DsrRequest.received_at) >= filters.received_from)
-    if filters.received_to is not None:
-        query = query.where(col(DsrRequest.received_at) < filters.received_to)
-    if filters.fulfilment is not None:
-        query = query.where(col(DsrRequest.fulfilment_state) == filters.fulfilment)
-    if filters.search is not None:
-        query = query.where(*_search_clauses(crypto, filters.search))
-    if filters.assignee == "none":
-        query = query.where(col(DsrRequest.assignee).is_(None))
-    elif filters.assignee is not None:
-        query = query.where(col(DsrRequest.assignee) == filters.assignee)
-    if filters.due_within_days is not None:
-        last_day = deadlines.local_date(now, tz) + timedelta(days=filters.due_within_days)
-        query = query.where(
-            col(DsrRequest.status).in_(OPEN_STATUSES),
-            col(DsrRequest.due_at) >= now,
-            col(DsrRequest.due_at) <= deadlines.end_of_local_day(last_day, tz),
-        )
-    return query
-
-
-async def _counts(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
-    """Open statuses, overdue and failed: exact, each from a small index. Closed statuses: exact
-    up to ``EXACT_COUNT_LIMIT`` stored requests, then estimates from the planner's statistics
-    (refreshed by autovacuum), flagged in ``estimated``."""
-    stored, overdue, failed, open_objections = (
-        await session.execute(
-            sa.select(
-                sa.text("(SELECT reltuples FROM pg_class WHERE oid = 'dsr_request'::regclass)"),
-                sa.select(sa.func.count()).where(_overdue_clause(now)).scalar_subquery(),
-                sa.select(sa.func.count())
-                .where(col(DsrRequest.fulfilment_state) == "failed")
-                .scalar_subquery(),
-                sa.select(sa.func.count())
-                .where(col(DsrObjection.status) == "open")
-                .scalar_subquery(),
-            )
-        )
-    ).one()
-    by_status = dict.fromkeys(STATUSES, 0)
-    estimated = stored > EXACT_COUNT_LIMIT
-    counted = sa.select(col(DsrRequest.status), sa.func.count()).group_by(col(DsrRequest.status))
-    if estimated:
-        counted = counted.where(_OPEN)
-        rows = await session.execute(
-            sa.text(
-                "SELECT v.status, round(v.freq * c.reltuples)::bigint"
-                " FROM pg_class AS c, pg_stats AS s,"
-                " unnest(s.most_common_vals::text::text[], s.most_common_freqs)"
-                " AS v(status, freq)"
-                " WHERE c.oid = 'dsr_request'::regclass AND s.schemaname = current_schema()"
-                " AND s.tablename = 'dsr_request' AND s.attname = 'status'"
-            )
-        )
-        for status, count in rows.all():
-            if status in by_status and status not in OPEN_STATUSES:
-                by_status[status] = int(count)
-    for status, count in (await session.execute(counted)).all():
-        by_status[status] = count
-    return {
-        "by_status": by_status,
-        "estimated": [s for s in STATUSES if s not in OPEN_STATUSES] if estimated else [],
-        "overdue": overdue,
-        "fulfilment_failed": failed,
-        "open_objections": open_objections,
-    }
-
-
-@dataclass(frozen=True)
-class QueuePageView:
-    """One page of the staff queue: the requests, the keyset cursor, counts over all requests."""
-
-    requests: list[Any]  # rows of dsr_request (the same attribute names as DsrRequest)
-    next_cursor: str | None
-    counts: dict[str, Any]
-
-
-def queue_row(request: Any, *, now: datetime, tz: str) -> dict[str, Any]:
-    """A queue line from a ``DsrRequest`` or a row of its table (the same attribute names)."""
-    return {
-        **views.summary(request, now=now, tz=tz),
-        "reference": reference(request.id),
-        "intake_channel": request.intake_channel,
-        "verification_method": request.verification_method,
-        "scope": request.scope,
-        "extensions": request.extensions,
-        "proposal_pending": bool(request.proposal),
-        "decision_result": request.decision,
-        "fulfilment_state": request.fulfilment_state,
-        "assignee": request.assignee,
-        "assigned_at": request.assigned_at.isoformat() if request.assigned_at else None,
-    }
-
-
-async def list_staff_requests(
-    session: AsyncSession,
-    *,
-    now: datetime,
-    filters: RequestFilters,
-    cursor: str | None,
-    limit: int,
-    actor: Actor,
-    crypto: Crypto | None = None,
-    tz: str = "Asia/Seoul",
-) -> QueuePageView:
-    """One page of the queue, earliest due first (or latest: ``filters.descending``); the
-    cursor is the last (due_at, id) seen. ``crypto`` for an identifier search, ``tz`` (the
-    display zone) for ``due_within_days``."""
-    # Rows of the table, not ORM objects: building 50 of those cost more than the query.
-    query = _filtered(
-        sa.select(DsrRequest.__table__),  # type: ignore[attr-defined]
-        filters,
-        now,
-        crypto=crypto,
-        tz=tz,
-    )
-    key = sa.tuple_(col(DsrRequest.due_at), col(DsrRequest.id))
-    if cursor is not None:
-        due_text, id_text = decode_cursor(cursor, 2)
-        try:
-            after = (cursor_instant(due_text), uuid.UUID(id_text))
-        except ValueError:
-            raise InvalidInput("The cursor is not valid.") from None
-        query = query.where(
-            key < sa.tuple_(*after) if filters.descending else key > sa.tuple_(*after)
-        )
-    if filters.descending:
-        query = query.order_by(col(DsrRequest.due_at).desc(), col(DsrRequest.id).desc())
-    else:
-        query = query.order_by(col(DsrRequest.due_at), col(DsrRequest.id))
-    query = query.limit(limit + 1)
-    rows = list((await session.execute(query)).all())
-    page, more = rows[:limit], len(rows) > limit
-    next_cursor = encode_cursor(page[-1].due_at.isoformat(), page[-1].id) if more else None
-    await trail.record(
-        session,
-        now=now,
-        actor=actor.id,
-        role=actor.role,
-        action="requests.listed",
-        target_type="request",
-        client_ip=actor.client_ip,
-        details={"filters": filters.as_details(), "ids": [str(row.id) for row in page]},
-    )
-    return QueuePageView(page, next_cursor, await _counts(session, now=now))
 
 
 async def _objection_views(

@@ -26,7 +26,7 @@ from app.outbox.jobs import PeriodicJob, WorkerContext
 from app.requests import deadlines
 from app.requests.lifecycle import record
 from app.requests.notices import reference
-from app.requests.queries import queue_row
+from app.requests.queue import queue_row
 from app.vocabulary import TYPE_LABELS
 from app.webhooks.processors import awaiting_clauses
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import Crypto
-from app.db import read_connection
 from app.errors import InvalidInput
 from app.models import ProcessingRestriction, ProcessingSuspension
 from app.subjects.identifiers import normalise_email, normalise_phone
@@ -283,7 +283,7 @@ _USAGE_ITEMS = _usage_query(with_items=True)
 
 
 async def check_usage(
-    session: AsyncSession,
+    connection: asyncpg.Connection,
     *,
     crypto: Crypto,
     identifiers: Mapping[str, str | None],
@@ -298,11 +298,10 @@ async def check_usage(
         _check_items(chosen, "/items")
     keys = subject_keys_for(crypto, identifiers)
     # Straight to asyncpg: on this hot path SQLAlchemy's execute cost more than the query.
-    driver = await read_connection(session)
     if chosen is None:
-        rows = await driver.fetch(_USAGE_ANY_ITEM, keys, purpose)
+        rows = await connection.fetch(_USAGE_ANY_ITEM, keys, purpose)
     else:
-        rows = await driver.fetch(_USAGE_ITEMS, keys, purpose, chosen)
+        rows = await connection.fetch(_USAGE_ITEMS, keys, purpose, chosen)
     reasons = list(
         dict.fromkeys(
             UsageReason(code=code, request_id=request_id, item=item, purpose=row_purpose)

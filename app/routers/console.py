@@ -26,8 +26,9 @@ from app.deps import (
 )
 from app.errors import Forbidden, InvalidInput
 from app.models.requests import STATUSES, TYPES
-from app.requests import deadlines, exports, queries, sla, statistics
+from app.requests import deadlines, exports, queue, sla, statistics
 from app.routers.console_auth import ConsolePrincipal, signed_in_context
+from app.schemas.types import Day
 from app.security import Principal
 from app.vocabulary import TYPE_LABELS
 from app.web.deps import PagesDep, TranslatorDep
@@ -84,7 +85,7 @@ async def _queue(
     clock: ClockDep,
     crypto: CryptoDep,
     client_ip: str,
-    filters: queries.RequestFilters,
+    filters: queue.RequestFilters,
     cursor: str | None,
     view: str | None = None,
     searched: dict[str, str] | None = None,
@@ -98,7 +99,7 @@ async def _queue(
     if view in BUCKET_VIEWS:
         page: dict[str, Any] = {"items": overview[BUCKET_VIEWS[view]], "next_cursor": None}
     else:
-        listed = await queries.list_staff_requests(
+        listed = await queue.list_staff_requests(
             session,
             now=clock.now(),
             filters=filters,
@@ -109,7 +110,7 @@ async def _queue(
             tz=tz,
         )
         page = {
-            "items": [queries.queue_row(row, now=clock.now(), tz=tz) for row in listed.requests],
+            "items": [queue.queue_row(row, now=clock.now(), tz=tz) for row in listed.requests],
             "next_cursor": listed.next_cursor,
         }
     return console_page(
@@ -148,7 +149,7 @@ async def queue_page(
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> Response:
     view = view if view in VIEWS else None
-    filters = queries.RequestFilters(
+    filters = queue.RequestFilters(
         statuses=[status] if status in STATUSES else None,
         types=[type] if type in TYPES else None,
         overdue=True if view == "overdue" else None,
@@ -192,9 +193,9 @@ async def search_page(
 ) -> Response:
     # A POST, so the caller's number never sits in a URL (history, proxies, referrers).
     kind = kind if kind in ("phone", "email", "reference") else "phone"
-    search = queries.Search(**{kind: value.strip()})
+    search = queue.Search(**{kind: value.strip()})
     try:
-        shown = queries.search_label(search)
+        shown = queue.search_label(search)
     except InvalidInput:
         # Shown again with the error on the field; what was typed is not echoed.
         return await _queue(
@@ -206,7 +207,7 @@ async def search_page(
             clock=clock,
             crypto=crypto,
             client_ip=client_ip,
-            filters=queries.RequestFilters(),
+            filters=queue.RequestFilters(),
             cursor=None,
             searched={"kind": kind},
             errors={"search-value": t(f"console.search.invalid_{kind}")},
@@ -220,7 +221,7 @@ async def search_page(
         clock=clock,
         crypto=crypto,
         client_ip=client_ip,
-        filters=queries.RequestFilters(search=search),
+        filters=queue.RequestFilters(search=search),
         cursor=None,
         searched={"kind": kind, "shown": shown},
     )
@@ -300,8 +301,8 @@ async def statistics_page(
     settings: SettingsDep,
     clock: ClockDep,
     client_ip: ClientIpDep,
-    day_from: Annotated[date | None, Query(alias="from")] = None,
-    day_to: Annotated[date | None, Query(alias="to")] = None,
+    day_from: Annotated[Day | None, Query(alias="from")] = None,
+    day_to: Annotated[Day | None, Query(alias="to")] = None,
 ) -> Response:
     _require(principal, MANAGERS)
     months = _months(settings, clock)
@@ -332,8 +333,8 @@ async def export_csv(
     clock: ClockDep,
     crypto: CryptoDep,
     client_ip: ClientIpDep,
-    day_from: Annotated[date, Query(alias="from")],
-    day_to: Annotated[date, Query(alias="to")],
+    day_from: Annotated[Day, Query(alias="from")],
+    day_to: Annotated[Day, Query(alias="to")],
     personal: bool = False,
 ) -> Response:
     _require(principal, MANAGERS)

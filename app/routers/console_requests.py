@@ -18,7 +18,7 @@ from fastapi.responses import Response
 
 from app.deps import ClientIpDep, ClockDep, CryptoDep, SessionDep, SettingsDep
 from app.errors import Forbidden, InvalidInput
-from app.requests import assignment, deadlines, decisions, notes, workbench
+from app.requests import assignment, deadlines, decisions, notes, postponement, workbench
 from app.routers.console import actor_of, console_page, redirect_after
 from app.routers.console_auth import ConsolePrincipal
 from app.security import Principal
@@ -230,7 +230,7 @@ async def request_action(
         )
     elif action == "extend":
         due = deadlines.end_of_local_day(date.fromisoformat(new_due), settings.display_timezone)
-        await decisions.extend_request(
+        await postponement.extend_request(
             session, settings=settings, reason=explanation, new_due_at=due, **common
         )
     elif action == "withdraw":

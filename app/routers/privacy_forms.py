@@ -18,6 +18,7 @@ from starlette.datastructures import FormData
 from app.audit.actors import Actor
 from app.config import Settings
 from app.datamap.connectors.base import SourceError
+from app.db import driver_connection
 from app.deps import ClientIpDep, ClockDep, CryptoDep, HttpDep, SessionDep, SettingsDep
 from app.errors import NotFound
 from app.requests import intake
@@ -321,7 +322,7 @@ async def review_or_submit(
             },
         )
     submitted = await intake.submit_subject_request(
-        session,
+        await driver_connection(session),
         crypto=crypto,
         settings=settings,
         now=clock.now(),

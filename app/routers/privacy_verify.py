@@ -83,7 +83,7 @@ async def send_code(
     settings: SettingsDep,
     clock: ClockDep,
     client_ip: ClientIpDep,
-) -> HTMLResponse:
+) -> Response:
     form = await request.form()
     channel = _text(form, "channel")
     destination = _text(form, "destination")
@@ -111,17 +111,8 @@ async def send_code(
     except ValidationFailed:
         errors["destination"] = t(f"privacy.verify.errors.invalid_{channel}")
         return _verify_page(request, pages, channel=channel, destination=destination, errors=errors)
-    return pages.render(
-        request,
-        "privacy/code.html",
-        {
-            "verification_id": str(started.id),
-            "masked": started.masked_destination,
-            "channel": channel,
-            "expires_at": started.expires_at,
-            "errors": {},
-        },
-    )
+    # Post/redirect/get: reloading the code page or switching its language sends no second code.
+    return _see_other(f"{HOME}verify/{started.id}")
 
 
 def _code_page(
@@ -131,15 +122,19 @@ def _code_page(
     errors: dict[str, str] | None = None,
     *,
     dead: bool = False,
+    started: verification.VerificationStarted | None = None,
 ) -> HTMLResponse:
+    settings = pages.settings
     return pages.render(
         request,
         "privacy/code.html",
         {
+            # Development without a gateway prints the code where `dsr serve` runs: say so.
+            "code_on_console": settings.env == "dev"
+            and not (settings.sms_gateway_url and settings.email_gateway_url),
             "verification_id": str(verification_id),
-            "masked": None,
-            "channel": None,
-            "expires_at": None,
+            "masked": started.masked_destination if started else None,
+            "expires_at": started.expires_at if started else None,
             "errors": errors or {},
             "dead": dead,
         },
@@ -148,8 +143,18 @@ def _code_page(
 
 
 @router.get("/verify/{verification_id}")
-async def code_form(verification_id: uuid.UUID, request: Request, pages: PagesDep) -> HTMLResponse:
-    return _code_page(request, pages, verification_id)
+async def code_form(
+    verification_id: uuid.UUID,
+    request: Request,
+    pages: PagesDep,
+    session: SessionDep,
+    crypto: CryptoDep,
+    clock: ClockDep,
+) -> HTMLResponse:
+    started = await verification.describe_verification(
+        session, crypto=crypto, now=clock.now(), verification_id=verification_id
+    )
+    return _code_page(request, pages, verification_id, started=started)
 
 
 @router.post("/verify/{verification_id}")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Response
 from app.audit import query
 from app.deps import DeciderDep, OfficerDep, StaffContext, StaffDep
 from app.models import DsrObjection, DsrRequest
-from app.requests import completion, decisions, intake, objections, queries
+from app.requests import completion, decisions, intake, objections, postponement, queries, queue
 from app.requests.deadlines import assume_zone
 from app.routers.requests import IdempotencyKey
 from app.schemas.common import PROBLEM_RESPONSES
@@ -41,7 +41,7 @@ audit_router = APIRouter(prefix="/v1", tags=["audit"], responses=PROBLEM_RESPONS
 
 def queue_row(request: DsrRequest, ctx: StaffContext) -> QueueRow:
     return QueueRow.model_validate(
-        queries.queue_row(request, now=ctx.now, tz=ctx.settings.display_timezone)
+        queue.queue_row(request, now=ctx.now, tz=ctx.settings.display_timezone)
     )
 
 
@@ -81,8 +81,8 @@ async def list_requests(
     sort: Literal["due_at", "-due_at"] = "due_at",
 ) -> QueuePage:
     tz = ctx.settings.display_timezone
-    search = queries.Search(phone=phone, email=email, reference=reference)
-    filters = queries.RequestFilters(
+    search = queue.Search(phone=phone, email=email, reference=reference)
+    filters = queue.RequestFilters(
         statuses=list(status) if status else None,
         types=list(type) if type else None,
         overdue=overdue,
@@ -95,7 +95,7 @@ async def list_requests(
         due_within_days=int(due_within[:-1]) if due_within else None,
         descending=sort == "-due_at",
     )
-    page = await queries.list_staff_requests(
+    page = await queue.list_staff_requests(
         ctx.session,
         now=ctx.now,
         filters=filters,
@@ -235,7 +235,7 @@ async def refuse_request(request_id: uuid.UUID, body: RefuseIn, ctx: DeciderDep)
     summary="Postpone the due date with a reason (privacy officer); the subject is told",
 )
 async def extend_request(request_id: uuid.UUID, body: ExtendIn, ctx: DeciderDep) -> QueueRow:
-    request = await decisions.extend_request(
+    request = await postponement.extend_request(
         ctx.session,
         crypto=ctx.crypto,
         settings=ctx.settings,
@@ -257,7 +257,7 @@ async def resume_request(
     request_id: uuid.UUID, ctx: DeciderDep, body: ResumeIn | None = None
 ) -> QueueRow:
     body = body or ResumeIn()
-    request = await decisions.resume_request(
+    request = await postponement.resume_request(
         ctx.session,
         crypto=ctx.crypto,
         settings=ctx.settings,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -20,11 +19,12 @@ from app.schemas.common import PROBLEM_RESPONSES
 from app.schemas.notes import NoteIn, NoteList, NoteOut
 from app.schemas.staff import QueueRow
 from app.schemas.support import AssignIn, BulkIn, BulkOut, SlaOut, StatisticsOut
+from app.schemas.types import Day
 
 router = APIRouter(prefix="/v1/staff", tags=["support console"], responses=PROBLEM_RESPONSES)
 
-From = Annotated[date, Query(alias="from", description="first day received (Asia/Seoul)")]
-To = Annotated[date, Query(alias="to", description="last day received, inclusive")]
+From = Annotated[Day, Query(alias="from", description="first day received (Asia/Seoul)")]
+To = Annotated[Day, Query(alias="to", description="last day received, inclusive")]
 
 
 @router.post("/requests/{request_id}/take", response_model=QueueRow, summary="Take the request")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.deps import CryptoDep, ReadSessionDep, ServicePrincipal
+from app.deps import ServicePrincipal
 from app.retention import restrictions
 from app.schemas.common import AUTH_PROBLEMS, BODY_PROBLEMS, problems
 from app.schemas.usage import UsageCheckCreate, UsageCheckPublic, UsageReasonPublic
@@ -26,17 +26,18 @@ router = APIRouter(prefix="/v1", tags=["internal systems"])
 async def check_usage(
     body: UsageCheckCreate,
     request: Request,
-    session: ReadSessionDep,
-    crypto: CryptoDep,
     _principal: ServicePrincipal,
 ) -> UsageCheckPublic:
-    decision = await restrictions.check_usage(
-        session,
-        crypto=crypto,
-        identifiers=body.identifiers.model_dump(),
-        purpose=body.purpose,
-        items=body.items,
-    )
+    # A hot path: one statement on an autocommit connection (docs/BENCHMARKS.md).
+    state = request.app.state
+    async with state.db.autocommit() as connection:
+        decision = await restrictions.check_usage(
+            connection,
+            crypto=state.crypto,
+            identifiers=body.identifiers.model_dump(),
+            purpose=body.purpose,
+            items=body.items,
+        )
     request.app.state.metrics.usage_checks.labels(
         "allowed" if decision.allowed else "blocked"
     ).inc()

@@ -230,6 +230,23 @@ async def start_verification(
     )
 
 
+async def describe_verification(
+    session: AsyncSession, *, crypto: Crypto, now: datetime, verification_id: uuid.UUID
+) -> VerificationStarted | None:
+    """A pending, unexpired verification as its start answered (the code page, shown again)."""
+    verification = await session.get(Verification, verification_id)
+    if verification is None or verification.status != "pending" or now >= verification.expires_at:
+        return None
+    value = crypto.decrypt_str(
+        verification.destination_encrypted, context=f"verification:{verification.id}"
+    )
+    return VerificationStarted(
+        id=verification.id,
+        expires_at=verification.expires_at,
+        masked_destination=identifiers.mask(CHANNEL_KIND[verification.channel], value),
+    )
+
+
 async def confirm_verification(
     session: AsyncSession,
     *,

@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from app.web import page_area
+from app.web.deps import PRIVACY_SESSION
 from app.web.i18n import Translator
 from app.web.templating import Pages
 
@@ -79,6 +80,10 @@ def error_page(
             "wait": wait_text(translator, retry_after) if retry_after else None,
             "home_href": f"/{area}/",
             "sign_in_href": f"/{area}/verify" if area == "privacy" else f"/{area}/sign-in",
+            # Signed in to the privacy center (the cookie is there): a way back to the requests.
+            "requests_href": "/privacy/requests"
+            if area == "privacy" and PRIVACY_SESSION.read(request)
+            else None,
             "request_id": request.scope.get("state", {}).get("request_id"),
         }
         return pages.render(request, "error.html", context, status=status, headers=kept)

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from app.config import Settings
-from app.vocabulary import CATEGORIES, item_label
+from app.vocabulary import CATEGORIES, GROUNDS, item_label
 from app.web import page_area
 from app.web.i18n import LANG_COOKIE, LANG_QUERY, LOCALES, Locale, Translator, choose_locale
 
@@ -28,6 +28,15 @@ def _as_datetime(value: datetime | str) -> datetime:
 def category_label(code: str, lang: str) -> str:
     labels = CATEGORIES.get(code)
     return labels.get(lang) if labels else code
+
+
+def ground_label(code: str, lang: str) -> str:
+    """A refusal ground in the page's language (the stored views carry the request's)."""
+    return GROUNDS[code].label(lang)
+
+
+def ground_source(code: str, lang: str) -> str:
+    return GROUNDS[code].source(lang)
 
 
 class Pages:
@@ -47,6 +56,8 @@ class Pages:
         self.env.filters["local_datetime"] = self.local_datetime
         self.env.filters["item_name"] = item_label  # item, category or purpose code → label
         self.env.filters["category_name"] = category_label
+        self.env.filters["ground_label"] = ground_label
+        self.env.filters["ground_source"] = ground_source
 
     # -- formatting ------------------------------------------------------------------------
 

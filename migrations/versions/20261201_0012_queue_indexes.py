@@ -9,7 +9,7 @@ serves phone / e-mail search through the blind index). The outbox claim reads pe
 ``dsr_outbox`` when pending messages are queued, so idle workers wake at the commit.
 
 Revision ID: 0012
-Revises: 0007 (written on 0006; re-chained after merging main)
+Revises: 0016 (written on 0006; re-chained when the branches were merged)
 Create Date: 2026-12-01
 """
 

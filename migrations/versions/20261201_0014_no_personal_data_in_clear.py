@@ -8,7 +8,7 @@ keyed hash in ``client_ip``. Entries sealed before this revision keep the addres
 sealed with: rewriting them would break the hash chain.
 
 Revision ID: 0014
-Revises: 0007
+Revises: 0015 (written on 0007; re-chained when the branches were merged)
 Create Date: 2026-12-01
 """
 

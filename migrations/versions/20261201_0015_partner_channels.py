@@ -1,7 +1,7 @@
 """partners: e-mail channel, controllers (Decree Art. 43(2)), follow-up of e-mailed notices
 
 Revision ID: 0015
-Revises: 0007
+Revises: 0008 (written on 0007; re-chained when the branches were merged)
 Create Date: 2026-12-01
 """
 

@@ -1,7 +1,7 @@
 """verification: a verified subject adding a second identifier (link_to)
 
 Revision ID: 0016
-Revises: 0007
+Revises: 0014 (written on 0007; re-chained when the branches were merged)
 Create Date: 2026-12-01
 """
 

@@ -7,20 +7,27 @@ checking every page it visits.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from playwright.async_api import BrowserContext, Page, expect
 
+from app import routers
 from app.clock import FrozenClock
 from app.datamap.connectors.postgres import connect
 from app.demo.load import demo_datamap_text, drop_demo, load_demo
 from app.outbox.worker import Worker
+from app.routers.privacy_forms import KINDS
 from tests.browser.conftest import ARTIFACTS, AssertAccessible, save_screenshots, sent_code
 from tests.conftest import FROZEN_AT
 from tests.support.lifecycle import drive, make_subject
@@ -372,3 +379,216 @@ async def test_csrf_and_another_subjects_session_are_refused(
     await page.goto("/privacy/requests")
     await expect(page.get_by_role("heading", level=1)).to_have_text("본인 확인이 필요합니다")
     await assert_accessible(page)
+
+
+def page_routes() -> list[str]:
+    """Every page (GET) of the privacy center, from the routers: a new page must be walked."""
+    paths = set()
+    for module in pkgutil.iter_modules(routers.__path__):
+        if module.name.startswith("privacy"):
+            router = importlib.import_module(f"app.routers.{module.name}").router
+            paths |= {
+                route.path
+                for route in router.routes
+                if isinstance(route, APIRoute) and "GET" in route.methods
+            }
+    return sorted(paths - {"/privacy"})  # a redirect to /privacy/
+
+
+def route_of(url: str, routes: list[str]) -> str:
+    path = urlsplit(url).path
+    for route in routes:
+        pattern = "[^/]+".join(re.escape(part) for part in re.split(r"\{[a-z_]+\}", route))
+        if re.fullmatch(pattern, path):
+            return route
+    raise AssertionError(f"no page route for {path}")
+
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
+
+async def test_every_page_in_english_passes_axe(
+    app: FastAPI,
+    page: Page,
+    worker: Worker,
+    gateway: RecordingServer,
+    assert_accessible: AssertAccessible,
+) -> None:
+    """The whole center in English, axe-core on every page and every error page a person meets;
+    pages with nothing the person or staff wrote hold no Korean (no text left untranslated)."""
+    routes = page_routes()
+    # The strict CSP refuses inline script and style: a page that has any logs a violation.
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    page.on("pageerror", lambda error: violations.append(str(error)))
+    seen: set[str] = set()
+    kinds: set[str] = set()
+    errors: set[str] = set()
+
+    async def check(english_only: bool = True) -> None:
+        await assert_accessible(page)
+        assert await page.get_attribute("html", "lang") == "en"
+        if english_only:
+            main = await page.locator("main").inner_text()
+            assert not HANGUL.search(main), f"Korean left on {page.url}:\n{main}"
+        path = urlsplit(page.url).path
+        if await page.locator(".panel-error").count():
+            errors.add(await page.get_by_role("heading", level=1).inner_text())
+            return
+        seen.add(route_of(page.url, routes))
+        if path.startswith("/privacy/requests/new/"):
+            kinds.add(path.rsplit("/", 1)[1])
+
+    await page.goto("/privacy/?lang=en")
+    await check()
+    await page.get_by_role("link", name="Verify your identity to start").click()
+    await check()
+    await page.get_by_label("Mobile number or e-mail address").fill(DEMO_PHONE)
+    await page.get_by_role("button", name="Send the code").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Enter the code")
+    await expect(page.get_by_text("010-****-0001")).to_be_visible()
+    await check()
+    code_page = page.url
+    await page.get_by_role("link", name="한국어").click()  # the switch keeps the code page
+    await expect(page).to_have_url(re.compile(r"/privacy/verify/[0-9a-f-]{36}\?lang=ko$"))
+    await expect(page.get_by_text("010-****-0001")).to_be_visible()
+    await page.get_by_role("link", name="English").click()
+    assert page.url.split("?")[0] == code_page
+    await worker.drain()
+    assert len(gateway.requests("/sms")) == 1  # no second code for either
+    await page.get_by_label("6-digit code").fill(sent_code(gateway))
+    await page.get_by_role("button", name="Confirm").click()
+    await expect(page).to_have_url(re.compile(r"/privacy/requests$"))
+    await check()
+    cookies = {c["name"]: c for c in await page.context.cookies()}
+    session = cookies[PRIVACY_COOKIE]
+    assert (session["httpOnly"], session["sameSite"], session["secure"]) == (True, "Strict", True)
+    assert session["path"] == "/privacy" and session["expires"] > 0  # short-lived, not forever
+    assert (cookies["dsr_csrf"]["httpOnly"], cookies["dsr_csrf"]["sameSite"]) == (True, "Strict")
+
+    await page.get_by_role("link", name="New request", exact=True).click()
+    await check()
+    # Access: form, check, submit.
+    await page.get_by_role("link", name="Access", exact=True).click()
+    await check()
+    await page.get_by_role("button", name="Continue").click()
+    await check()
+    await page.get_by_role("button", name="Submit the request").click()
+    await expect(page.get_by_role("status")).to_contain_text("We received your request")
+    await check()
+    access = urlsplit(page.url).path.rsplit("/", 1)[1]
+    # Correction: the item, then the records that hold it, then an error to fix.
+    await page.goto("/privacy/requests/new/correction")
+    await check()
+    await page.get_by_label("Address", exact=True).check()
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.get_by_role("group", name="Which record should we correct?")).to_be_visible()
+    await check(english_only=False)  # each record's current (Korean) address
+    await page.get_by_label("Address: the right value").fill("x")
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.locator("[data-error-summary]")).to_be_focused()
+    await check(english_only=False)
+    # Deletion: what the law keeps, an error, the check, submit.
+    await page.goto("/privacy/requests/new/deletion")
+    kept = page.locator("[data-retention]")
+    await expect(kept).to_contain_text("Framework Act on National Taxes")
+    await check()
+    await page.get_by_label("Only the kinds I choose").check()
+    await page.get_by_role("button", name="Continue").click()
+    await check()
+    await page.get_by_label("Contact details").check()
+    await page.get_by_role("button", name="Continue").click()
+    await check()
+    await page.get_by_role("button", name="Submit the request").click()
+    deletion = urlsplit(page.url).path.rsplit("/", 1)[1]
+    # Suspension: an error, then the check.
+    await page.goto("/privacy/requests/new/suspension")
+    await check()
+    await page.get_by_role("button", name="Continue").click()
+    await check()
+    await page.get_by_label("Customs clearance for import and export").check()
+    await page.get_by_role("button", name="Continue").click()
+    await check()
+    # Consent withdrawal: submit, the same again (a duplicate), then withdraw the first.
+    for _ in range(2):
+        await page.goto("/privacy/requests/new/consent_withdrawal")
+        await check()
+        await page.get_by_label("Marketing and events (optional consent)").check()
+        await page.get_by_role("button", name="Continue").click()
+        await page.get_by_role("button", name="Submit the request").click()
+        await check()
+    consent = await first_request_id(page, "consent_withdrawal")
+    await page.goto(f"/privacy/requests/{consent}")
+    await page.get_by_role("link", name="Withdraw the request").click()
+    await check()
+    await page.get_by_role("button", name="Withdraw the request").click()
+    await expect(page.locator("[data-status]")).to_have_text("Withdrawn")
+    await check()
+
+    # A refusal (decided by staff, in Korean): the decision, then an objection.
+    await drive(app, deletion, "refused")
+    await page.goto(f"/privacy/requests/{deletion}")
+    await expect(page.locator("[data-decision]")).to_contain_text("PIPA Enforcement Decree")
+    await check(english_only=False)  # the officer's explanation is theirs
+    await page.get_by_role("link", name="Object to the decision").click()
+    await check()
+    await page.get_by_role("button", name="Submit the objection").click()
+    await check()
+    await page.get_by_label("Why you object").fill("I sent my ID to the support center.")
+    await page.get_by_role("button", name="Submit the objection").click()
+    await expect(page.get_by_text("reviewing your objection")).to_be_visible()
+
+    # The access report, once the job has built it.
+    await worker.drain()
+    await page.goto(f"/privacy/requests/{access}")
+    await check()
+    await page.get_by_role("link", name="See the access report").click()
+    await check(english_only=False)  # the person's own (Korean) data
+    await page.goto("/privacy/requests")
+    await check()
+
+    # Error pages: not found, the CSRF refusal, signed out, the rate limit with its wait.
+    await page.goto(f"/privacy/requests/{uuid.uuid4()}")
+    await check()
+    await page.goto("/privacy/requests")
+    await page.locator("input[name=csrf_token]").evaluate_all(
+        "inputs => inputs.forEach(input => { input.value = 'forged' })"
+    )
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("We could not process that")
+    await check()
+    await page.goto("/privacy/requests")
+    await page.get_by_role("button", name="Sign out").click()
+    await check()
+    await page.goto("/privacy/requests")
+    await check()
+    await page.goto("/privacy/verify")
+    await page.get_by_label("Mobile number or e-mail address").fill(DEMO_PHONE)
+    await page.get_by_role("button", name="Send the code").click()
+    await expect(page.get_by_text(re.compile(r"Try again in \d+ (min|s)"))).to_be_visible()
+    await check()
+
+    assert violations == []
+    assert seen == set(routes), set(routes) ^ seen
+    assert kinds == set(KINDS)
+    assert errors == {
+        "Page not found",
+        "You already have an open request of this type",
+        "We could not process that",
+        "Verify your identity first",
+        "Too many requests",
+    }
+
+
+async def first_request_id(page: Page, kind: str) -> str:
+    """The id of the signed-in subject's request of ``kind`` from the list page."""
+    await page.goto("/privacy/requests")
+    card = page.locator(f"[data-type='{kind}']").first
+    request_id = await card.get_attribute("data-request-id")
+    assert request_id
+    return request_id

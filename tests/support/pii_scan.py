@@ -56,6 +56,7 @@ class Findings:
     current: str = "(collection)"
     lines: int = 0
     scans: int = 0
+    detached: bool = False
 
 
 FINDINGS = Findings()
@@ -146,8 +147,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    logging.getLogger().removeHandler(_handler)
-    if FINDINGS.logs or FINDINGS.tables:
+    root = logging.getLogger()
+    # Something that replaces the root handlers (``configure_logging`` does) would have switched
+    # the log scan off unseen for the rest of the run.
+    FINDINGS.detached = _handler not in root.handlers
+    root.removeHandler(_handler)
+    if FINDINGS.logs or FINDINGS.tables or FINDINGS.detached:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -158,6 +163,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         f"{FINDINGS.lines} log lines scanned, {FINDINGS.scans} database scans, "
         f"{len(FINDINGS.codes)} one-time codes watched"
     )
+    if FINDINGS.detached:
+        report.write_line("the log scan was detached from the root logger during the run", red=True)
     for kind, found in (("log", FINDINGS.logs), ("table", FINDINGS.tables)):
         for finding in found[:50]:
             report.write_line(f"personal data in a {kind}: {finding}", red=True)

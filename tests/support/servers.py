@@ -5,7 +5,9 @@ Used for the SMS/e-mail gateway, processors' webhook receivers and internal data
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -58,17 +60,29 @@ class RecordingServer:
         self.responder = responder
         self.default = Reply(200, {"ok": True})
         self._lock = threading.Lock()
+        self._down = False
+        self._connections: set[Any] = set()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self) -> None:
+                super().setup()
+                with owner._lock:
+                    owner._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with owner._lock:
+                    owner._connections.discard(self.connection)
+                super().finish()
+
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                if len(body) < length:
-                    # The client went away mid-body (e.g. a killed worker): like any HTTP
-                    # server, do not take an incomplete request as received.
+                if len(body) < length or owner._down:
+                    # The client went away mid-body (e.g. a killed worker), or the server is
+                    # down: like any HTTP server, take nothing as received.
                     self.close_connection = True
                     return
                 item = Received(
@@ -142,8 +156,16 @@ class RecordingServer:
         return self
 
     def stop(self) -> None:
+        """Down for good: no new connection, and the kept-alive ones are closed too (a client
+        reusing one would otherwise still be answered)."""
+        self._down = True
         self._server.shutdown()
         self._server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> RecordingServer:
         return self.start()

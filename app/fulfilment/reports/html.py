@@ -15,6 +15,7 @@ from app.requests.notices import EXTERNAL_REMEDIES
 from app.schemas.reports import (
     AccessReport,
 )
+from app.vocabulary import item_label
 
 # --- HTML ------------------------------------------------------------------------------------
 
@@ -140,6 +141,7 @@ def _templates() -> jinja2.Environment:
     env.filters["kst"] = lambda value: (
         value.astimezone(KST).strftime("%Y-%m-%d %H:%M") if value else ""
     )
+    env.filters["item_label"] = item_label
     env.filters["kst_date"] = lambda value: (
         value.astimezone(KST).strftime("%Y-%m-%d") if value else ""
     )
