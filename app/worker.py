@@ -46,6 +46,7 @@ def build_registry() -> Registry:
         retry={"job": FULFILMENT_RETRY, "webhook": WEBHOOK_RETRY},
         keep_payload=keep_payload,
         on_dead={"job": jobs.on_job_dead, "webhook": delivery.on_webhook_dead},
+        recorders={"webhook": delivery.record_delivered_attempts},
         periodic=[
             PeriodicJob(
                 name="webhooks-held-alert",

@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import cProfile
 import gc
+import io
 import os
+import pstats
 import random
 import resource
+import statistics
 import sys
 import tempfile
 import time
 import tracemalloc
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -154,25 +159,25 @@ async def baseline(url: str) -> int:
     return count
 
 
-async def report_steps(url: str, crypto: Crypto) -> dict[str, Any]:
-    datamap = parse_datamap(yaml.safe_load(demo_datamap_text()))
+DATAMAP = parse_datamap(yaml.safe_load(demo_datamap_text()))
+HTTP = httpx.AsyncClient()  # the worker's one client (the demo map has no http source)
+
+
+async def report_steps(url: str, crypto: Crypto, settings: Settings) -> dict[str, Any]:
+    """One report: generate (connecting included), seal, render; wall and CPU of each step."""
     subject = SubjectIdentifiers(phone=PHONE, email=EMAIL)
     out: dict[str, Any] = {}
-    async with (
-        httpx.AsyncClient() as http,
-        open_connectors(datamap, self_url=url, http=http, crypto=crypto) as connectors,
-    ):
-        t0 = time.perf_counter()
-        report = await generate_access_report(
-            connectors, request_id=uuid.uuid4(), subject=subject, now=NOW
-        )
-        out["generate"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sealed = seal_report(crypto, report)
-    out["seal"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    html = render_access_report_html(report, settings=Settings())
-    out["html"] = time.perf_counter() - t0
+    async with open_connectors(DATAMAP, self_url=url, http=HTTP, crypto=crypto) as connectors:
+        with timed(out, "generate"):
+            report = await generate_access_report(
+                connectors, request_id=uuid.uuid4(), subject=subject, now=NOW
+            )
+    with timed(out, "seal"):
+        sealed = seal_report(crypto, report)
+    with timed(out, "html"):
+        html = render_access_report_html(report, settings=settings)
+    out["total"] = sum(out[step] for step in ("generate", "seal", "html"))
+    out["total_cpu"] = sum(out[f"{step}_cpu"] for step in ("generate", "seal", "html"))
     out["records"] = sum(source.records for source in report.sources)
     out["sealed_kb"] = len(sealed) / 1024
     out["html_kb"] = len(html.encode()) / 1024
@@ -180,8 +185,33 @@ async def report_steps(url: str, crypto: Crypto) -> dict[str, Any]:
     return out
 
 
-async def traced(step: Callable[[], Awaitable[Any]]) -> float:
-    """Peak Python heap (MB) during one run of ``step``."""
+@contextlib.contextmanager
+def timed(out: dict[str, Any], step: str) -> Iterator[None]:
+    """Wall seconds in ``out[step]``, this process's CPU seconds in ``out[step + '_cpu']``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    out[step] = time.perf_counter() - wall
+    out[f"{step}_cpu"] = time.process_time() - cpu
+
+
+async def baseline_step(url: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with timed(out, "total"):
+        out["records"] = await baseline(url)
+    out["total_cpu"] = out.pop("total_cpu")
+    return out
+
+
+async def traced(step: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
+    """(peak RSS MB of this step alone, peak Python heap MB) over one run of ``step`` each."""
+    gc.collect()
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")  # reset the RSS high-water mark
+    await step()
+    rss = float("nan")
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            rss = int(line.split()[1]) / 1024
     gc.collect()
     tracemalloc.start()
     try:
@@ -189,52 +219,101 @@ async def traced(step: Callable[[], Awaitable[Any]]) -> float:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    return peak / 1024 / 1024
+    return rss, peak / 1024 / 1024
 
 
-async def main(records: int) -> None:
-    crypto = Crypto.from_settings(Settings(**{k: new_key() for k in KEY_FIELDS}))  # type: ignore[arg-type]
+async def profile_report(url: str, crypto: Crypto, settings: Settings, lines: int) -> str:
+    """cProfile of one report (CPU time as the timer: robust to a busy machine)."""
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    steps = await report_steps(url, crypto, settings)
+    profiler.disable()
+    stream = io.StringIO()
+    stream.write(f"\nprofile of one report ({steps['records']:,} records), by own CPU time:\n")
+    pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(lines)
+    text = stream.getvalue().replace(str(Path(__file__).resolve().parents[1]) + "/", "")
+    return text.replace(sys.prefix + "/lib/python3.11/site-packages/", "").rstrip()
+
+
+async def main(records: int, rounds: int, profile: int) -> dict[str, Any]:
+    settings = Settings(**{k: new_key() for k in KEY_FIELDS})  # type: ignore[arg-type]
+    crypto = Crypto.from_settings(settings)
+    figures: dict[str, Any] = {"baseline": [], "report": []}
     with tempfile.TemporaryDirectory(prefix="dsr-bench-") as tmp:
         admin, server = admin_url(Path(tmp))
         async with fresh_database(admin, migrate=False) as url:
             t0 = time.perf_counter()
             await load(url, records)
-            loaded = time.perf_counter() - t0
-            await baseline(url)  # warm the cache for both
-            t0 = time.perf_counter()
-            base_rows = await baseline(url)
-            base_time = time.perf_counter() - t0
-            steps = await report_steps(url, crypto)
-            base_peak = await traced(lambda: baseline(url))
-            ours_peak = await traced(lambda: report_steps(url, crypto))
+            figures["loaded"] = time.perf_counter() - t0
+            # Warm both (the cache, the template); then interleaved rounds, same machine state.
+            await baseline(url)
+            await report_steps(url, crypto, settings)
+            for _ in range(rounds):
+                figures["baseline"].append(await baseline_step(url))
+                figures["report"].append(await report_steps(url, crypto, settings))
+            figures["baseline_mem"] = await traced(lambda: baseline(url))
+            figures["report_mem"] = await traced(lambda: report_steps(url, crypto, settings))
+            if profile:
+                figures["profile"] = await profile_report(url, crypto, settings, profile)
         if server is not None:
             server.cleanup()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    total = steps["generate"] + steps["seal"] + steps["html"]
+    return figures
 
-    def row(step: str, rows: Any = "", seconds: Any = "", ratio: Any = "", peak: Any = "") -> None:
-        print(f"{step:<38} {rows:>9} {seconds:>8} {ratio:>7} {peak:>8}")
 
-    records_n = f"{steps['records']:,}"
-    print(f"\nAccess report, one subject with {records_n} records (loaded in {loaded:.1f} s)")
-    row("step", "rows", "time s", "ratio", "peak MB")
-    row("baseline: asyncpg cursor, same rows", f"{base_rows:,}", f"{base_time:.2f}", "1.0",
-        f"{base_peak:.1f}")  # fmt: skip
-    row("report: generate (stream + aggregate)", records_n, f"{steps['generate']:.2f}",
-        f"{steps['generate'] / base_time:.1f}")  # fmt: skip
-    row("report: seal (zlib + AES-GCM)", "", f"{steps['seal']:.2f}")
-    row("report: render HTML", "", f"{steps['html']:.2f}")
-    row("report: total", records_n, f"{total:.2f}", f"{total / base_time:.1f}", f"{ours_peak:.1f}")
-    print(
-        f"items {steps['items']}, sealed {steps['sealed_kb']:.0f} KiB, "
-        f"HTML {steps['html_kb']:.0f} KiB"
-    )
-    print(f"process max RSS {rss:.0f} MB (interpreter, libraries, loading the data included)")
-    ok = total <= 5.0 and rss <= 200
-    print(f"target: total <= 5 s and peak <= 200 MB: {'met' if ok else 'NOT met'}")
+def show(figures: dict[str, Any]) -> None:
+    base, ours = figures["baseline"], figures["report"]
+
+    def med(rows: list[dict[str, Any]], key: str) -> float:
+        return statistics.median(row[key] for row in rows)
+
+    def row(*cells: Any) -> None:
+        widths = (38, 9, 8, 7, 8, 7, 9, 9)
+        print(" ".join(f"{cell:>{w}}" if i else f"{cell:<{w}}" for i, (cell, w) in
+                       enumerate(zip(cells, widths, strict=False))))  # fmt: skip
+
+    records = f"{ours[0]['records']:,}"
+    base_wall, base_cpu = med(base, "total"), med(base, "total_cpu")
+    print(f"\nAccess report, one subject with {records} records (loaded in "
+          f"{figures['loaded']:.1f} s); medians of {len(ours)} interleaved rounds")  # fmt: skip
+    row("step", "rows", "time s", "ratio", "CPU s", "ratio", "peak RSS", "heap MB")
+    rss, heap = figures["baseline_mem"]
+    row("baseline: asyncpg cursor, same rows", f"{base[0]['records']:,}", f"{base_wall:.2f}",
+        "1.00", f"{base_cpu:.2f}", "1.00", f"{rss:.0f} MB", f"{heap:.1f}")  # fmt: skip
+    for step, label in (
+        ("generate", "report: generate (stream + aggregate)"),
+        ("seal", "report: seal (zlib + AES-GCM)"),
+        ("html", "report: render HTML"),
+    ):
+        row(label, records if step == "generate" else "", f"{med(ours, step):.2f}",
+            f"{med(ours, step) / base_wall:.2f}" if step == "generate" else "",
+            f"{med(ours, step + '_cpu'):.2f}", "")  # fmt: skip
+    rss, heap = figures["report_mem"]
+    total, total_cpu = med(ours, "total"), med(ours, "total_cpu")
+    row("report: total", records, f"{total:.2f}", f"{total / base_wall:.2f}", f"{total_cpu:.2f}",
+        f"{total_cpu / base_cpu:.2f}", f"{rss:.0f} MB", f"{heap:.1f}")  # fmt: skip
+    ratios = [r["total"] / b["total"] for b, r in zip(base, ours, strict=True)]
+    print("rounds (baseline / report s): " + ", ".join(
+        f"{b['total']:.2f}/{r['total']:.2f}" for b, r in zip(base, ours, strict=True)))  # fmt: skip
+    print(f"median of the rounds' ratios: {statistics.median(ratios):.2f}; CPU per record: "
+          f"baseline {base_cpu / base[0]['records'] * 1e6:.1f} µs, report "
+          f"{total_cpu / ours[0]['records'] * 1e6:.1f} µs")  # fmt: skip
+    print(f"items {ours[0]['items']}, sealed {ours[0]['sealed_kb']:.0f} KiB, "
+          f"HTML {ours[0]['html_kb']:.0f} KiB")  # fmt: skip
+    process = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"process max RSS {process:.0f} MB (interpreter, libraries, generating and loading "
+          "the data included)")  # fmt: skip
+    ok = total / base_wall <= 2.0 and max(process, rss) <= 200
+    print(f"target: total <= 2.0 x baseline and peak RSS <= 200 MB: {'met' if ok else 'NOT met'}")
+    if "profile" in figures:
+        print(figures["profile"])
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
-    asyncio.run(main(parser.parse_args().records))
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved baseline/report runs")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="LINES", help="print a profile's top lines"
+    )
+    arguments = parser.parse_args()
+    show(asyncio.run(main(arguments.records, arguments.rounds, arguments.profile)))

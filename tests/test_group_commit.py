@@ -33,3 +33,38 @@ async def test_a_failed_write_fails_every_item_in_it() -> None:
     assert all(isinstance(result, RuntimeError) for result in results)
     with pytest.raises(RuntimeError):
         await group.submit(4)
+
+
+async def test_a_linger_gathers_callers_finishing_a_moment_apart() -> None:
+    writes: list[list[int]] = []
+
+    async def write(items: list[int]) -> None:
+        writes.append(items)
+
+    async def finish(group: GroupCommit[int], n: int, spacing: float) -> None:
+        await asyncio.sleep(n * spacing)
+        await group.submit(n)
+
+    lingering: GroupCommit[int] = GroupCommit(write, linger=0.3)
+    await asyncio.gather(*(finish(lingering, n, 0.01) for n in range(5)))
+    assert writes == [[0, 1, 2, 3, 4]]  # one transaction for the five
+
+    writes.clear()
+    eager: GroupCommit[int] = GroupCommit(write)
+    await asyncio.gather(*(finish(eager, n, 0.05) for n in range(3)))
+    assert writes[0] == [0]  # without a linger the first is written before the next arrives
+    assert sorted(n for batch in writes for n in batch) == [0, 1, 2]
+
+
+async def test_the_last_caller_closes_a_lingering_group_at_once() -> None:
+    writes: list[list[int]] = []
+
+    async def write(items: list[int]) -> None:
+        writes.append(items)
+
+    group: GroupCommit[int] = GroupCommit(write, linger=600)
+    done = asyncio.gather(group.submit(1), group.submit(2))
+    await asyncio.sleep(0.05)
+    assert writes == []  # held open for more
+    await asyncio.wait_for(asyncio.gather(done, group.submit(3, last=True)), timeout=60)
+    assert writes == [[1, 2, 3]]

@@ -164,3 +164,51 @@ async def test_dead_outcome_is_final(db: Database, worker: Worker, outcome: Outc
     message_id = await queue(db, worker, {"n": 1})
     await with_handler(worker, handler).drain()
     assert (await load(db, message_id)).status == "dead"
+
+
+async def test_a_success_and_what_it_records_commit_together(
+    db: Database, worker: Worker, clock: FrozenClock
+) -> None:
+    """``Sent(record=...)`` is written by the kind's recorder in the transaction that marks the
+    message delivered: both or neither (a webhook's attempt row and its delivered mark)."""
+    recorded: list[int] = []
+    seen_elsewhere: list[str] = []
+
+    async def handler(message: OutboxMessage, payload: Any, ctx: WorkerContext) -> Outcome:
+        return Sent(record=payload["n"])
+
+    async def recorder(session: Any, records: list[Any]) -> None:
+        statuses = (
+            await session.execute(sa.text("SELECT DISTINCT status FROM outbox_message"))
+        ).scalars()
+        assert list(statuses) == ["delivered"]  # marked in this very transaction
+        async with db.engine.connect() as other:  # not yet committed for anyone else
+            query = sa.text("SELECT DISTINCT status FROM outbox_message")
+            seen_elsewhere.extend((await other.execute(query)).scalars())
+        recorded.extend(records)
+
+    async def broken(session: Any, records: list[Any]) -> None:
+        raise RuntimeError("database went away")
+
+    ids = [await queue(db, worker, {"n": n}) for n in range(3)]
+    with pytest.raises(RuntimeError):
+        await with_handler(worker, handler, recorders={"probe": broken}).run_once()
+    assert {(await load(db, i)).status for i in ids} == {"pending"}  # nothing half-recorded
+
+    clock.advance(timedelta(seconds=61))  # the lease runs out: claimed again, not lost
+    assert await with_handler(worker, handler, recorders={"probe": recorder}).drain() == 3
+    assert sorted(recorded) == [0, 1, 2]
+    assert seen_elsewhere == ["pending"]
+    assert {(await load(db, i)).status for i in ids} == {"delivered"}
+
+
+async def test_a_record_without_a_recorder_is_refused_not_dropped(
+    db: Database, worker: Worker
+) -> None:
+    async def handler(message: OutboxMessage, payload: Any, ctx: WorkerContext) -> Outcome:
+        return Sent(record="attempt row")
+
+    message_id = await queue(db, worker, {"n": 1})
+    with pytest.raises(LookupError):
+        await with_handler(worker, handler).run_once()
+    assert (await load(db, message_id)).status == "pending"

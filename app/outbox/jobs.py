@@ -7,12 +7,14 @@ Services implement handlers against these types; ``app/outbox/worker.py`` runs t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.clock import Clock
 from app.config import Settings
@@ -30,6 +32,9 @@ if TYPE_CHECKING:  # the domains import this module; their types are only annota
 @dataclass(frozen=True)
 class Sent:
     detail: str | None = None
+    # What the handler's domain keeps of this success (a webhook's attempt row): written by the
+    # registry's recorder for the message's kind in the transaction that marks it delivered.
+    record: Any = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ class WorkerContext:
 
 Handler = Callable[[OutboxMessage, Any, WorkerContext], Awaitable[Outcome]]
 DeadHook = Callable[[OutboxMessage, str, WorkerContext], Awaitable[None]]
+# Writes the ``Sent.record``s of outcomes finishing together, in the worker's transaction.
+Recorder = Callable[[AsyncSession, list[Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -93,12 +100,21 @@ class Registry:
     # How long a finished message keeps its payload, where not the configured default;
     # timedelta(0): destroyed in the transaction that finishes it (one-time codes).
     keep_payload: dict[str, timedelta] = field(default_factory=dict)
+    # What writes the records successes of a kind carry (``Sent.record``), with their outcome.
+    recorders: dict[str, Recorder] = field(default_factory=dict)
 
     def handler_for(self, message: OutboxMessage) -> Handler | None:
         return _lookup(self.handlers, message)
 
     def policy_for(self, message: OutboxMessage) -> RetryPolicy:
         return _lookup(self.retry, message) or DEFAULT_RETRY
+
+    def recorder_for(self, message: OutboxMessage) -> Recorder:
+        """The recorder of this message's ``Sent.record`` (a handler returning one has one)."""
+        recorder = _lookup(self.recorders, message)
+        if recorder is None:
+            raise LookupError(f"no recorder for {message.kind}:{message.topic}")
+        return recorder
 
     def keeps_payload_for(self, message: OutboxMessage) -> timedelta | None:
         """This message's own payload retention, or None for the configured default."""
@@ -121,24 +137,40 @@ class GroupCommit(Generic[T]):
 
     ``submit`` returns once the item's write has committed (or raises what the write raised),
     so a caller never reports done before its record is durable; concurrent callers share
-    one round of BEGIN/COMMIT instead of paying one each.
+    one round of BEGIN/COMMIT instead of paying one each. ``linger`` (seconds) holds a group
+    open that long for callers finishing a moment later (larger groups, fewer transactions);
+    an item submitted with ``last=True`` (no one else is about to finish) closes it at once.
     """
 
-    def __init__(self, write: Callable[[list[T]], Awaitable[None]]) -> None:
+    def __init__(self, write: Callable[[list[T]], Awaitable[None]], *, linger: float = 0) -> None:
         self._write = write
+        self.linger = linger
         self._pending: list[tuple[T, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._last = False  # the caller closing this round has submitted
+        self._wake: asyncio.Future[None] | None = None
 
-    async def submit(self, item: T) -> None:
+    async def submit(self, item: T, *, last: bool = False) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
+        if last:
+            self._last = True
+            if self._wake is not None and not self._wake.done():
+                self._wake.set_result(None)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush())
         await future
 
     async def _flush(self) -> None:
         while self._pending:
-            await asyncio.sleep(0)  # let the callers finishing now join this group
+            if self.linger > 0 and not self._last:  # until the round's last caller or the linger
+                self._wake = asyncio.get_running_loop().create_future()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake, self.linger)
+                self._wake = None
+            else:
+                await asyncio.sleep(0)  # let the callers finishing now join this group
+            self._last = False
             batch, self._pending = self._pending, []
             try:
                 await self._write([item for item, _ in batch])

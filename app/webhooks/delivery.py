@@ -15,19 +15,20 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit import trail
 from app.clock import Clock, SystemClock
+from app.db import driver_connection
 from app.errors import WebhookUrlRefused
 from app.models import OutboxMessage, Processor, WebhookAttempt
 from app.notifications import messages
-from app.outbox.jobs import GroupCommit, Held, Outcome, Retry, Sent, WorkerContext
+from app.outbox.jobs import Held, Outcome, Retry, Sent, WorkerContext
 from app.webhooks import email_channel, notices, processors
 from app.webhooks.signing import signed_headers, webhook_id
 from app.webhooks.url_guard import check_webhook_url
@@ -80,8 +81,6 @@ class WebhookWorkerState:
     endpoints: dict[str, tuple[float, Endpoint | None]] = field(default_factory=dict)
     loading: dict[str, asyncio.Lock] = field(default_factory=dict)
     hosts: dict[str, float] = field(default_factory=dict)
-    # Successful attempts finishing together are written in one transaction.
-    writer: GroupCommit[tuple[dict[str, Any], str | None]] | None = None
     # The signature timestamp must be real time: receivers check it against their own clocks.
     signing_clock: Clock = field(default_factory=SystemClock)
 
@@ -266,14 +265,12 @@ async def _record(
         ),
     }
     if result.outcome == "delivered":
-        # The common case: committed together with the other attempts finishing now.
-        if state.writer is None:
-            state.writer = GroupCommit(partial(_write_attempts, ctx))
-        await state.writer.submit((row, code if endpoint.failing else None))
+        # The common case: the attempt row is written by ``record_delivered_attempts`` in the
+        # worker's transaction that marks this delivery (and the others finishing now) delivered.
         if endpoint.failing:
             state.forget(code)
         _log_attempt(message, code, result)
-        return Sent()
+        return Sent(record=DeliveredAttempt(row, failing=code if endpoint.failing else None))
     async with ctx.db.transaction() as session:
         await session.execute(sa.insert(WebhookAttempt).values(**row))
         if result.outcome == "gone":
@@ -304,18 +301,50 @@ async def _record(
     return Retry(result.error or "not delivered", delay=result.retry_after)
 
 
-async def _write_attempts(
-    ctx: WorkerContext, batch: list[tuple[dict[str, Any], str | None]]
-) -> None:
-    codes = sorted({code for _, code in batch if code})
-    async with ctx.db.transaction() as session:
-        await session.execute(sa.insert(WebhookAttempt), [row for row, _ in batch])
-        if codes:
-            await session.execute(
-                sa.update(Processor)
-                .where(col(Processor.code).in_(codes))
-                .values(failing_since=None)
-            )
+@dataclass(frozen=True)
+class DeliveredAttempt:
+    """A successful attempt's row, and the processor whose failing streak it ends (if any)."""
+
+    row: dict[str, Any]
+    failing: str | None = None
+
+
+_ATTEMPT_COLUMNS = (
+    ("message_id", "uuid"),
+    ("processor_code", "text"),
+    ("event_type", "text"),
+    ("attempt", "int"),
+    ("at", "timestamptz"),
+    ("outcome", "text"),
+    ("status_code", "int"),
+    ("latency_ms", "int"),
+    ("error", "text"),
+    ("response_bytes", "int"),
+    ("response_digest", "text"),
+)
+# Every row of a group in one statement, one array per column: one prepared statement whatever
+# the group's size.
+_INSERT_ATTEMPTS = (
+    f"INSERT INTO {WebhookAttempt.__tablename__} "
+    f"({', '.join(name for name, _ in _ATTEMPT_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(_ATTEMPT_COLUMNS, 1))
+    + ")"
+)
+
+
+async def record_delivered_attempts(session: AsyncSession, records: list[Any]) -> None:
+    """Write successful attempts (``DeliveredAttempt``) in the worker's outcome transaction."""
+    rows = [record.row for record in records]
+    connection = await driver_connection(session)
+    await connection.execute(
+        _INSERT_ATTEMPTS, *([row[name] for row in rows] for name, _ in _ATTEMPT_COLUMNS)
+    )
+    codes = sorted({record.failing for record in records if record.failing})
+    if codes:
+        table = Processor.__tablename__
+        await connection.execute(
+            f"UPDATE {table} SET failing_since = NULL WHERE code = ANY($1::text[])", codes
+        )
 
 
 def _log_attempt(message: OutboxMessage, code: str, result: AttemptResult) -> None:

@@ -88,6 +88,73 @@ class SubjectRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RowLayout:
+    """Where each part of a subject's record sits in a row of a ``RecordBatch``."""
+
+    fields: tuple[int, ...]  # the role's fields, in the data map's order
+    # One slot per handover a row can carry: (processor code, at, the items it received or None).
+    handovers: tuple[tuple[int, int, tuple[str, ...] | None], ...]
+    retention_start: int
+    consent: int
+    consent_at: int
+    supplier: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordBatch:
+    """Records of one collection role as rows: what an access report reads, in bulk.
+
+    A row is any sequence (a tuple, an asyncpg record) laid out as ``layout`` says; an empty
+    field is None or "". Values are as the source gave them (``SubjectRecord`` semantics: a
+    processor code or supplier becomes text, a consent a bool).
+    """
+
+    collection: str
+    role: str
+    layout: RowLayout
+    rows: Sequence[Sequence[Any]]
+
+
+BATCH_ROWS = 2000
+
+
+async def records_in_batches(
+    spec: CollectionSpec, records: AsyncIterator[SubjectRecord], *, size: int = BATCH_ROWS
+) -> AsyncIterator[RecordBatch]:
+    """``SubjectRecord``s as batches of rows: consecutive records of one role whose handovers
+    have the same shape share a batch."""
+    shape: tuple[str, tuple[tuple[str, ...] | None, ...]] | None = None
+    rows: list[tuple[Any, ...]] = []
+    layout: RowLayout | None = None
+    async for record in records:
+        record_shape = (record.role, tuple(h.items for h in record.handovers))
+        if record_shape != shape or len(rows) >= size:
+            if rows and layout is not None and shape is not None:
+                yield RecordBatch(spec.name, shape[0], layout, rows)
+            shape, rows = record_shape, []
+            count = len(spec.roles[record.role].fields)
+            layout = RowLayout(
+                fields=tuple(range(count)),
+                handovers=tuple(
+                    (count + 4 + 2 * n, count + 5 + 2 * n, items)
+                    for n, items in enumerate(record_shape[1])
+                ),
+                retention_start=count,
+                consent=count + 1,
+                consent_at=count + 2,
+                supplier=count + 3,
+            )
+        fields = record.fields
+        row: list[Any] = [fields.get(field.column) for field in spec.roles[record.role].fields]
+        row += [record.retention_start, record.consent, record.consent_at, record.supplier]
+        for handover in record.handovers:
+            row += [handover.processor, handover.at]
+        rows.append(tuple(row))
+    if rows and layout is not None and shape is not None:
+        yield RecordBatch(spec.name, shape[0], layout, rows)
+
+
+@dataclass(frozen=True, slots=True)
 class FieldUpdate:
     """New values for some of the role's fields of one record (column → value)."""
 
@@ -147,6 +214,14 @@ class Connector(abc.ABC):
         self, collection: CollectionSpec, *, subject: SubjectIdentifiers
     ) -> AsyncIterator[SubjectRecord]:
         """The subject's records with their own fields and metadata, streamed in constant memory."""
+
+    def export_batches(
+        self, collection: CollectionSpec, *, subject: SubjectIdentifiers
+    ) -> AsyncIterator[RecordBatch]:
+        """``export`` in batches of rows, for reading many records at once (the access report).
+
+        By default built from ``export``; a connector that reads rows in bulk yields its own."""
+        return records_in_batches(collection, self.export(collection, subject=subject))
 
     @abc.abstractmethod
     async def correct(

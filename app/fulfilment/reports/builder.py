@@ -16,14 +16,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 import phonenumbers
 
-from app.datamap.connectors import Connectors, SubjectRecord
+from app.datamap.connectors import Connectors
+from app.datamap.connectors.base import RecordBatch
 from app.datamap.identifiers import SubjectIdentifiers
 from app.datamap.schema import CollectionSpec, FieldSpec, HttpSource, Withhold
+from app.fulfilment.reports.columns import as_text, count_values, latest, spans
 from app.fulfilment.reports.withholding import Withholding
 from app.retention.store import RetainedSummary
 from app.schemas.reports import (
@@ -53,7 +55,6 @@ from app.vocabulary import (
     Text,
 )
 
-KST = timezone(timedelta(hours=9), "KST")
 DEFAULT_MAX_VALUES = 5000
 RETAINED_PURPOSE = Text(
     ko="법령에 따른 보존(다른 목적으로 이용하거나 제공하지 않음)",
@@ -78,12 +79,6 @@ def _role_label(spec: CollectionSpec, role: str) -> Text:
     return spec.roles[role].label or ROLES.get(role) or Text(ko=role, en=role)
 
 
-def _as_text(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.astimezone(KST).isoformat(timespec="seconds")
-    return str(value)
-
-
 # --- Aggregation -----------------------------------------------------------------------------
 
 
@@ -98,18 +93,20 @@ class _ItemAgg:
     values: dict[str, int] = field(default_factory=dict)
     omitted: int = 0
 
-    def add(self, value: Any) -> None:
-        self.records += 1
+    def add_counts(self, counts: dict[Any, int]) -> None:
+        """Values (none empty) with how many records hold each, in the order first seen."""
+        self.records += sum(counts.values())
         if self.withhold is not None:
             return
-        text = value if isinstance(value, str) else _as_text(value)
         values = self.values
-        if text in values:
-            values[text] += 1
-        elif len(values) < self.max_values:
-            values[text] = 1
-        else:
-            self.omitted += 1
+        for value, records in counts.items():
+            text = value if isinstance(value, str) else as_text(value)
+            if text in values:
+                values[text] += records
+            elif len(values) < self.max_values:
+                values[text] = records
+            else:
+                self.omitted += records
 
 
 @dataclass
@@ -194,60 +191,70 @@ class _ReportBuilder:
             self.provided_items[key] = items
         return items
 
-    def add(self, spec: CollectionSpec, record: SubjectRecord) -> None:
-        """Fold one record in (the hot path: ~100k calls for a large subject)."""
-        role = record.role
-        fields = record.fields
-        held = False
+    def add_batch(self, spec: CollectionSpec, batch: RecordBatch) -> None:
+        """Fold a batch of records in (the hot path: 100,000 records are 50 batches).
+
+        Column by column with C-level counting (``Counter`` over ``itemgetter``), so the cost per
+        record is a few dictionary updates, not an object and a dozen calls.
+        """
+        rows = batch.rows
+        if not rows:
+            return
+        role = batch.role
+        layout = batch.layout
+        self.sources[spec.source] = self.sources.get(spec.source, 0) + len(rows)
         plan = self.plans.get((spec.name, role)) or self._plan(spec, role)
-        for agg in plan:
-            value = fields.get(agg.fspec.column)
-            if value is not None and value != "":
-                agg.add(value)
-                held = True
-        self.sources[spec.source] = self.sources.get(spec.source, 0) + 1
-        if not held:
-            return  # every field of this role is empty (erased): nothing held here
+        set_in_every_row = False
+        for agg, index in zip(plan, layout.fields, strict=True):
+            counts = count_values(rows, index)
+            empty = counts.pop(None, 0) + counts.pop("", 0)
+            set_in_every_row = set_in_every_row or empty == 0
+            agg.add_counts(counts)
+        if set_in_every_row:
+            held = rows
+        else:  # some records have every field of this role empty (erased): nothing held there
+            fields = layout.fields
+            held = [row for row in rows if any(row[i] is not None and row[i] != "" for i in fields)]
+            if not held:
+                return
         key = (spec.name, role)
-        origins = self.origins.get(key)
-        if origins is None:
-            origins = self.origins[key] = {}
-        supplier = record.supplier or ""
-        origins[supplier] = origins.get(supplier, 0) + 1
+        origins = self.origins.setdefault(key, {})
+        for supplier, records in count_values(held, layout.supplier).items():
+            name = "" if supplier is None else str(supplier)
+            origins[name] = origins.get(name, 0) + records
         retention = self.retention.get(key)
         if retention is None:
             retention = self.retention[key] = _RetentionAgg()
-        retention.records += 1
-        start = record.retention_start
+        retention.records += len(held)
+        start = latest(held, layout.retention_start)
         if start is not None and (retention.latest_start is None or start > retention.latest_start):
             retention.latest_start = start
-        for handover in record.handovers:
-            provision = self.provisions.get(handover.processor)
-            if provision is None:
-                provision = self.provisions[handover.processor] = _ProvisionAgg()
-            if provision.records == 0 or spec.name not in provision.collections:
+        for code_index, at_index, items in layout.handovers:
+            for code, (records, first, last) in spans(held, code_index, at_index).items():
+                provision = self.provisions.get(str(code))
+                if provision is None:
+                    provision = self.provisions[str(code)] = _ProvisionAgg()
                 provision.collections.add(spec.name)
-            provided = self._provided(spec, role, handover.items)
-            if not provision.items.issuperset(provided):
-                provision.items.update(provided)
-            provision.records += 1
-            at = handover.at
-            if at is not None:
-                if provision.first is None or at < provision.first:
-                    provision.first = at
-                if provision.last is None or at > provision.last:
-                    provision.last = at
-        if record.consent is not None and spec.consent is not None:
-            ckey = (spec.name, record.consent)
-            consent = self.consents.get(ckey)
-            if consent is None:
-                consent = self.consents[ckey] = _ConsentAgg()
-            consent.records += 1
-            changed = record.consent_at
-            if changed is not None and (
-                consent.last_changed is None or changed > consent.last_changed
-            ):
-                consent.last_changed = changed
+                provided = self._provided(spec, role, items)
+                if not provision.items.issuperset(provided):
+                    provision.items.update(provided)
+                provision.records += records
+                if first is not None and (provision.first is None or first < provision.first):
+                    provision.first = first
+                if last is not None and (provision.last is None or last > provision.last):
+                    provision.last = last
+        if spec.consent is not None:
+            for given, (records, _, changed) in spans(
+                held, layout.consent, layout.consent_at
+            ).items():
+                consent = self.consents.get((spec.name, bool(given)))
+                if consent is None:
+                    consent = self.consents[(spec.name, bool(given))] = _ConsentAgg()
+                consent.records += records
+                if changed is not None and (
+                    consent.last_changed is None or changed > consent.last_changed
+                ):
+                    consent.last_changed = changed
 
     def build(
         self,
@@ -531,6 +538,6 @@ async def generate_access_report(
     builder = _ReportBuilder(connectors, withheld, max_values_per_item)
     for spec in connectors.datamap.collections:
         connector = connectors.for_collection(spec)
-        async for record in connector.export(spec, subject=subject):
-            builder.add(spec, record)
+        async for batch in connector.export_batches(spec, subject=subject):
+            builder.add_batch(spec, batch)
     return builder.build(request_id=request_id, subject=subject, now=now, retained=retained)

@@ -10,7 +10,7 @@ from functools import lru_cache
 import jinja2
 
 from app.config import Settings
-from app.fulfilment.reports.builder import KST
+from app.fulfilment.reports.columns import KST
 from app.requests.notices import EXTERNAL_REMEDIES
 from app.schemas.reports import (
     AccessReport,
