@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import phonenumbers
 
@@ -25,7 +23,15 @@ from app.datamap.connectors import Connectors
 from app.datamap.connectors.base import RecordBatch
 from app.datamap.identifiers import SubjectIdentifiers
 from app.datamap.schema import CollectionSpec, FieldSpec, HttpSource, Withhold
-from app.fulfilment.reports.columns import as_text, count_values, latest, spans
+from app.fulfilment.reports.columns import (
+    ConsentTally,
+    ItemTally,
+    ProvisionTally,
+    RetentionTally,
+    count_values,
+    latest,
+    spans,
+)
 from app.fulfilment.reports.withholding import Withholding
 from app.retention.store import RetainedSummary
 from app.schemas.reports import (
@@ -79,57 +85,6 @@ def _role_label(spec: CollectionSpec, role: str) -> Text:
     return spec.roles[role].label or ROLES.get(role) or Text(ko=role, en=role)
 
 
-# --- Aggregation -----------------------------------------------------------------------------
-
-
-@dataclass
-class _ItemAgg:
-    spec: CollectionSpec
-    role: str
-    fspec: FieldSpec
-    withhold: Withhold | Withholding | None
-    max_values: int
-    records: int = 0
-    values: dict[str, int] = field(default_factory=dict)
-    omitted: int = 0
-
-    def add_counts(self, counts: dict[Any, int]) -> None:
-        """Values (none empty) with how many records hold each, in the order first seen."""
-        self.records += sum(counts.values())
-        if self.withhold is not None:
-            return
-        values = self.values
-        for value, records in counts.items():
-            text = value if isinstance(value, str) else as_text(value)
-            if text in values:
-                values[text] += records
-            elif len(values) < self.max_values:
-                values[text] = records
-            else:
-                self.omitted += records
-
-
-@dataclass
-class _RetentionAgg:
-    records: int = 0
-    latest_start: datetime | None = None
-
-
-@dataclass
-class _ProvisionAgg:
-    items: set[str] = field(default_factory=set)
-    collections: set[str] = field(default_factory=set)
-    records: int = 0
-    first: datetime | None = None
-    last: datetime | None = None
-
-
-@dataclass
-class _ConsentAgg:
-    records: int = 0
-    last_changed: datetime | None = None
-
-
 class _ReportBuilder:
     """Folds streamed records into the five sections."""
 
@@ -139,12 +94,12 @@ class _ReportBuilder:
         self.datamap = connectors.datamap
         self.withheld = list(withheld)
         self.max_values = max_values
-        self.items: dict[tuple[str, str, str], _ItemAgg] = {}
-        self.plans: dict[tuple[str, str], list[_ItemAgg]] = {}
-        self.retention: dict[tuple[str, str], _RetentionAgg] = {}
-        self.provisions: dict[str, _ProvisionAgg] = {}
+        self.items: dict[tuple[str, str, str], ItemTally] = {}
+        self.plans: dict[tuple[str, str], list[ItemTally]] = {}
+        self.retention: dict[tuple[str, str], RetentionTally] = {}
+        self.provisions: dict[str, ProvisionTally] = {}
         self.provided_items: dict[tuple[str, str, tuple[str, ...] | None], list[str]] = {}
-        self.consents: dict[tuple[str, bool], _ConsentAgg] = {}
+        self.consents: dict[tuple[str, bool], ConsentTally] = {}
         self.sources: dict[str, int] = {}
         # (collection, role) → the record's supplier ("" when the map's default origin) → count
         self.origins: dict[tuple[str, str], dict[str, int]] = {}
@@ -157,13 +112,13 @@ class _ReportBuilder:
                 return rule
         return field_spec.withhold
 
-    def _plan(self, spec: CollectionSpec, role: str) -> list[_ItemAgg]:
+    def _plan(self, spec: CollectionSpec, role: str) -> list[ItemTally]:
         key = (spec.name, role)
         plan = self.plans.get(key)
         if plan is None:
             plan = []
             for field_spec in spec.roles[role].fields:
-                agg = _ItemAgg(
+                agg = ItemTally(
                     spec,
                     role,
                     field_spec,
@@ -224,7 +179,7 @@ class _ReportBuilder:
             origins[name] = origins.get(name, 0) + records
         retention = self.retention.get(key)
         if retention is None:
-            retention = self.retention[key] = _RetentionAgg()
+            retention = self.retention[key] = RetentionTally()
         retention.records += len(held)
         start = latest(held, layout.retention_start)
         if start is not None and (retention.latest_start is None or start > retention.latest_start):
@@ -233,7 +188,7 @@ class _ReportBuilder:
             for code, (records, first, last) in spans(held, code_index, at_index).items():
                 provision = self.provisions.get(str(code))
                 if provision is None:
-                    provision = self.provisions[str(code)] = _ProvisionAgg()
+                    provision = self.provisions[str(code)] = ProvisionTally()
                 provision.collections.add(spec.name)
                 provided = self._provided(spec, role, items)
                 if not provision.items.issuperset(provided):
@@ -249,7 +204,7 @@ class _ReportBuilder:
             ).items():
                 consent = self.consents.get((spec.name, bool(given)))
                 if consent is None:
-                    consent = self.consents[(spec.name, bool(given))] = _ConsentAgg()
+                    consent = self.consents[(spec.name, bool(given))] = ConsentTally()
                 consent.records += records
                 if changed is not None and (
                     consent.last_changed is None or changed > consent.last_changed
@@ -287,14 +242,14 @@ class _ReportBuilder:
             ],
         )
 
-    def _order(self, agg: _ItemAgg) -> tuple[int, int, int]:
+    def _order(self, agg: ItemTally) -> tuple[int, int, int]:
         collections = self.datamap.collections
         spec_index = collections.index(agg.spec)
         roles = list(agg.spec.roles)
         fields = agg.spec.roles[agg.role].fields
         return spec_index, roles.index(agg.role), fields.index(agg.fspec)
 
-    def _items(self, held: list[_ItemAgg]) -> list[ReportItem]:
+    def _items(self, held: list[ItemTally]) -> list[ReportItem]:
         out = []
         for agg in sorted(held, key=lambda a: (a.fspec.effective_category, self._order(a))):
             category = agg.fspec.effective_category
@@ -337,7 +292,7 @@ class _ReportBuilder:
             )
         return out
 
-    def _purposes(self, held: list[_ItemAgg]) -> list[ReportPurpose]:
+    def _purposes(self, held: list[ItemTally]) -> list[ReportPurpose]:
         found: dict[str, tuple[set[str], set[str], bool]] = {}
         for agg in held:
             for purpose in agg.spec.field_purposes(agg.fspec):
@@ -363,12 +318,12 @@ class _ReportBuilder:
             )
         ]
 
-    def _retention(self, held: list[_ItemAgg]) -> list[ReportRetention]:
+    def _retention(self, held: list[ItemTally]) -> list[ReportRetention]:
         rows: dict[tuple[str, str], ReportRetention] = {}
         for agg in sorted(held, key=self._order):
             spec = agg.spec
             rule = self.datamap.rule(spec.retention.rule)
-            clock = self.retention.get((spec.name, agg.role), _RetentionAgg())
+            clock = self.retention.get((spec.name, agg.role), RetentionTally())
             until = rule.retain_until(clock.latest_start) if clock.latest_start else None
             key = (spec.name, agg.fspec.item)
             current = rows.get(key)
@@ -444,7 +399,7 @@ class _ReportBuilder:
             )
         return out
 
-    def _withheld(self, held: list[_ItemAgg]) -> list[ReportWithheld]:
+    def _withheld(self, held: list[ItemTally]) -> list[ReportWithheld]:
         out = []
         for agg in sorted(held, key=self._order):
             rule = agg.withhold
