@@ -148,6 +148,12 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     return driver
 
 
+async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
+    """The autocommit pool's connections carry no session state to undo when handed back: one
+    statement at a time, no SET, no LISTEN, only transaction-scoped locks (an open transaction
+    is still rolled back by asyncpg). The default reset sent four statements with every one."""
+
+
 # What a connection that the server dropped (a restart, a failover) raises on its next statement.
 CONNECTION_LOST = (
     asyncpg.PostgresConnectionError,
@@ -230,6 +236,7 @@ class Database:
                     min_size=1,
                     max_size=self.pool_size,
                     max_inactive_connection_lifetime=POOL_RECYCLE_SECONDS,
+                    reset=_nothing_to_reset,
                 )
             return self._pool
 

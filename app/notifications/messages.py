@@ -44,12 +44,20 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_notice(template: str, *, locale: Locale, variables: dict[str, Any]) -> str:
-    """The text of a notice in one locale (StrictUndefined: a missing variable is a bug)."""
+@lru_cache(maxsize=256)
+def _template_path(template: str, locale: Locale) -> str:
+    """Which file renders ``template`` in ``locale`` (templates ship with the code: looked up
+    once, not with a stat() per notice)."""
     chosen: Locale = locale if locale in LOCALES else "ko"
     if not (TEMPLATE_DIR / chosen / f"{template}.txt").is_file():
         chosen = "en" if chosen not in ("ko", "en") else chosen  # a subject's template: ko/en
-    return _environment().get_template(f"{chosen}/{template}.txt").render(**variables).strip()
+    return f"{chosen}/{template}.txt"
+
+
+def render_notice(template: str, *, locale: Locale, variables: dict[str, Any]) -> str:
+    """The text of a notice in one locale (StrictUndefined: a missing variable is a bug)."""
+    path = _template_path(template, locale)
+    return _environment().get_template(path).render(**variables).strip()
 
 
 def notice_payload(

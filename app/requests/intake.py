@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Sequence
@@ -51,21 +52,19 @@ class Received:
     objectable_since: datetime | None = None
 
 
-_OUTBOX_COLUMNS = (
-    *("id", "kind", "topic", "target", "payload"),
-    *("max_attempts", "next_attempt_at", "dedupe_key"),
-)
+def _b64(value: bytes | None) -> str | None:
+    return None if value is None else base64.b64encode(value).decode()
 
 
 class _Rows:
-    """History events, audit entries and outbox rows of one intake, as column arrays."""
+    """History events, audit entries and outbox rows of one intake, as ``dsr_submit_request``
+    takes them (one JSON document: see migration 0024)."""
 
     def __init__(self, now: datetime) -> None:
         self.now = now
-        self.events: list[list[Any]] = [[] for _ in range(6)]
-        self.audit: list[list[Any]] = [[] for _ in range(5)]
-        self.audit_sealed: list[bytes | None] = []  # the staff address, sealed ($47)
-        self.outbox: list[list[Any]] = [[] for _ in range(8)]
+        self.events: list[dict[str, Any]] = []
+        self.audit: list[dict[str, Any]] = []
+        self.outbox: list[dict[str, Any]] = []
 
     def record(
         self,
@@ -85,29 +84,56 @@ class _Rows:
             client_ip=actor.client_ip,
             details=audit_details,
         )
-        for column, value in zip(
-            self.events,
-            (actor.id, actor.role, action, None, to_status, json.dumps(details, default=str)),
-            strict=True,
-        ):
-            column.append(value)
-        for column, value in zip(
-            self.audit,
-            (actor.id, actor.role, entry["action"], entry["client_ip"], entry["details"]),
-            strict=True,
-        ):
-            column.append(value)
-        self.audit_sealed.append(entry["client_ip_encrypted"])
+        self.events.append(
+            {
+                "actor": actor.id,
+                "role": actor.role,
+                "action": action,
+                "from_status": None,
+                "to_status": to_status,
+                "details": details,
+            }
+        )
+        self.audit.append(
+            {
+                "actor": actor.id,
+                "role": actor.role,
+                "action": entry["action"],
+                "client_ip": entry["client_ip"],
+                "client_ip_encrypted": _b64(entry["client_ip_encrypted"]),
+                "details": entry["details"],  # JSON text: what the audit chain hashes
+            }
+        )
 
     def message(self, values: dict[str, Any]) -> uuid.UUID:
-        for column, name in zip(self.outbox, _OUTBOX_COLUMNS, strict=True):
-            column.append(values[name])
         message_id: uuid.UUID = values["id"]
+        self.outbox.append(
+            {
+                "id": str(message_id),
+                "kind": values["kind"],
+                "topic": values["topic"],
+                "target": values["target"],
+                "payload": _b64(values["payload"]),
+                "max_attempts": values["max_attempts"],
+                "next_attempt_at": values["next_attempt_at"].isoformat(),
+                "dedupe_key": values["dedupe_key"],
+            }
+        )
         return message_id
 
-
-def _columns(rows: list[dict[str, Any]], names: tuple[str, ...]) -> list[list[Any]]:
-    return [[row[name] for row in rows] for name in names]
+    def document(
+        self, *, restrictions: list[dict[str, Any]], suspensions: list[dict[str, Any]]
+    ) -> str:
+        return json.dumps(
+            {
+                "events": self.events,
+                "audit": self.audit,
+                "outbox": self.outbox,
+                "restrictions": restrictions,
+                "suspensions": suspensions,
+            },
+            default=str,
+        )
 
 
 def _received_notice(
@@ -238,14 +264,9 @@ async def _create(
         actor.id,
         now,
         due,
-        *rows.events,
-        *rows.audit,
-        *rows.outbox,
+        rows.document(restrictions=restricted, suspensions=suspended),
         json.dumps(answer),
         claim.record_id if claim else None,
-        *_columns(restricted, ("id", "subject_key", "item", "role", "record_ref")),
-        *_columns(suspended, ("id", "subject_key", "purpose", "consent_withdrawal")),
-        rows.audit_sealed,
         bool(claim and claim.new),
         claim.principal if claim else None,
         claim.key if claim else None,

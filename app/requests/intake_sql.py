@@ -16,6 +16,6 @@ WHERE blind_index = ANY($1::varchar(64)[])
 
 SUBMIT_REQUEST = (
     "SELECT outcome, open_request_id FROM dsr_submit_request("
-    + ", ".join(f"${n}" for n in range(1, 53))
+    + ", ".join(f"${n}" for n in range(1, 25))
     + ")"
 )
