@@ -117,3 +117,17 @@ async def test_a_connection_dropped_mid_intake_answers_503_and_stores_nothing(
     assert stored == 0
     retried = await client.post("/v1/requests", json={"type": "access"}, headers=subject.headers)
     assert retried.status_code == 201, retried.text
+
+
+async def test_no_connection_of_the_service_compiles_plans_with_jit(database_url: str) -> None:
+    # A queue page at ten million requests spent 270 ms in JIT compilation of a branch that
+    # never ran (docs/BENCHMARKS.md): the service's statements are short, so JIT stays off on
+    # the unit of work's connections and on the autocommit pool alike.
+    db = Database.connect(database_url, pool_size=2)
+    try:
+        async with db.transaction() as session:
+            assert (await session.execute(sa.text("SHOW jit"))).scalar_one() == "off"
+        async with db.autocommit() as connection:
+            assert await connection.fetchval("SHOW jit") == "off"
+    finally:
+        await db.dispose()

@@ -196,7 +196,7 @@ def _check_role(
             if value not in allowed:
                 yield (
                     f"{at}.match[{index}].format[{f_index}]",
-                    f"not a {match.identifier} format (one of {', '.join(allowed)})",
+                    f"not a format for {match.identifier} (one of {', '.join(allowed)})",
                 )
     columns: set[str] = set()
     for index, field in enumerate(role.fields):
