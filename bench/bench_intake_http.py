@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_usage_check import bench_database, write_section  # noqa: E402
+from bench_usage_check import bench_database, measured_on, write_section  # noqa: E402
 from httpload import free_port, python, server, wrk  # noqa: E402
 
 from app.config import KEY_FIELDS, Settings, new_key  # noqa: E402
@@ -215,7 +214,6 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, float]]])
                 f"`--workers {workers}` / one process: **{median(key, 'rps') / one_rps:.2f} ×** "
                 "(target ≥ 1.6 on 2 cores)."
             )
-    machine = f"{platform.system()} {platform.machine()}, Python {platform.python_version()}"
     text = "\n".join(
         [
             f"## {SECTION}",
@@ -229,8 +227,7 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, float]]])
             "",
             *lines,
             "",
-            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}, 2 cores shared with "
-            "other engineers' work (load generator, servers and PostgreSQL on the same 2 cores).",
+            measured_on(),
         ]
     )
     print("\n".join([*table, "", *lines]))

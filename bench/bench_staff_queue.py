@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import platform
 import statistics
 import sys
 import time
@@ -39,7 +38,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_usage_check import bench_database, write_section  # noqa: E402
+from bench_usage_check import bench_database, measured_on, write_section  # noqa: E402
 
 from app.audit.actors import Actor  # noqa: E402
 from app.config import KEY_FIELDS, Settings, new_key  # noqa: E402
@@ -334,7 +333,6 @@ def report(
     plan_lines = []
     for name, lines in plans[largest].items():
         plan_lines += [f"{name} ({largest:,} stored):", "", "```", *lines, "```", ""]
-    machine = f"{platform.system()} {platform.machine()}, Python {platform.python_version()}"
     text = "\n".join(
         [
             f"## {SECTION}",
@@ -356,8 +354,7 @@ def report(
             "Plans (`EXPLAIN (ANALYZE, BUFFERS)` of the page query):",
             "",
             *plan_lines,
-            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}, 2 cores shared with "
-            "other engineers' work.",
+            measured_on(),
         ]
     )
     print("\n".join([*table, "", *claim_table, "", *loads]))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import random
 import statistics
@@ -150,6 +151,20 @@ async def measure(
         "p95": quantiles[94] * 1000,
         "p99": quantiles[98] * 1000,
     }
+
+
+# The load average when the run began: what "same machine" meant for this run's figures.
+LOAD_AT_START = os.getloadavg()[0]
+
+
+def measured_on() -> str:
+    """Where and when, for the line under a table: the ratios compare within one run."""
+    machine = f"{platform.system()} {platform.machine()}, Python {platform.python_version()}"
+    return (
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}, {os.cpu_count()} cores"
+        f" (load average {LOAD_AT_START:.2f} when the run began; the load generator, the servers"
+        " and PostgreSQL share those cores)."
+    )
 
 
 def write_section(title: str, body: str) -> Path:
@@ -288,7 +303,6 @@ async def main(args: argparse.Namespace) -> None:
         f"{args.subjects:,} subjects, 10 % with a pending correction, "
         f"14 % with a suspended purpose; {blocked} of the first 500 checks blocked)."
     )
-    machine = f"{platform.system()} {platform.machine()}, Python {platform.python_version()}"
     body = "\n".join(
         [
             f"## {SECTION}",
@@ -314,9 +328,7 @@ async def main(args: argparse.Namespace) -> None:
             "closed, at no cost). Each round trip costs this machine about 0.4 ms of CPU in",
             "system calls, so round trips are the unit of cost here.",
             "",
-            f"Measured {datetime.now(UTC):%Y-%m-%d} on {machine} (2 cores shared with other",
-            "work running at the same time, so absolute figures vary between runs; the ratio is",
-            "the figure to compare).",
+            measured_on(),
         ]
     )
     print("\n".join(table))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import random
 import statistics
 import sys
@@ -33,7 +32,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_usage_check import bench_database, write_section  # noqa: E402
+from bench_usage_check import bench_database, measured_on, write_section  # noqa: E402
 
 from app.clock import SystemClock  # noqa: E402
 from app.config import KEY_FIELDS, Settings, new_key  # noqa: E402
@@ -132,7 +131,6 @@ async def main(args: argparse.Namespace) -> None:
         )
     woken = results["LISTEN/NOTIFY wake-up (poll 1 s as fallback)"]
     verdict = "met" if statistics.median(woken) <= 50 and quantile(woken, 0.99) <= 250 else "missed"
-    machine = f"{platform.system()} {platform.machine()}, Python {platform.python_version()}"
     text = "\n".join(
         [
             f"## {SECTION}",
@@ -145,8 +143,7 @@ async def main(args: argparse.Namespace) -> None:
             "",
             f"Target p50 ≤ 50 ms, p99 ≤ 250 ms: **{verdict}**.",
             "",
-            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}, 2 cores shared with "
-            "other engineers' work.",
+            measured_on(),
         ]
     )
     print("\n".join(table))

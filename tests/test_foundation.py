@@ -358,3 +358,61 @@ def test_dsr_serve_on_the_embedded_database_and_sigterm_stops_it(tmp_path: Path)
         process.wait(timeout=60)
     assert (tmp_path / "data" / "keys.json").exists()
     assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists()
+
+
+def _spawned_children(pid: int) -> list[int]:
+    """Processes started by ``pid`` through multiprocessing (uvicorn's worker processes)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"spawn_main" in cmdline:  # not the resource tracker
+            children.append(int(entry.name))
+    return children
+
+
+def test_dsr_serve_with_two_workers_serves_from_two_processes_and_stops_them(
+    tmp_path: Path,
+) -> None:
+    """`dsr serve --workers 2`: two API processes on one port, one embedded server, all stopped."""
+    import signal
+    import time
+
+    port = closed_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DSR_")} | {
+        "DSR_DATA_DIR": str(tmp_path / "data")
+    }
+    serve = [sys.executable, "-m", "app.cli", "serve", "--no-worker", "--workers", "2"]
+    process = subprocess.Popen(
+        [*serve, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        workers: list[int] = []
+        while time.monotonic() < deadline and process.poll() is None:
+            workers = _spawned_children(process.pid)
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                if ready.status_code == 200 and len(workers) == 2:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        assert len(workers) == 2, "two API processes"
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            answers = [client.get("/readyz").status_code for _ in range(50)]
+        assert answers == [200] * 50  # both processes reach the one database, migrated once
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert process.returncode == 0, process.stderr.read() if process.stderr else ""
+    assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+    assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists()
