@@ -16,9 +16,10 @@ from fastapi import FastAPI
 from app.clock import FrozenClock
 from app.datamap.connectors.postgres import connect
 from app.db import Database
-from app.demo.load import DEMO_SUBJECT, demo_datamap_text, drop_demo, load_demo
+from app.demo.load import DEMO_SUBJECT, drop_demo, load_demo
 from app.outbox.worker import Worker
 from tests.conftest import FROZEN_AT
+from tests.support.demo import demo_settings
 from tests.support.lifecycle import make_subject
 from tests.support.servers import RecordingServer
 
@@ -40,14 +41,7 @@ async def demo_loaded(database_url: str) -> AsyncIterator[str]:
 def settings_overrides(
     demo_loaded: str, tmp_path: Path, gateway: RecordingServer
 ) -> dict[str, Any]:
-    datamap = tmp_path / "datamap.yaml"
-    datamap.write_text(demo_datamap_text(), encoding="utf-8")
-    return {
-        "datamap_path": datamap,
-        "auto_approve_access": True,
-        "sms_gateway_url": f"{gateway.url}/sms",
-        "email_gateway_url": f"{gateway.url}/email",
-    }
+    return demo_settings(tmp_path, gateway, auto_approve_access=True)
 
 
 class Sections(HTMLParser):

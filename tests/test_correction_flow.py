@@ -20,13 +20,12 @@ import yaml
 from fastapi import FastAPI
 
 from app.clock import FrozenClock
-from app.datamap.connectors.postgres import connect
 from app.datamap.loader import parse_datamap
 from app.db import Database
-from app.demo.load import DEMO_SUBJECT, demo_datamap_text, drop_demo, load_demo
+from app.demo.load import DEMO_SUBJECT, demo_datamap_text
 from app.demo.processors import PROCESSORS
 from app.outbox.worker import Worker
-from tests.conftest import FROZEN_AT
+from tests.support.demo import demo_settings, fresh_demo
 from tests.support.dsr_source import ReferenceSource, SourceRecord
 from tests.support.lifecycle import AGENT, OFFICER, Subject, make_subject, propose_refusal, staff
 from tests.support.servers import RecordingServer
@@ -40,13 +39,8 @@ NEW_ADDRESS = "부산광역시 해운대구 센텀중앙로 97, 1501호"
 @pytest.fixture
 async def demo(database_url: str) -> AsyncIterator[str]:
     """A fresh demo schema per test: corrections change it."""
-    conn = await connect(database_url)
-    try:
-        await load_demo(conn, subjects=8, records_per_subject=2, now=FROZEN_AT, reset=True)
-        yield database_url
-    finally:
-        await drop_demo(conn)
-        await conn.close()
+    async with fresh_demo(database_url, subjects=8) as url:
+        yield url
 
 
 @pytest.fixture
@@ -57,15 +51,12 @@ def receiver() -> Iterator[RecordingServer]:
 
 @pytest.fixture
 def settings_overrides(demo: str, tmp_path: Path, gateway: RecordingServer) -> dict[str, Any]:
-    datamap = tmp_path / "datamap.yaml"
-    datamap.write_text(demo_datamap_text(), encoding="utf-8")
-    return {
-        "datamap_path": datamap,
-        "allow_private_webhooks": True,
-        "webhook_processor_cache_seconds": 0,
-        "sms_gateway_url": f"{gateway.url}/sms",
-        "email_gateway_url": f"{gateway.url}/email",
-    }
+    return demo_settings(
+        tmp_path,
+        gateway,
+        allow_private_webhooks=True,
+        webhook_processor_cache_seconds=0,
+    )
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from app.outbox.worker import Worker
 from app.retention import store
 from app.vocabulary import CATEGORIES
 from tests.conftest import FROZEN_AT
+from tests.support.demo import demo_settings
 from tests.support.lifecycle import AGENT, OFFICER, drive, make_subject, staff
 from tests.support.servers import RecordingServer
 from tests.test_linked_identifiers import verify_identifier
@@ -87,13 +88,7 @@ async def demo_db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture
 def settings_overrides(demo_db: Any, tmp_path: Path, gateway: RecordingServer) -> dict[str, Any]:
-    datamap = tmp_path / "datamap.yaml"
-    datamap.write_text(demo_datamap_text(), encoding="utf-8")
-    return {
-        "datamap_path": datamap,
-        "sms_gateway_url": f"{gateway.url}/sms",
-        "email_gateway_url": f"{gateway.url}/email",
-    }
+    return demo_settings(tmp_path, gateway)
 
 
 async def approved_deletion(app: FastAPI, client: Any, body: dict[str, Any] | None = None) -> str:

@@ -21,12 +21,11 @@ from fastapi import FastAPI
 from app.clock import FrozenClock
 from app.datamap.connectors.postgres import connect
 from app.db import Database
-from app.demo.load import demo_datamap_text, drop_demo, load_demo
 from app.demo.processors import CONTROLLERS, EMAIL_PARTNERS, PROCESSORS
 from app.outbox.worker import Worker
 from app.webhooks import processors
 from app.webhooks.signing import webhook_id
-from tests.conftest import FROZEN_AT
+from tests.support.demo import demo_settings, fresh_demo
 from tests.support.lifecycle import AGENT, OFFICER, make_subject, staff
 from tests.support.servers import RecordingServer
 from tests.support.webhooks import notify, verified
@@ -47,13 +46,8 @@ SUBJECT_LINE = {  # the notice's title in each partner language
 
 @pytest.fixture
 async def demo(database_url: str) -> AsyncIterator[str]:
-    conn = await connect(database_url)
-    try:
-        await load_demo(conn, subjects=4, records_per_subject=2, now=FROZEN_AT, reset=True)
-        yield database_url
-    finally:
-        await drop_demo(conn)
-        await conn.close()
+    async with fresh_demo(database_url, subjects=4) as url:
+        yield url
 
 
 @pytest.fixture
@@ -64,20 +58,17 @@ def receiver() -> Iterator[RecordingServer]:
 
 @pytest.fixture
 def settings_overrides(demo: str, tmp_path: Path, gateway: RecordingServer) -> dict[str, Any]:
-    datamap = tmp_path / "datamap.yaml"
-    datamap.write_text(demo_datamap_text(), encoding="utf-8")
-    return {
-        "datamap_path": datamap,
-        "allow_private_webhooks": True,
-        "webhook_processor_cache_seconds": 0,
-        "auto_approve_access": True,
-        "sms_gateway_url": f"{gateway.url}/sms",
-        "email_gateway_url": f"{gateway.url}/email",
-        "public_base_url": "https://testserver",
-        "privacy_officer_email": OFFICER_EMAIL,
-        "partner_reminder_days": 3,
-        "partner_escalation_days": 7,
-    }
+    return demo_settings(
+        tmp_path,
+        gateway,
+        allow_private_webhooks=True,
+        webhook_processor_cache_seconds=0,
+        auto_approve_access=True,
+        public_base_url="https://testserver",
+        privacy_officer_email=OFFICER_EMAIL,
+        partner_reminder_days=3,
+        partner_escalation_days=7,
+    )
 
 
 @pytest.fixture

@@ -78,3 +78,21 @@ def test_a_digest_that_holds_a_phone_shaped_run_is_not_personal_data() -> None:
         assert len(pii_scan.FINDINGS.logs) == before + 1
     finally:
         del pii_scan.FINDINGS.logs[before:]
+
+
+def test_a_subprocess_line_with_a_phone_number_is_found() -> None:
+    before = len(pii_scan.FINDINGS.logs)
+    output = "\n".join(
+        [
+            '{"ts": "2026-11-26T01:00:00+00:00", "msg": "sent", "duration_ms": 1012345678}',
+            "plain text from a library: sent to 010-1234-5678",
+            "",
+        ]
+    )
+    try:
+        assert pii_scan.scan_output(output, "dsr worker") == 2
+        found = pii_scan.FINDINGS.logs[before:]
+        assert len(found) == 1 and "dsr worker" in found[0], found  # the JSON line is clean
+        assert "1234-5678" not in found[0]
+    finally:
+        del pii_scan.FINDINGS.logs[before:]

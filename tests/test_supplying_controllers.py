@@ -22,15 +22,15 @@ from standardwebhooks import Webhook
 from app.clock import FrozenClock
 from app.crypto import Crypto
 from app.datamap.connectors import open_connectors
-from app.datamap.connectors.postgres import connect
 from app.datamap.identifiers import SubjectIdentifiers
 from app.datamap.loader import DataMapError, parse_datamap
-from app.demo.load import DEMO_SUBJECT, demo_datamap_text, drop_demo, load_demo
+from app.demo.load import DEMO_SUBJECT, demo_datamap_text
 from app.demo.processors import PROCESSORS
 from app.fulfilment.reports.builder import generate_access_report
 from app.fulfilment.reports.html import render_access_report_html
 from app.outbox.worker import Worker
 from tests.conftest import FROZEN_AT
+from tests.support.demo import demo_settings, fresh_demo
 from tests.support.lifecycle import AGENT, OFFICER, make_subject, staff
 from tests.support.servers import RecordingServer
 from tests.support.webhooks import register, verified
@@ -41,13 +41,8 @@ ORDERS = ["Q10-2026-000001", "Q10-2026-000002"]
 
 @pytest.fixture
 async def demo(database_url: str) -> AsyncIterator[str]:
-    conn = await connect(database_url)
-    try:
-        await load_demo(conn, subjects=4, records_per_subject=2, now=FROZEN_AT, reset=True)
-        yield database_url
-    finally:
-        await drop_demo(conn)
-        await conn.close()
+    async with fresh_demo(database_url, subjects=4) as url:
+        yield url
 
 
 @pytest.fixture
@@ -58,15 +53,12 @@ def receiver() -> Iterator[RecordingServer]:
 
 @pytest.fixture
 def settings_overrides(demo: str, tmp_path: Path, gateway: RecordingServer) -> dict[str, Any]:
-    datamap = tmp_path / "datamap.yaml"
-    datamap.write_text(demo_datamap_text(), encoding="utf-8")
-    return {
-        "datamap_path": datamap,
-        "allow_private_webhooks": True,
-        "webhook_processor_cache_seconds": 0,
-        "sms_gateway_url": f"{gateway.url}/sms",
-        "email_gateway_url": f"{gateway.url}/email",
-    }
+    return demo_settings(
+        tmp_path,
+        gateway,
+        allow_private_webhooks=True,
+        webhook_processor_cache_seconds=0,
+    )
 
 
 @pytest.fixture

@@ -53,9 +53,11 @@ async def phone_request(client: httpx.AsyncClient, app: FastAPI, phone: str = CA
     return str(response.json()["id"])
 
 
-async def sign_in(page: Page, role_label: str, user: str) -> None:
+async def sign_in(page: Page, role_label: str, user: str, check: Any = None) -> None:
     await page.goto("/console/sign-in")
     await expect(page.locator(".dev-banner")).to_be_visible()
+    if check:
+        await check(page)
     await page.get_by_label("사용자 ID").fill(user)
     await page.get_by_label(role_label, exact=True).check()
     await page.get_by_role("button", name="개발용으로 로그인").click()
@@ -79,7 +81,7 @@ async def test_agent_finds_a_caller_proposes_and_an_officer_decides(
     request_id = await phone_request(client, app)
     reference = request_id.replace("-", "")[:8].upper()
 
-    await sign_in(page, "상담원", "kim")
+    await sign_in(page, "상담원", "kim", check=assert_accessible)
     await assert_accessible(page)
     await save_screenshots(page, "console-queue-agent")
     # The caller reads out their number; the agent finds the request by it (in any format).
@@ -180,6 +182,11 @@ async def test_agent_finds_a_caller_proposes_and_an_officer_decides(
         await save_screenshots(officer, "console-intake")
         await officer.goto(f"/console/requests/{request_id}?lang=en")
         await expect(officer.get_by_role("heading", name=f"Request {reference}")).to_be_visible()
+        assert await officer.get_attribute("html", "lang") == "en"
+        await assert_accessible(officer)
+        await officer.goto("/console/?lang=en")
+        await expect(officer.get_by_role("heading", level=1)).to_have_text("Requests")
+        await assert_accessible(officer)
     finally:
         await officer_context.close()
 

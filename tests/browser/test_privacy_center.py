@@ -131,6 +131,55 @@ async def test_keyboard_only_skip_link_and_focus(page: Page) -> None:
     assert focused
 
 
+async def tab_to(page: Page, name: str, *, limit: int = 60) -> None:
+    """Press Tab until the focused element is the one called ``name`` (its text or label, or
+    their start: "고객 상담" for "고객 상담(본인 확인, …)")."""
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        focused = await page.evaluate(
+            """() => {
+                const el = document.activeElement;
+                const label = el.labels && el.labels.length ? el.labels[0].textContent : "";
+                return (label || el.textContent || el.value || "").trim();
+            }"""
+        )
+        if focused == name or focused.startswith(f"{name}("):
+            return
+    raise AssertionError(f"{name!r} is not reachable with Tab on {page.url}")
+
+
+async def test_a_request_made_with_the_keyboard_alone(
+    page: Page, worker: Worker, gateway: RecordingServer
+) -> None:
+    """Verification, the form, the confirmation and the submission: Tab, Space, Enter, typing."""
+    await page.goto("/privacy/verify")
+    await tab_to(page, "휴대전화 (문자)")
+    await page.keyboard.press("Space")
+    await tab_to(page, "휴대전화 번호 또는 이메일 주소")
+    await page.keyboard.type(DEMO_PHONE)
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("인증번호 입력")
+    await worker.drain()
+    await tab_to(page, "인증번호 6자리")
+    await page.keyboard.type(sent_code(gateway))
+    await page.keyboard.press("Enter")
+    await expect(page).to_have_url(re.compile(r"/privacy/requests$"))
+
+    await page.goto("/privacy/requests/new")
+    await tab_to(page, "처리정지")
+    await page.keyboard.press("Enter")
+    await tab_to(page, "고객 상담")
+    await page.keyboard.press("Space")
+    await expect(page.get_by_label("고객 상담")).to_be_checked()
+    await tab_to(page, "계속")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("요청 내용 확인")
+    await tab_to(page, "요청 제출")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("status")).to_contain_text("요청을 접수했습니다")
+    await expect(page.locator("[data-status]")).to_have_text("접수됨")
+
+
 async def test_wrong_and_expired_codes(
     page: Page,
     worker: Worker,

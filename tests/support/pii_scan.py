@@ -2,9 +2,10 @@
 
 A pytest plugin (registered in ``tests/conftest.py``):
 
-- every log record of the run, formatted as production formats it (``JsonFormatter``), is
-  scanned for phone numbers, e-mail addresses, the test subjects' names and addresses, bearer
-  tokens, webhook secrets and every one-time code the loopback gateways received;
+- every log record of the run, formatted as production formats it (``JsonFormatter``), and
+  what the subprocesses a test starts wrote (``scan_output``), is scanned for phone numbers,
+  e-mail addresses, the test subjects' names and addresses, bearer tokens, webhook secrets and
+  every one-time code the loopback gateways received;
 - before each test's tables are truncated, every text, jsonb and bytea column of the app's own
   tables is scanned for the same identifiers (codes excepted: stored only as hashes, and six
   digits would match ids). The data map's source tables (the company's systems) are not ours.
@@ -81,16 +82,34 @@ class ScanningHandler(logging.Handler):
             line = self.formatter_.format(record)
         except Exception:  # a record that cannot be formatted is not ours to judge
             return
-        FINDINGS.lines += 1
-        fields: dict[str, Any] = json.loads(line)
+        _scan_line(line, record.name)
+
+
+def _scan_line(line: str, source: str) -> None:
+    FINDINGS.lines += 1
+    try:
+        fields: Any = json.loads(line)
+    except ValueError:
+        fields = None
+    if isinstance(fields, dict):
         for name in NUMERIC_FIELDS:
             fields.pop(name, None)
-        text = _not_personal.sub(" ", json.dumps(fields, ensure_ascii=False))
-        found = _pattern.search(text)
-        code = next((c for c in FINDINGS.codes if re.search(rf"(?<!\d){c}(?!\d)", text)), None)
-        if found or code:
-            what = found.group(0) if found else f"one-time code {code}"
-            FINDINGS.logs.append(f"{FINDINGS.current}: {record.name}: {_masked(what)}")
+        line = json.dumps(fields, ensure_ascii=False)
+    text = _not_personal.sub(" ", line)
+    found = _pattern.search(text)
+    code = next((c for c in FINDINGS.codes if re.search(rf"(?<!\d){c}(?!\d)", text)), None)
+    if found or code:
+        what = found.group(0) if found else f"one-time code {code}"
+        FINDINGS.logs.append(f"{FINDINGS.current}: {source}: {_masked(what)}")
+
+
+def scan_output(text: str, source: str) -> int:
+    """Scan what a subprocess (a `dsr worker`, `dsr serve`) wrote, line by line, as the
+    in-process log records are scanned; the number of lines read."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    for line in lines:
+        _scan_line(line, source)
+    return len(lines)
 
 
 def _masked(value: str) -> str:

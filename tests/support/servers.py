@@ -51,6 +51,13 @@ def _watch_codes(item: Received) -> None:
         pii_scan.saw_code(code)
 
 
+class _Listener(ThreadingHTTPServer):
+    # A worker opens up to 32 connections at once (webhook_max_concurrency). The standard
+    # library's backlog of 5 drops the rest of the SYNs, and on a busy machine a second drop
+    # outlasts the 5 s connect timeout: a real server (uvicorn: 2048) would have accepted them.
+    request_queue_size = 128
+
+
 class RecordingServer:
     """Start with ``with RecordingServer() as server:``; ``server.url`` is its base URL."""
 
@@ -123,7 +130,7 @@ class RecordingServer:
                 pass
 
         # A fixed port lets a test take a receiver down and bring it back at the same URL.
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _Listener(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         # A short poll interval: stop() returns in ~10 ms instead of the default 0.5 s.
         self._thread = threading.Thread(
