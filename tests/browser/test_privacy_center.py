@@ -24,12 +24,10 @@ from playwright.async_api import BrowserContext, Page, expect
 
 from app import routers
 from app.clock import FrozenClock
-from app.datamap.connectors.postgres import connect
-from app.demo.load import demo_datamap_text, drop_demo, load_demo
 from app.outbox.worker import Worker
 from app.routers.privacy_forms import KINDS
 from tests.browser.conftest import ARTIFACTS, AssertAccessible, save_screenshots, sent_code
-from tests.conftest import FROZEN_AT
+from tests.support.demo import demo_settings, fresh_demo
 from tests.support.lifecycle import drive, make_subject
 from tests.support.servers import RecordingServer
 
@@ -39,25 +37,13 @@ PRIVACY_COOKIE = "dsr_privacy"
 
 @pytest.fixture
 async def demo(database_url: str) -> AsyncIterator[str]:
-    conn = await connect(database_url)
-    try:
-        await load_demo(conn, subjects=3, records_per_subject=2, now=FROZEN_AT, reset=True)
-        yield database_url
-    finally:
-        await drop_demo(conn)
-        await conn.close()
+    async with fresh_demo(database_url, subjects=3) as url:
+        yield url
 
 
 @pytest.fixture
 def settings_overrides(demo: str, tmp_path: Path, gateway: RecordingServer) -> dict[str, Any]:
-    datamap = tmp_path / "datamap.yaml"
-    datamap.write_text(demo_datamap_text(), encoding="utf-8")
-    return {
-        "datamap_path": datamap,
-        "sms_gateway_url": f"{gateway.url}/sms",
-        "email_gateway_url": f"{gateway.url}/email",
-        "gateway_token": "gw-secret",
-    }
+    return demo_settings(tmp_path, gateway, gateway_token="gw-secret")
 
 
 async def sign_in(page: Page, worker: Worker, gateway: RecordingServer, check: Any = None) -> None:
