@@ -153,7 +153,9 @@ async def test_a_request_made_with_the_keyboard_alone(
 
     await page.goto("/privacy/requests/new")
     await tab_to(page, "처리정지")
-    await page.keyboard.press("Enter")
+    await page.keyboard.press("Enter")  # follows the link: wait for the form before tabbing on
+    await expect(page).to_have_url(re.compile(r"/privacy/requests/new/suspension$"))
+    await page.wait_for_load_state()
     await tab_to(page, "고객 상담")
     await page.keyboard.press("Space")
     await expect(page.get_by_label("고객 상담")).to_be_checked()
