@@ -258,6 +258,7 @@ async def test_fanout_survives_kills_dropped_connections_and_a_receiver_outage(
     # Each fault struck mid-fan-out, not after the last notice (a test that cannot fail).
     assert all(received < FANOUT for received in landed), faults
 
+    by_workers = count()  # what the dsr worker processes sent, each attempt logged
     # What the subprocesses left (leases of the killed, retries after the outage): another
     # worker finishes it once their times come (the frozen clock is moved past them).
     try:
@@ -292,5 +293,7 @@ async def test_fanout_survives_kills_dropped_connections_and_a_receiver_outage(
     lines = sum(
         pii_scan.scan_output(log.read_text("utf-8"), f"dsr worker ({log.name})") for log in logs
     )
-    assert lines >= FANOUT  # a line per attempt at least: the scan saw the workers' logs
+    # A line per attempt (and one per message handled), less what a SIGKILL cut off: the
+    # scan read the workers' logs.
+    assert lines >= by_workers // 2 > 0, (lines, by_workers)
     print(f"fan-out: {FANOUT} queued, {len(by_id)} delivered, {duplicates} duplicates; {faults}")
