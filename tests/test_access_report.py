@@ -18,7 +18,7 @@ from sqlmodel import select
 
 from app.clock import FrozenClock
 from app.crypto import Crypto
-from app.datamap.connectors import SourceUnavailable, open_connectors
+from app.datamap.connectors import SourceUnavailable
 from app.datamap.connectors.postgres import connect
 from app.datamap.identifiers import SubjectIdentifiers
 from app.datamap.loader import parse_datamap
@@ -31,7 +31,6 @@ from app.fulfilment.access import (
     purge_access_reports,
     subject_blind_index,
 )
-from app.fulfilment.reports.builder import generate_access_report
 from app.fulfilment.reports.html import render_access_report_html
 from app.fulfilment.reports.store import load_access_report, store_access_report
 from app.fulfilment.reports.withholding import Withholding
@@ -42,6 +41,7 @@ from app.outbox.worker import Worker
 from app.schemas.reports import AccessReport
 from app.worker import build_registry
 from tests.conftest import FROZEN_AT
+from tests.support import reports
 from tests.support.dsr_source import ReferenceSource, SourceRecord
 from tests.support.servers import closed_port
 
@@ -78,15 +78,7 @@ async def make_report(
     subject: SubjectIdentifiers = SUBJECT,
     **kwargs: Any,
 ) -> AccessReport:
-    async with (
-        httpx.AsyncClient() as http,
-        open_connectors(
-            datamap, self_url=database_url, http=http, crypto=Crypto.from_settings(settings)
-        ) as connectors,
-    ):
-        return await generate_access_report(
-            connectors, request_id=uuid.uuid4(), subject=subject, now=FROZEN_AT, **kwargs
-        )
+    return await reports.make_report(database_url, settings, datamap, subject, **kwargs)
 
 
 def held(report: AccessReport) -> dict[tuple[str, str, str], list[str]]:

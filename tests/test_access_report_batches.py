@@ -12,17 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 
-from app.crypto import Crypto
-from app.datamap.connectors import open_connectors
 from app.datamap.connectors.base import BATCH_ROWS
 from app.datamap.connectors.postgres import connect
 from app.datamap.identifiers import SubjectIdentifiers
 from app.datamap.loader import parse_datamap
-from app.fulfilment.reports.builder import generate_access_report
 from app.fulfilment.reports.columns import KST
+from tests.support.reports import make_report
 
 PHONE = "+821044440001"
 DASHED = "010-4444-0001"
@@ -193,19 +190,14 @@ async def test_a_large_subject_folds_in_batches_to_the_figures_of_each_record(
     bulk: str, database_url: str, settings: Any
 ) -> None:
     datamap = parse_datamap(datamap_data(bulk))
-    async with (
-        httpx.AsyncClient() as http,
-        open_connectors(
-            datamap, self_url=database_url, http=http, crypto=Crypto.from_settings(settings)
-        ) as connectors,
-    ):
-        report = await generate_access_report(
-            connectors,
-            request_id=uuid.uuid4(),
-            subject=SubjectIdentifiers(phone=PHONE),
-            now=T0,
-            max_values_per_item=LIMIT,
-        )
+    report = await make_report(
+        database_url,
+        settings,
+        datamap,
+        SubjectIdentifiers(phone=PHONE),
+        now=T0,
+        max_values_per_item=LIMIT,
+    )
     conn = await connect(database_url)
     try:  # the same rows in the order the connector's statements read them (a table scan)
         sent = await conn.fetch(f"SELECT * FROM {bulk}.parcels WHERE s_phone = ANY($1)", [DASHED])

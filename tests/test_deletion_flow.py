@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -25,7 +24,6 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from app.clock import FrozenClock
-from app.datamap.connectors import open_connectors
 from app.datamap.connectors.postgres import connect
 from app.datamap.identifiers import SubjectIdentifiers
 from app.datamap.loader import parse_datamap
@@ -33,7 +31,6 @@ from app.db import Database
 from app.demo.load import DEMO_SUBJECT, demo_datamap_text, drop_demo, load_demo
 from app.errors import NotFound
 from app.fulfilment.deletion import earlier_plans, handle_fulfil_deletion
-from app.fulfilment.reports.builder import generate_access_report
 from app.models import OutboxMessage, RetentionKey
 from app.outbox.jobs import Dead, Sent
 from app.outbox.queue import read_payload
@@ -43,6 +40,7 @@ from app.vocabulary import CATEGORIES
 from tests.conftest import FROZEN_AT
 from tests.support.demo import demo_settings
 from tests.support.lifecycle import AGENT, OFFICER, drive, make_subject, staff
+from tests.support.reports import make_report
 from tests.support.servers import RecordingServer
 from tests.test_linked_identifiers import verify_identifier
 
@@ -457,19 +455,12 @@ async def test_deleting_a_category_erases_what_the_report_lists_under_it(
 ) -> None:
     # One item→category mapping: the access report's grouping and deletion by category agree
     # (two vocabularies once put company_name in "identity" in one and "marketing" in the other).
-    datamap = app.state.datamap
-    async with (
-        httpx.AsyncClient() as http,
-        open_connectors(
-            datamap, self_url=database_url, http=http, crypto=app.state.crypto
-        ) as connectors,
-    ):
-        report = await generate_access_report(
-            connectors,
-            request_id=uuid.uuid4(),
-            subject=SubjectIdentifiers(phone=DEMO_PHONE),
-            now=FROZEN_AT,
-        )
+    report = await make_report(
+        database_url,
+        app.state.settings,
+        app.state.datamap,
+        SubjectIdentifiers(phone=DEMO_PHONE),
+    )
     listed = {entry.item for entry in report.items if entry.category == category}
     # The demo's access logs are found by e-mail; this subject proved a phone number.
     assert listed or category == "logs", f"the demo subject has nothing in {category}"

@@ -20,18 +20,15 @@ from fastapi import FastAPI
 from standardwebhooks import Webhook
 
 from app.clock import FrozenClock
-from app.crypto import Crypto
-from app.datamap.connectors import open_connectors
 from app.datamap.identifiers import SubjectIdentifiers
 from app.datamap.loader import DataMapError, parse_datamap
 from app.demo.load import DEMO_SUBJECT, demo_datamap_text
 from app.demo.processors import PROCESSORS
-from app.fulfilment.reports.builder import generate_access_report
 from app.fulfilment.reports.html import render_access_report_html
 from app.outbox.worker import Worker
-from tests.conftest import FROZEN_AT
 from tests.support.demo import demo_settings, fresh_demo
 from tests.support.lifecycle import AGENT, OFFICER, make_subject, staff
+from tests.support.reports import make_report
 from tests.support.servers import RecordingServer
 from tests.support.webhooks import register, verified
 
@@ -195,18 +192,8 @@ async def test_the_access_report_says_where_each_record_group_came_from(
     demo: str, settings: Any
 ) -> None:
     datamap = parse_datamap(yaml.safe_load(demo_datamap_text()))
-    async with (
-        httpx.AsyncClient() as http,
-        open_connectors(
-            datamap, self_url=demo, http=http, crypto=Crypto.from_settings(settings)
-        ) as connectors,
-    ):
-        report = await generate_access_report(
-            connectors,
-            request_id=uuid.uuid4(),
-            subject=SubjectIdentifiers(phone=DEMO_SUBJECT.phone_e164, email=DEMO_SUBJECT.email),
-            now=FROZEN_AT,
-        )
+    subject = SubjectIdentifiers(phone=DEMO_SUBJECT.phone_e164, email=DEMO_SUBJECT.email)
+    report = await make_report(demo, settings, datamap, subject)
     by_group = {(i.collection, i.role, i.item): i.origins for i in report.items}
     as_recipient = by_group[("deliveries", "recipient", "name")]
     assert [(o.origin, o.controller, o.records) for o in as_recipient] == [
