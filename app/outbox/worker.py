@@ -66,7 +66,7 @@ class Worker:
             return 0
         large = len(messages) >= LINGER_FROM_BATCH
         self._outcomes.linger = OUTCOME_LINGER_SECONDS if large else 0.0
-        self._handling = 0
+        self._handling = len(messages)
         await asyncio.gather(*(self._handle(message) for message in messages))
         return len(messages)
 
@@ -81,7 +81,6 @@ class Worker:
         return total
 
     async def _handle(self, message: OutboxMessage) -> None:
-        self._handling += 1
         handler = self.registry.handler_for(message)
         try:
             if handler is None:
