@@ -32,7 +32,7 @@ from app.notifications.messages import send_notice
 from app.observability import TextFormatter
 from app.security import TokenService
 from tests.support.database import fresh_database
-from tests.support.servers import RecordingServer, closed_port
+from tests.support.servers import RecordingServer, closed_port, served
 from tests.test_demo_cli import run_dsr
 
 
@@ -245,16 +245,8 @@ def test_serve_starts_and_stops_quietly_on_a_dev_console(tmp_path: Path) -> None
         text=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if serve.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(serve.stderr.read() if serve.stderr else "not ready")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        if not served(serve, port, seconds=120):
+            raise AssertionError(serve.stderr.read() if serve.stderr else "not ready")
         time.sleep(5)  # the worker's periodic jobs run (audit.seal every 2 s), finding nothing
     finally:
         serve.send_signal(signal.SIGINT)  # Ctrl-C

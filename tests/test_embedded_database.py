@@ -14,11 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
-from tests.support.servers import closed_port
+from tests.support.servers import closed_port, served
 
 
 def _env(data_dir: Path) -> dict[str, str]:
@@ -40,14 +39,8 @@ def _dsr(data_dir: Path, *args: str) -> subprocess.Popen[bytes]:
 def _serve(data_dir: Path) -> subprocess.Popen[bytes]:
     port = closed_port()
     process = _dsr(data_dir, "serve", "--no-worker", "--port", str(port))
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
+    if served(process, port):
+        return process
     process.kill()
     process.wait()
     raise AssertionError("dsr serve did not become ready")

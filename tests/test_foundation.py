@@ -25,7 +25,7 @@ from app.models import OutboxMessage
 from app.observability import JsonFormatter
 from app.outbox import queue
 from tests.support.database import fresh_database
-from tests.support.servers import closed_port
+from tests.support.servers import closed_port, served
 
 PHONE = "010-9876-5432"
 
@@ -328,7 +328,6 @@ def test_openapi_check_detects_drift(tmp_path: Path) -> None:
 def test_dsr_serve_on_the_embedded_database_and_sigterm_stops_it(tmp_path: Path) -> None:
     """README command 1: serve on an embedded PostgreSQL; stopping it stops the database."""
     import signal
-    import time
 
     port = closed_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("DSR_")} | {
@@ -341,17 +340,7 @@ def test_dsr_serve_on_the_embedded_database_and_sigterm_stops_it(tmp_path: Path)
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 90
-        ready = None
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                if ready.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        assert ready is not None and ready.status_code == 200
+        assert served(process, port)
         assert httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5).status_code == 200
     finally:
         process.send_signal(signal.SIGTERM)
@@ -395,16 +384,9 @@ def test_dsr_serve_with_two_workers_serves_from_two_processes_and_stops_them(
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 90
-        workers: list[int] = []
-        while time.monotonic() < deadline and process.poll() is None:
-            workers = _spawned_children(process.pid)
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                if ready.status_code == 200 and len(workers) == 2:
-                    break
-            except httpx.HTTPError:
-                pass
+        assert served(process, port)
+        deadline = time.monotonic() + 30
+        while len(workers := _spawned_children(process.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.3)
         assert len(workers) == 2, "two API processes"
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
