@@ -126,13 +126,15 @@ async def records_in_batches(
     shape: tuple[str, tuple[tuple[str, ...] | None, ...]] | None = None
     rows: list[tuple[Any, ...]] = []
     layout: RowLayout | None = None
+    columns: list[str] = []  # the role's field columns, in the data map's order
     async for record in records:
         record_shape = (record.role, tuple(h.items for h in record.handovers))
         if record_shape != shape or len(rows) >= size:
             if rows and layout is not None and shape is not None:
                 yield RecordBatch(spec.name, shape[0], layout, rows)
             shape, rows = record_shape, []
-            count = len(spec.roles[record.role].fields)
+            columns = [field.column for field in spec.roles[record.role].fields]
+            count = len(columns)
             layout = RowLayout(
                 fields=tuple(range(count)),
                 handovers=tuple(
@@ -145,7 +147,7 @@ async def records_in_batches(
                 supplier=count + 3,
             )
         fields = record.fields
-        row: list[Any] = [fields.get(field.column) for field in spec.roles[record.role].fields]
+        row: list[Any] = [fields.get(column) for column in columns]
         row += [record.retention_start, record.consent, record.consent_at, record.supplier]
         for handover in record.handovers:
             row += [handover.processor, handover.at]
