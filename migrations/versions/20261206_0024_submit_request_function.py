@@ -19,7 +19,8 @@ its unit of work):
 What each row holds is computed by the caller (``app/requests/intake.py``): the function only
 writes it. The history events, audit entries, outbox rows, restrictions and suspensions come as
 one JSON document (``p_rows``; byte strings in base64): as some thirty arrays they cost the
-driver more to encode than the rest of the intake. A change to these tables' columns must change the function in a new migration.
+driver more to encode than the rest of the intake. A change to these tables' columns must
+change the function in a new migration.
 
 Revision ID: 0024
 Revises: 0012
