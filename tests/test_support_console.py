@@ -162,6 +162,11 @@ async def test_notes_are_internal_encrypted_and_audited(
         f"/v1/staff/requests/{request_id}/notes", json={"text": "  "}, headers=agent
     )
     assert empty.status_code == 422
+    # At most 4,000 characters as sent (openapi.yaml), whitespace included.
+    too_long = await client.post(
+        f"/v1/staff/requests/{request_id}/notes", json={"text": "\n" + "x" * 4000}, headers=agent
+    )
+    assert too_long.status_code == 422 and too_long.json()["errors"][0]["pointer"] == "/text"
     unknown = await client.post(
         f"/v1/staff/requests/{uuid.uuid4()}/notes", json={"text": "x"}, headers=agent
     )
