@@ -10,15 +10,16 @@ commit that fails answers ``503`` instead of a success that was never stored.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit.actors import Actor, ClientAddress
@@ -101,9 +102,6 @@ TokensDep = Annotated[TokenService, Depends(get_tokens)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 ClientIpDep = Annotated[str, Depends(client_ip)]
 
-_bearer = HTTPBearer(auto_error=False)
-BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-
 
 async def _authenticate(request: Request, token: str) -> Principal:
     state = request.app.state
@@ -124,62 +122,72 @@ async def _authenticate(request: Request, token: str) -> Principal:
     return authentication.principal
 
 
-# The principal dependencies read the token service, clock, keys and HTTP client from the app
-# state rather than through dependencies of their own: every API call resolves them, and each
-# dependency costs FastAPI about 25 µs per request (docs/BENCHMARKS.md, "Intake over HTTP").
-async def get_principal(request: Request, credentials: BearerCredentials) -> Principal:
-    """The verified caller (any issuer, any kind); 401 without a valid bearer token."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise CredentialsMissing("A bearer token is required.")
-    return await _authenticate(request, credentials.credentials)
+def _bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header, as FastAPI's HTTPBearer reads it."""
+    scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+    return token if scheme.lower() == "bearer" and token else None
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
+class BearerPrincipal(HTTPBearer):
+    """The verified caller, admitted by ``admit``: one dependency that OpenAPI documents as the
+    ``HTTPBearer`` scheme. (The scheme and the check as two dependencies cost FastAPI a second
+    dependency to solve on every API call: docs/BENCHMARKS.md, "Usage check".)"""
+
+    def __init__(self, admit: Callable[[Principal], None] | None = None) -> None:
+        super().__init__(auto_error=False, scheme_name="HTTPBearer")
+        self.admit = admit
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        token = _bearer_token(request)
+        if token is None:
+            raise CredentialsMissing("A bearer token is required.")
+        principal = await _authenticate(request, token)
+        if self.admit is not None:
+            self.admit(principal)
+        return principal
 
 
-async def get_optional_subject(
-    request: Request, credentials: BearerCredentials
-) -> Principal | None:
+class OptionalSubjectScheme(HTTPBearer):
     """The data subject if a valid subject token is sent, else None (never an error).
 
     A public endpoint stays public: an expired token (someone verifying again) or a staff token
     is simply not a subject to link to.
     """
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        return None
-    try:
-        principal = await _authenticate(request, credentials.credentials)
-    except Unauthenticated:
-        return None
-    return principal if principal.kind == "subject" else None
+
+    def __init__(self) -> None:
+        super().__init__(auto_error=False, scheme_name="HTTPBearer")
+
+    async def __call__(self, request: Request) -> Principal | None:  # type: ignore[override]
+        token = _bearer_token(request)
+        if token is None:
+            return None
+        try:
+            principal = await _authenticate(request, token)
+        except Unauthenticated:
+            return None
+        return principal if principal.kind == "subject" else None
 
 
-OptionalSubject = Annotated[Principal | None, Depends(get_optional_subject)]
-
-
-async def get_current_subject(request: Request, credentials: BearerCredentials) -> Principal:
-    """A data subject's verified token; 401 without one, 403 for anyone else."""
-    principal = await get_principal(request, credentials)
+def _subject_only(principal: Principal) -> None:
     if principal.kind != "subject":
         raise Forbidden("This endpoint is for data subjects.")
-    return principal
 
 
-def require_roles(
-    *roles: Role,
-) -> Callable[[Request, HTTPAuthorizationCredentials | None], Coroutine[Any, Any, Principal]]:
+def require_roles(*roles: Role) -> BearerPrincipal:
     """A dependency that lets through staff or service principals holding any of ``roles``."""
 
-    async def check(request: Request, credentials: BearerCredentials) -> Principal:
-        principal = await get_principal(request, credentials)
+    def admit(principal: Principal) -> None:
         if principal.kind == "subject" or not principal.has_any(*roles):
             raise Forbidden("Your role may not do this.")
-        return principal
 
-    return check
+    return BearerPrincipal(admit)
 
 
-CurrentSubject = Annotated[Principal, Depends(get_current_subject)]
+# The verified caller (any issuer, any kind); 401 without a valid bearer token.
+PrincipalDep = Annotated[Principal, Depends(BearerPrincipal())]
+OptionalSubject = Annotated[Principal | None, Depends(OptionalSubjectScheme())]
+# A data subject's verified token; 401 without one, 403 for anyone else.
+CurrentSubject = Annotated[Principal, Depends(BearerPrincipal(_subject_only))]
 StaffPrincipal = Annotated[
     Principal, Depends(require_roles(Role.SUPPORT_AGENT, Role.PRIVACY_OFFICER, Role.ADMIN))
 ]

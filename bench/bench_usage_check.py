@@ -106,6 +106,13 @@ def add_probes(app: FastAPI) -> None:
             await connection.fetchval("SELECT 1")
         return {}
 
+    # First in the route list, where the usage check is (app/main.py): routing matches in
+    # order, and a probe at the end would pay for passing every other route.
+    probes = [
+        route for route in app.router.routes if getattr(route, "path", "").startswith("/bench/")
+    ]
+    app.router.routes[:] = probes + [route for route in app.router.routes if route not in probes]
+
 
 def baseline_app(pool: asyncpg.Pool, ids: list[uuid.UUID]) -> FastAPI:
     app = FastAPI()
@@ -326,7 +333,11 @@ async def main(args: argparse.Namespace) -> None:
             "pings on checkout (`pool_pre_ping` spent three round trips, `BEGIN`, `;`,",
             "`ROLLBACK`, on every checkout; a checkout hook now drops connections asyncpg saw",
             "closed, at no cost). Each round trip costs this machine about 0.4 ms of CPU in",
-            "system calls, so round trips are the unit of cost here.",
+            "system calls, so round trips are the unit of cost here. The keys go to the query",
+            "as two text parameters, not an array: with `= ANY($1::text[])` PostgreSQL planned",
+            "every execution anew (about 0.05 ms of the round trip) instead of keeping the",
+            "prepared statement's generic plan. The principal is one dependency (the `HTTPBearer`",
+            "scheme that also checks the role), and the answer is serialised once.",
             "",
             measured_on(),
         ]

@@ -460,3 +460,37 @@ async def test_suspensions_table_keeps_history(
         ).scalar_one()
         active = await restrictions.active_suspensions(session, subject_keys=[phone_key(crypto)])
     assert total == 2 and len(active) == 1
+
+
+async def test_the_check_keeps_its_prepared_generic_plan(
+    db: Database, clock: FrozenClock, crypto: Crypto
+) -> None:
+    """PostgreSQL planned the keys-as-an-array form anew on every execution (a custom plan each
+    time, a third of the round trip); the statement must settle on its generic plan."""
+    await restrict(db, clock, [phone_key(crypto)], ["address"], uuid.uuid4())
+    async with db.autocommit() as connection:
+        # The choice follows the statistics: as many restrictions as a busy month leaves.
+        await connection.copy_records_to_table(
+            "processing_restriction",
+            records=[
+                (uuid.uuid4(), f"key-{n}", "address", uuid.uuid4(), clock.now())
+                for n in range(5000)
+            ],
+            columns=["id", "subject_key", "item", "request_id", "created_at"],
+        )
+        await connection.execute("ANALYZE processing_restriction")
+        for _ in range(12):  # PostgreSQL weighs a generic plan after five custom ones
+            decision = await restrictions.check_usage(
+                connection,
+                crypto=crypto,
+                identifiers={"phone": PHONE, "email": EMAIL},
+                purpose="delivery",
+                items=["address", "phone"],
+            )
+            assert not decision.allowed
+        plans = await connection.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE '%processing_suspended%'"
+        )
+    assert plans is not None
+    assert plans["generic_plans"] >= 6, dict(plans)

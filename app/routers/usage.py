@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from app.deps import ServicePrincipal
 from app.retention import restrictions
@@ -27,8 +27,9 @@ async def check_usage(
     body: UsageCheckCreate,
     request: Request,
     _principal: ServicePrincipal,
-) -> UsageCheckPublic:
-    # A hot path: one statement on an autocommit connection (docs/BENCHMARKS.md).
+) -> Response:
+    # A hot path (docs/BENCHMARKS.md): one statement on an autocommit connection, and the answer
+    # serialised once here (the model validated it when built; FastAPI would check it again).
     state = request.app.state
     async with state.db.autocommit() as connection:
         decision = await restrictions.check_usage(
@@ -41,7 +42,7 @@ async def check_usage(
     request.app.state.metrics.usage_checks.labels(
         "allowed" if decision.allowed else "blocked"
     ).inc()
-    return UsageCheckPublic(
+    answer = UsageCheckPublic(
         allowed=decision.allowed,
         reasons=[
             UsageReasonPublic(
@@ -53,3 +54,4 @@ async def check_usage(
             for reason in decision.reasons
         ],
     )
+    return Response(answer.model_dump_json(), media_type="application/json")
