@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -148,17 +149,27 @@ async def mark_delivered(session: AsyncSession, *, message_id: uuid.UUID, now: d
     )
 
 
+_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+# A Core statement, no ORM bookkeeping, and the ids as one array: one compiled statement and one
+# prepared one whatever the group's size (an expanded IN was compiled and prepared per size).
+_MARK_DELIVERED = (
+    sa.update(_OUTBOX)
+    .where(_OUTBOX.c.id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Uuid()))))
+    .values(
+        status="delivered",
+        delivered_at=sa.bindparam("now"),
+        updated_at=sa.bindparam("now"),
+        last_error=None,
+    )
+)
+
+
 async def mark_delivered_many(
     session: AsyncSession, *, message_ids: list[uuid.UUID], now: datetime
 ) -> None:
     """Mark several messages delivered in one statement (the worker's group commit)."""
     if message_ids:
-        table = OutboxMessage.__table__  # type: ignore[attr-defined]
-        await session.execute(  # a Core statement: no ORM bookkeeping on the hot path
-            sa.update(table)
-            .where(table.c.id.in_(message_ids))
-            .values(status="delivered", delivered_at=now, updated_at=now, last_error=None)
-        )
+        await session.execute(_MARK_DELIVERED, {"ids": message_ids, "now": now})
 
 
 async def mark_held(

@@ -37,7 +37,7 @@ logger = logging.getLogger("dsr.webhooks")
 
 EXCERPT_BYTES = 1024
 MAX_RETRY_AFTER = timedelta(hours=24)
-# Successful host checks are reused this long before resolving again (prod, private not allowed).
+# Successful host checks are reused this long before resolving again.
 HOST_CHECK_TTL = 60.0
 
 
@@ -135,13 +135,10 @@ async def _endpoint(ctx: WorkerContext, state: WebhookWorkerState, code: str) ->
 
 async def _check_host(ctx: WorkerContext, state: WebhookWorkerState, url: str) -> None:
     settings = ctx.settings
-    if settings.allow_private_webhooks:
-        await check_webhook_url(url, env=settings.env, allow_private=True)
-        return
     checked = state.hosts.get(url)
     if checked is not None and time.monotonic() - checked < HOST_CHECK_TTL:
         return
-    await check_webhook_url(url, env=settings.env, allow_private=False)
+    await check_webhook_url(url, env=settings.env, allow_private=settings.allow_private_webhooks)
     state.hosts[url] = time.monotonic()
 
 
