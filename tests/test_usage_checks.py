@@ -489,8 +489,8 @@ async def test_the_check_keeps_its_prepared_generic_plan(
             )
             assert not decision.allowed
         plans = await connection.fetchrow(
-            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
-            " WHERE statement LIKE '%processing_suspended%'"
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+            restrictions._USAGE,
         )
     assert plans is not None
     assert plans["generic_plans"] >= 6, dict(plans)

@@ -262,29 +262,21 @@ async def active_suspensions(
     return list(rows.scalars().all())
 
 
-def _usage_query(*, with_items: bool) -> str:
-    """The active restrictions and suspensions of a person's keys (``$1``, ``$2``: one per
-    identifier kind, NULL for a kind not given) for a purpose (``$3``) and items (``$4``), one
-    round trip; each half is served by its partial index (``lifted_at IS NULL``).
-
-    Two parameters rather than ``= ANY($1::text[])``: for an array PostgreSQL planned every
-    execution anew (its generic plan looked dearer), about 0.05 ms of a 0.15 ms round trip; with
-    two values it keeps the prepared statement's generic plan (docs/BENCHMARKS.md).
+# The active restrictions and suspensions of a person's keys ($1, $2: one per identifier kind,
+# NULL for a kind not given) for a purpose ($3), one round trip; each half is served by its
+# partial index (``lifted_at IS NULL``). Only single values as parameters, the items filtered
+# here: given an array (the keys, or the items) PostgreSQL planned every execution anew (its
+# generic plan looked dearer), about 0.05 ms of a 0.15 ms round trip; this way it keeps the
+# prepared statement's generic plan (docs/BENCHMARKS.md, "Usage check").
+_USAGE = """
+    SELECT 'correction_pending' AS code, request_id, item, NULL AS purpose
+      FROM processing_restriction
+     WHERE subject_key IN ($1::text, $2::text) AND lifted_at IS NULL
+    UNION ALL
+    SELECT 'processing_suspended', request_id, NULL, purpose
+      FROM processing_suspension
+     WHERE subject_key IN ($1::text, $2::text) AND lifted_at IS NULL AND purpose = $3
     """
-    item_filter = "AND item = ANY($4::text[])" if with_items else ""
-    return f"""
-        SELECT 'correction_pending' AS code, request_id, item, NULL AS purpose
-          FROM processing_restriction
-         WHERE subject_key IN ($1::text, $2::text) AND lifted_at IS NULL {item_filter}
-        UNION ALL
-        SELECT 'processing_suspended', request_id, NULL, purpose
-          FROM processing_suspension
-         WHERE subject_key IN ($1::text, $2::text) AND lifted_at IS NULL AND purpose = $3
-        """
-
-
-_USAGE_ANY_ITEM = _usage_query(with_items=False)
-_USAGE_ITEMS = _usage_query(with_items=True)
 
 
 async def check_usage(
@@ -304,14 +296,12 @@ async def check_usage(
     keys = subject_keys_for(crypto, identifiers)
     first, second = (*keys, None, None)[: len(IDENTIFIER_KINDS)]  # a key per kind at most
     # Straight to asyncpg: on this hot path SQLAlchemy's execute cost more than the query.
-    if chosen is None:
-        rows = await connection.fetch(_USAGE_ANY_ITEM, first, second, purpose)
-    else:
-        rows = await connection.fetch(_USAGE_ITEMS, first, second, purpose, chosen)
+    rows = await connection.fetch(_USAGE, first, second, purpose)
     reasons = list(
         dict.fromkeys(
             UsageReason(code=code, request_id=request_id, item=item, purpose=row_purpose)
             for code, request_id, item, row_purpose in (tuple(row) for row in rows)
+            if chosen is None or item is None or item in chosen  # a suspension: every item
         )
     )
     reasons.sort(key=lambda r: (r.code, str(r.request_id), r.item or "", r.purpose or ""))
