@@ -93,6 +93,53 @@ async def test_a_refusal_without_an_explanation_comes_back_to_be_completed(
     assert note.status_code == 422 and 'href="#note-text"' in note.text
 
 
+async def notes_of(db: Database, request_id: str) -> int:
+    async with db.sessionmaker() as session:
+        return (
+            await session.execute(
+                sa.text("SELECT count(*) FROM dsr_request_note WHERE request_id = :id"),
+                {"id": request_id},
+            )
+        ).scalar_one()
+
+
+async def test_the_forms_hold_the_apis_lengths(
+    app: FastAPI, browser_like: httpx.AsyncClient, client: httpx.AsyncClient, db: Database
+) -> None:
+    """A note of 4,000 characters and an explanation of 2,000, as the API: one more comes back
+    to be shortened, in the staff member's language, with nothing written."""
+    subject = await make_subject(app, "+821091110009")
+    request_id = await new_request(client, subject, "suspension")
+    await drive(app, request_id, "in_review")
+    token = await sign_in(browser_like, "support_agent", "kim")
+
+    too_long = await browser_like.post(
+        f"/console/requests/{request_id}/note", data={"csrf_token": token, "text": "메" * 4001}
+    )
+    assert too_long.status_code == 422 and 'href="#note-text"' in too_long.text
+    assert "4,000자까지 적을 수 있습니다. 지금 4,001자입니다." in too_long.text
+    assert await notes_of(db, request_id) == 0
+    longest = await browser_like.post(
+        f"/console/requests/{request_id}/note", data={"csrf_token": token, "text": "메" * 4000}
+    )
+    assert longest.status_code == 303
+    assert await notes_of(db, request_id) == 1
+
+    browser_like.cookies.set("dsr_lang", "en")
+    explained = await browser_like.post(
+        f"/console/requests/{request_id}/propose",
+        data={
+            "csrf_token": token,
+            "items": ["marketing"],
+            "ground": "pipa_37_2_1",
+            "text": "x" * 2001,
+        },
+    )
+    assert explained.status_code == 422 and 'href="#propose-text"' in explained.text
+    assert "Up to 2,000 characters; this is 2,001." in explained.text
+    assert await proposal_of(db, request_id) is None
+
+
 async def test_no_part_ticked_proposes_refusing_the_whole_request(
     app: FastAPI, browser_like: httpx.AsyncClient, client: httpx.AsyncClient, db: Database
 ) -> None:

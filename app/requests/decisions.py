@@ -39,6 +39,10 @@ from app.requests.lifecycle import (
 
 # ---------------------------------------------------------------------------- review and decisions
 
+# The longest explanation to the subject or reason, in characters (the API documents it; the
+# console's form says so).
+EXPLANATION_MAX = 2000
+
 
 async def start_review(
     session: AsyncSession, *, crypto: Crypto, now: datetime, request_id: uuid.UUID, actor: Actor

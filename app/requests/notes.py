@@ -15,6 +15,7 @@ from app.crypto import Crypto
 from app.models import DsrRequestNote
 from app.requests.lifecycle import load_request
 
+# The longest note, in characters (the API documents it; the console's form says so).
 NOTE_MAX = 4000
 
 

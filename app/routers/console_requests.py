@@ -28,7 +28,9 @@ from app.web.i18n import Translator
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-Text = Annotated[str, Form(max_length=2000)]
+# Its length is checked by form_errors (a note may be longer than an explanation), so that a
+# long text comes back to be shortened with the field's own message.
+Text = Annotated[str, Form()]
 
 # The field holding each form's explanation (the template's ids), for actions that need one.
 EXPLAINED = {
@@ -58,6 +60,13 @@ def form_errors(typed: Typed, t: Translator) -> dict[str, str]:
     if text_field and not typed.text.strip():
         key = "note_required" if action == "note" else "explanation_required"
         errors[text_field] = t(f"console.errors.{key}")
+    elif text_field:
+        # The same limits as the API's (its schemas use these constants).
+        longest = notes.NOTE_MAX if action == "note" else decisions.EXPLANATION_MAX
+        if len(typed.text) > longest:
+            errors[text_field] = t(
+                "console.errors.text_too_long", longest=f"{longest:,}", typed=f"{len(typed.text):,}"
+            )
     if action == "extend":
         try:
             date.fromisoformat(typed.new_due)

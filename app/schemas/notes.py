@@ -7,6 +7,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from app.requests.notes import NOTE_MAX
+
 
 def _stripped(text: str) -> str:
     stripped = text.strip()
@@ -17,7 +19,7 @@ def _stripped(text: str) -> str:
 
 # The documented length holds for the text as sent; it is stripped after (stripping first let
 # 4,001 characters through when one was a leading newline: the contract fuzz found it).
-NoteText = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_stripped)]
+NoteText = Annotated[str, Field(min_length=1, max_length=NOTE_MAX), AfterValidator(_stripped)]
 
 
 class NoteIn(BaseModel):

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.requests.decisions import EXPLANATION_MAX
 from app.schemas.notes import NoteOut
 from app.schemas.processors import ProcessorConfirmationPublic
 from app.schemas.requests import (
@@ -35,7 +36,7 @@ GroundCode = Literal[
     "policy_6_2",
     "policy_6_3",
 ]
-Explanation = Annotated[str, Field(min_length=1, max_length=2000)]
+Explanation = Annotated[str, Field(min_length=1, max_length=EXPLANATION_MAX)]
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
