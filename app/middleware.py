@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
@@ -35,7 +36,8 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        # 128 random bits in hex, as uuid4().hex was, without building a UUID on every request.
+        request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
 
@@ -132,6 +134,9 @@ class AccessLogMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Each label set's counter and histogram, looked up once (route templates and statuses
+        # are few: the set stays small).
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -152,8 +157,14 @@ class AccessLogMiddleware:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope.get("method", "")
-            self.metrics.http_requests.labels(method, route, str(status)).inc()
-            self.metrics.http_latency.labels(method, route).observe(elapsed)
+            series = self._series.get((method, route, status))
+            if series is None:
+                series = self._series[(method, route, status)] = (
+                    self.metrics.http_requests.labels(method, route, str(status)),
+                    self.metrics.http_latency.labels(method, route),
+                )
+            series[0].inc()
+            series[1].observe(elapsed)
             logger.info(
                 "request",
                 extra={
@@ -221,6 +232,14 @@ class SecurityHeadersMiddleware:
         self.relaxed_csp = content_security_policy(frame_ancestors=frame_ancestors, relaxed=True)
         self.frame_options = "DENY" if frame_ancestors.strip() == "'none'" else None
         self.hsts = hsts
+        fixed = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+        if self.frame_options:
+            fixed.append((b"x-frame-options", self.frame_options.encode()))
+        if hsts:
+            fixed.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+        self._fixed = fixed
+        self._csp, self._relaxed_csp = self.csp.encode(), self.relaxed_csp.encode()
+        self._replaced = frozenset(name for name, _ in fixed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -228,20 +247,26 @@ class SecurityHeadersMiddleware:
             return
         path: str = scope["path"]
         no_store = path.startswith(self.no_store_prefixes) and path not in self.public_paths
-        csp = self.relaxed_csp if path in self.relaxed_paths else self.csp
+        csp = self._relaxed_csp if path in self.relaxed_paths else self._csp
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["Referrer-Policy"] = "no-referrer"
-                headers.setdefault("Content-Security-Policy", csp)
-                if self.frame_options:
-                    headers["X-Frame-Options"] = self.frame_options
+                # One pass: ours replace the answer's own, but its Content-Security-Policy stays.
+                headers = []
+                has_csp = False
+                for name, value in message.get("headers", ()):
+                    lowered = name.lower()
+                    if lowered == b"content-security-policy":
+                        has_csp = True
+                    elif lowered in self._replaced or (no_store and lowered == b"cache-control"):
+                        continue
+                    headers.append((name, value))
+                headers.extend(self._fixed)
+                if not has_csp:
+                    headers.append((b"content-security-policy", csp))
                 if no_store:
-                    headers["Cache-Control"] = "no-store"
-                if self.hsts:
-                    headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
