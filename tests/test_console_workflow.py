@@ -45,13 +45,19 @@ async def sign_in(client: httpx.AsyncClient, role: str, user: str) -> str:
     return csrf_of((await client.get("/console/")).text)
 
 
-async def proposal_of(db: Database, request_id: str) -> Any:
+async def value_of(db: Database, sql: str, **params: Any) -> Any:
     async with db.sessionmaker() as session:
-        return (
-            await session.execute(
-                sa.text("SELECT proposal FROM dsr_request WHERE id = :id"), {"id": request_id}
-            )
-        ).scalar_one()
+        return (await session.execute(sa.text(sql), params)).scalar_one()
+
+
+async def proposal_of(db: Database, request_id: str) -> Any:
+    return await value_of(db, "SELECT proposal FROM dsr_request WHERE id = :id", id=request_id)
+
+
+async def notes_of(db: Database, request_id: str) -> int:
+    return await value_of(
+        db, "SELECT count(*) FROM dsr_request_note WHERE request_id = :id", id=request_id
+    )
 
 
 async def test_a_refusal_without_an_explanation_comes_back_to_be_completed(
@@ -91,16 +97,6 @@ async def test_a_refusal_without_an_explanation_comes_back_to_be_completed(
         f"/console/requests/{request_id}/note", data={"csrf_token": token, "text": ""}
     )
     assert note.status_code == 422 and 'href="#note-text"' in note.text
-
-
-async def notes_of(db: Database, request_id: str) -> int:
-    async with db.sessionmaker() as session:
-        return (
-            await session.execute(
-                sa.text("SELECT count(*) FROM dsr_request_note WHERE request_id = :id"),
-                {"id": request_id},
-            )
-        ).scalar_one()
 
 
 async def test_the_forms_hold_the_apis_lengths(
