@@ -39,9 +39,7 @@ async def check_usage(
             purpose=body.purpose,
             items=body.items,
         )
-    request.app.state.metrics.usage_checks.labels(
-        "allowed" if decision.allowed else "blocked"
-    ).inc()
+    state.metrics.usage_checks.labels("allowed" if decision.allowed else "blocked").inc()
     answer = UsageCheckPublic(
         allowed=decision.allowed,
         reasons=[
